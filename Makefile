@@ -1,0 +1,70 @@
+# The two commands a user needs are `make demo` and `make test`; every other target is a step of those.
+# All set-up happens here: nothing is installed by hand. Built things live in ignored folders:
+#   .venv/        development / training / test environment (Python 3.11, CPU torch from local disk)
+#   build/        model artifacts, embeddings cache, layers, stack outputs
+#   .localcloud/  LocalStack install and state (its own Python 3.13 venv, DynamoDB Local, Java)
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON311 ?= $(shell command -v python3.11 || echo /root/.pyenv/versions/3.11.7/bin/python3.11)
+VENV      := .venv
+PY        := $(VENV)/bin/python
+PIP       := $(PY) -m pip --quiet
+STAMP     := $(VENV)/.installed
+MANIFEST  := build/models/manifest.json
+LOCALCLOUD := python3 infra/localstack/localcloud.py
+export DATA_HOME ?= $(abspath ../shared/data)
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help venv models models-if-missing test test-unit lint fmt up down status clean distclean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(STAMP): requirements-dev.txt pyproject.toml
+	@echo "==> creating $(VENV) with $(PYTHON311)"
+	@test -x "$(PYTHON311)" || { echo "Python 3.11 not found: install it (pyenv install 3.11) or set PYTHON311=..."; exit 1; }
+	$(PYTHON311) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install torch==2.13.0
+	$(PIP) install -r requirements-dev.txt
+	$(PIP) install --no-deps -e .
+	@touch $@
+
+venv: $(STAMP)  ## create the development environment
+
+models: $(STAMP)  ## build encoder (fp32 + int8), embeddings and the four heads (QUICK=1 for a small subset)
+	$(PY) -m training.build
+
+models-if-missing: $(STAMP)
+	@if [ -f $(MANIFEST) ]; then echo "==> models present ($(MANIFEST))"; else QUICK=1 $(MAKE) --no-print-directory models; fi
+
+test: $(STAMP) models-if-missing  ## the whole suite: unit, functional and LocalStack end-to-end tests
+	$(PY) -m pytest tests
+
+test-unit: $(STAMP)  ## fast unit tests only
+	$(PY) -m pytest tests/unit
+
+lint: $(STAMP)  ## ruff (and template linters)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+up:  ## start the local cloud (LocalStack + local Lambda executor) on 127.0.0.1:4566
+	$(LOCALCLOUD) up
+
+down:  ## stop the local cloud (by PID, children included)
+	$(LOCALCLOUD) down
+
+status:  ## is the local cloud running?
+	$(LOCALCLOUD) status
+
+clean:  ## remove build outputs (keeps the venvs and the local cloud install)
+	rm -rf build .aws-sam
+
+distclean: down clean  ## remove everything the Makefile installed
+	rm -rf $(VENV) .localcloud

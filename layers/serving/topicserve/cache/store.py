@@ -1,0 +1,115 @@
+"""The key/value interface every cache backend implements, and an in-process LRU.
+
+Values are opaque bytes: the typed caches (``typed.py``) own the encoding, so a backend never needs to
+know what an embedding is. A warm Lambda environment keeps the LRU between invocations, which turns
+repeated texts into zero network round trips; DynamoDB behind it shares results across environments.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from typing import Protocol, runtime_checkable
+
+from topicserve.errors import TopicServeError
+
+logger = logging.getLogger(__name__)
+
+
+class CacheUnavailableError(TopicServeError):
+    """The backend could not be reached or refused the call; callers degrade to computing without it."""
+
+
+@runtime_checkable
+class CacheStore(Protocol):
+    def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
+        """Return the values of the keys that are present; absent keys are simply missing from the result."""
+        ...
+
+    def put_many(self, items: Mapping[str, bytes]) -> None: ...
+
+
+class LRUStore:
+    """Bounded, thread-safe, least-recently-used store held in process memory."""
+
+    def __init__(self, max_items: int = 50_000) -> None:
+        if max_items < 0:
+            raise ValueError("max_items must be >= 0")
+        self.max_items = max_items
+        self._data: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        with self._lock:
+            for key in keys:
+                value = self._data.get(key)
+                if value is not None:
+                    self._data.move_to_end(key)
+                    found[key] = value
+        return found
+
+    def put_many(self, items: Mapping[str, bytes]) -> None:
+        if self.max_items == 0:
+            return
+        with self._lock:
+            for key, value in items.items():
+                self._data[key] = value
+                self._data.move_to_end(key)
+            while len(self._data) > self.max_items:
+                self._data.popitem(last=False)
+
+
+class TieredStore:
+    """A fast front store (the LRU) over a shared back store (DynamoDB).
+
+    Reads try the front first and only ask the back for what is missing, then fill the front with what the
+    back had. Writes go to both. ``last_front_hits`` / ``last_back_hits`` let callers report where hits
+    came from without a second API.
+
+    A back store that is down or throttled must not take predictions down with it: its
+    :class:`CacheUnavailableError` is logged as a warning and counted in ``back_errors`` (callers turn
+    that into a metric), and the call carries on as if the back had no entry.
+    """
+
+    def __init__(self, front: CacheStore, back: CacheStore | None) -> None:
+        self.front = front
+        self.back = back
+        self.last_front_hits = 0
+        self.last_back_hits = 0
+        self.back_errors = 0
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
+        wanted = list(dict.fromkeys(keys))
+        found = self.front.get_many(wanted)
+        self.last_front_hits = len(found)
+        self.last_back_hits = 0
+        missing = [k for k in wanted if k not in found]
+        if missing and self.back is not None:
+            try:
+                from_back = self.back.get_many(missing)
+            except CacheUnavailableError as exc:
+                self._degraded("read", exc)
+                return found
+            self.last_back_hits = len(from_back)
+            if from_back:
+                self.front.put_many(from_back)
+                found.update(from_back)
+        return found
+
+    def put_many(self, items: Mapping[str, bytes]) -> None:
+        self.front.put_many(items)
+        if self.back is not None and items:
+            try:
+                self.back.put_many(items)
+            except CacheUnavailableError as exc:
+                self._degraded("write", exc)
+
+    def _degraded(self, operation: str, exc: CacheUnavailableError) -> None:
+        self.back_errors += 1
+        logger.warning("cache back store %s failed, serving without it: %s", operation, exc)

@@ -1,0 +1,229 @@
+"""The inference pipeline shared by the synchronous predict functions and the SQS batcher.
+
+For a batch of texts and a set of heads it does the least work the caches allow:
+
+1. hash every (already validated, normalised) text and deduplicate: each distinct text is handled once
+   (common-subexpression elimination of the expensive encoder pass);
+2. look up every (text, head) prediction in the prediction cache, in one store round;
+3. for the texts some head still needs, look up their embeddings in the embedding cache, in one round;
+4. encode only the texts with no cached embedding, in one encoder call (the encoder length-buckets them);
+5. run each head once on the stacked embeddings it still needs, and write back what was computed.
+
+Nothing here knows about Lambda, HTTP, SQS or DynamoDB: the caches are injected, the encoder and heads are
+duck-typed, and the result carries counters that the handlers turn into metrics and logs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from topicserve.batching import dedupe
+from topicserve.cache.store import CacheStore
+from topicserve.cache.typed import EmbeddingCache, PredictionCache
+from topicserve.errors import UnknownModelError
+from topicserve.text import text_hash
+
+
+class EncoderLike(Protocol):
+    version: str
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray: ...
+
+
+class HeadLike(Protocol):
+    name: str
+    version: str
+    labels: Sequence[str]
+
+    def predict_proba(self, embeddings: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One head's answer for one text."""
+
+    label: str
+    label_id: int
+    top: list[dict[str, Any]]
+    cached: bool  # served from the prediction cache
+    embedding_cached: bool  # embedding came from a cache (or the prediction did, so no encoding at all)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "label_id": self.label_id,
+            "top": self.top,
+            "cached": {"prediction": self.cached, "embedding": self.embedding_cached},
+        }
+
+
+@dataclass
+class Stats:
+    texts: int = 0
+    unique_texts: int = 0
+    prediction_hits: int = 0
+    prediction_misses: int = 0
+    embedding_hits: int = 0
+    encoded: int = 0
+    cache_errors: int = 0
+    encode_seconds: float = 0.0
+    heads_seconds: float = 0.0
+    cache_seconds: float = 0.0
+
+    @property
+    def duplicates(self) -> int:
+        return self.texts - self.unique_texts
+
+
+@dataclass
+class BatchResult:
+    predictions: dict[str, list[Prediction]]  # model name -> one Prediction per input text, in input order
+    versions: dict[str, str]  # model name -> head version that produced it
+    encoder_version: str
+    stats: Stats = field(default_factory=Stats)
+
+
+def top_k(probabilities: np.ndarray, labels: Sequence[str], k: int) -> list[dict[str, Any]]:
+    order = np.argsort(-probabilities, kind="stable")[:k]
+    return [
+        {"label": labels[i], "label_id": int(i), "probability": round(float(probabilities[i]), 6)}
+        for i in order
+    ]
+
+
+class InferenceService:
+    def __init__(
+        self,
+        encoder: EncoderLike,
+        heads: Mapping[str, HeadLike],
+        *,
+        embedding_store: CacheStore | None = None,
+        prediction_store: CacheStore | None = None,
+        top: int = 3,
+        encode_batch_size: int = 32,
+    ) -> None:
+        self.encoder = encoder
+        self.heads = dict(heads)
+        self.embedding_cache = (
+            EmbeddingCache(embedding_store, encoder.version) if embedding_store is not None else None
+        )
+        self.prediction_cache = (
+            PredictionCache(prediction_store, encoder.version) if prediction_store is not None else None
+        )
+        self.top = top
+        self.encode_batch_size = encode_batch_size
+
+    @property
+    def models(self) -> list[str]:
+        return sorted(self.heads)
+
+    def check_models(self, models: Sequence[str]) -> list[str]:
+        unknown = [m for m in models if m not in self.heads]
+        if unknown:
+            raise UnknownModelError(f"unknown model(s) {unknown}; served: {self.models}")
+        return list(dict.fromkeys(models))
+
+    def predict(self, texts: Sequence[str], models: Sequence[str]) -> BatchResult:
+        """Predict every model for every text. ``texts`` must already be validated and normalised."""
+        models = self.check_models(models)
+        stats = Stats(texts=len(texts))
+        errors_before = self._cache_errors()
+        hashes = [text_hash(t) for t in texts]
+        dd = dedupe(hashes)
+        unique_hashes = dd.unique
+        first_text = {h: texts[i] for i, h in reversed(list(enumerate(hashes)))}
+        stats.unique_texts = len(unique_hashes)
+
+        # 2. prediction cache, every model in one round
+        started = time.perf_counter()
+        cached_probs = self._cached_predictions(models, unique_hashes)
+        stats.cache_seconds += time.perf_counter() - started
+        stats.prediction_hits = sum(len(v) for v in cached_probs.values())
+        stats.prediction_misses = len(models) * len(unique_hashes) - stats.prediction_hits
+        wanted = {m: [h for h in unique_hashes if h not in cached_probs[m]] for m in models}
+        need_embedding = list(dict.fromkeys(h for m in models for h in wanted[m]))
+
+        # 3-4. embeddings: cache first, then encode the misses once
+        embeddings, from_cache = self._embeddings(need_embedding, first_text, stats)
+
+        # 5. heads on what is still missing
+        computed: dict[str, dict[str, np.ndarray]] = {}
+        started = time.perf_counter()
+        for m in models:
+            if wanted[m]:
+                matrix = np.stack([embeddings[h] for h in wanted[m]])
+                probs = self.heads[m].predict_proba(matrix)
+                computed[m] = dict(zip(wanted[m], probs, strict=True))
+        stats.heads_seconds = time.perf_counter() - started
+        if self.prediction_cache is not None and computed:
+            started = time.perf_counter()
+            self.prediction_cache.put_many_multi(
+                {(m, self.heads[m].version): values for m, values in computed.items()}
+            )
+            stats.cache_seconds += time.perf_counter() - started
+
+        predictions: dict[str, list[Prediction]] = {}
+        for m in models:
+            labels = self.heads[m].labels
+            per_hash: dict[str, Prediction] = {}
+            for h in unique_hashes:
+                hit = h in cached_probs[m]
+                probs = cached_probs[m][h] if hit else computed[m][h]
+                best = top_k(probs, labels, self.top)
+                per_hash[h] = Prediction(
+                    label=best[0]["label"],
+                    label_id=best[0]["label_id"],
+                    top=best,
+                    cached=hit,
+                    embedding_cached=hit or h in from_cache,
+                )
+            predictions[m] = [per_hash[h] for h in hashes]
+        stats.cache_errors = self._cache_errors() - errors_before
+        return BatchResult(
+            predictions=predictions,
+            versions={m: self.heads[m].version for m in models},
+            encoder_version=self.encoder.version,
+            stats=stats,
+        )
+
+    # -- steps ---------------------------------------------------------------------------------------
+    def _cached_predictions(
+        self, models: Sequence[str], hashes: Sequence[str]
+    ) -> dict[str, dict[str, np.ndarray]]:
+        if self.prediction_cache is None or not hashes:
+            return {m: {} for m in models}
+        found = self.prediction_cache.get_many_multi([(m, self.heads[m].version) for m in models], hashes)
+        return {m: found.get((m, self.heads[m].version), {}) for m in models}
+
+    def _embeddings(
+        self, hashes: Sequence[str], text_of: Mapping[str, str], stats: Stats
+    ) -> tuple[dict[str, np.ndarray], set[str]]:
+        embeddings: dict[str, np.ndarray] = {}
+        if self.embedding_cache is not None and hashes:
+            started = time.perf_counter()
+            embeddings = self.embedding_cache.get_many(hashes)
+            stats.cache_seconds += time.perf_counter() - started
+        from_cache = set(embeddings)
+        stats.embedding_hits = len(from_cache)
+        misses = [h for h in hashes if h not in embeddings]
+        if misses:
+            started = time.perf_counter()
+            vectors = self.encoder.encode([text_of[h] for h in misses], batch_size=self.encode_batch_size)
+            stats.encode_seconds = time.perf_counter() - started
+            stats.encoded = len(misses)
+            fresh = dict(zip(misses, vectors, strict=True))
+            embeddings.update(fresh)
+            if self.embedding_cache is not None:
+                started = time.perf_counter()
+                self.embedding_cache.put_many(fresh)
+                stats.cache_seconds += time.perf_counter() - started
+        return embeddings, from_cache
+
+    def _cache_errors(self) -> int:
+        caches = (self.embedding_cache, self.prediction_cache)
+        return sum(getattr(c.store, "back_errors", 0) for c in caches if c is not None)

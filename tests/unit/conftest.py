@@ -1,0 +1,95 @@
+"""Fixtures for unit tests: in-process moto for the AWS adapters, fakes for the models."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+from moto import mock_aws
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A private moto account: no request leaves the process."""
+    for var in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def ddb(aws: None) -> Any:
+    return boto3.client("dynamodb", region_name="us-east-1")
+
+
+@pytest.fixture
+def s3(aws: None) -> Any:
+    return boto3.client("s3", region_name="us-east-1")
+
+
+@pytest.fixture
+def cache_table(ddb: Any) -> str:
+    ddb.create_table(
+        TableName="cache",
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return "cache"
+
+
+class FakeEncoder:
+    """Deterministic stand-in for the ONNX encoder that counts what it was asked to encode."""
+
+    def __init__(self, version: str = "enc-v1", dim: int = 384) -> None:
+        self.version = version
+        self.dim = dim
+        self.calls: list[list[str]] = []
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        self.calls.append(list(texts))
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            rng = np.random.default_rng(zlib.crc32(text.encode()))
+            vec = rng.standard_normal(self.dim).astype(np.float32)
+            out[row] = vec / np.linalg.norm(vec)
+        return out
+
+    @property
+    def encoded(self) -> list[str]:
+        return [t for call in self.calls for t in call]
+
+
+class FakeHead:
+    """A linear head with fixed random weights: softmax(E @ W)."""
+
+    def __init__(self, name: str, version: str = "1", n_classes: int = 20, seed: int = 0) -> None:
+        self.name = name
+        self.version = version
+        self.labels = [f"class{i}" for i in range(n_classes)]
+        self.weights = np.random.default_rng(seed).standard_normal((384, n_classes)).astype(np.float32)
+        self.calls = 0
+
+    def predict_proba(self, embeddings: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        logits = embeddings @ self.weights
+        logits -= logits.max(axis=1, keepdims=True)
+        e = np.exp(logits)
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture
+def fake_encoder() -> FakeEncoder:
+    return FakeEncoder()
+
+
+@pytest.fixture
+def fake_heads() -> dict[str, FakeHead]:
+    return {name: FakeHead(name, seed=i) for i, name in enumerate(("logreg", "rf", "hgb", "mlp"))}

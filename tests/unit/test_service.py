@@ -1,0 +1,108 @@
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.unit.conftest import FakeEncoder, FakeHead
+from topicserve.cache import LRUStore, TieredStore
+from topicserve.cache.dynamodb import DynamoDBStore
+from topicserve.errors import UnknownModelError
+from topicserve.service import InferenceService
+
+TEXTS = ["space shuttle launch", "hockey playoffs", "space shuttle launch", "gpu drivers", "hockey playoffs"]
+
+
+def service(
+    encoder: FakeEncoder, heads: dict[str, FakeHead], emb: Any = None, pred: Any = None
+) -> InferenceService:
+    return InferenceService(encoder, heads, embedding_store=emb, prediction_store=pred)
+
+
+def test_each_distinct_text_is_encoded_once(
+    fake_encoder: FakeEncoder, fake_heads: dict[str, FakeHead]
+) -> None:
+    svc = service(fake_encoder, fake_heads)
+    result = svc.predict(TEXTS, ["logreg", "rf", "hgb", "mlp"])
+    assert len(fake_encoder.calls) == 1
+    assert sorted(fake_encoder.encoded) == sorted(set(TEXTS))
+    assert result.stats.unique_texts == 3 and result.stats.duplicates == 2 and result.stats.encoded == 3
+    assert all(h.calls == 1 for h in fake_heads.values())  # one vectorised call per head
+    for model, preds in result.predictions.items():
+        assert len(preds) == len(TEXTS)
+        assert preds[0] == preds[2] and preds[1] == preds[4]
+        assert result.versions[model] == "1"
+    assert result.encoder_version == "enc-v1"
+
+
+def test_prediction_matches_the_head_directly(
+    fake_encoder: FakeEncoder, fake_heads: dict[str, FakeHead]
+) -> None:
+    svc = service(fake_encoder, fake_heads)
+    pred = svc.predict(["gpu drivers"], ["mlp"]).predictions["mlp"][0]
+    probs = fake_heads["mlp"].predict_proba(FakeEncoder().encode(["gpu drivers"]))[0]
+    assert pred.label_id == int(np.argmax(probs))
+    assert pred.label == f"class{pred.label_id}"
+    assert [t["probability"] for t in pred.top] == sorted((t["probability"] for t in pred.top), reverse=True)
+    assert len(pred.top) == 3
+    assert pred.to_dict()["cached"] == {"prediction": False, "embedding": False}
+
+
+def test_second_request_is_served_from_the_prediction_cache(
+    fake_encoder: FakeEncoder, fake_heads: dict[str, FakeHead]
+) -> None:
+    svc = service(fake_encoder, fake_heads, LRUStore(), LRUStore())
+    first = svc.predict(TEXTS, ["rf", "mlp"])
+    second = svc.predict(TEXTS, ["rf", "mlp"])
+    assert len(fake_encoder.calls) == 1
+    assert second.stats.prediction_hits == 6 and second.stats.encoded == 0
+    assert all(p.cached and p.embedding_cached for p in second.predictions["rf"])
+    assert [p.label for p in first.predictions["rf"]] == [p.label for p in second.predictions["rf"]]
+
+
+def test_new_head_version_reuses_embeddings_new_encoder_does_not(fake_heads: dict[str, FakeHead]) -> None:
+    emb_store, pred_store = LRUStore(), LRUStore()
+    enc1 = FakeEncoder("enc-v1")
+    service(enc1, {"rf": FakeHead("rf", version="1")}, emb_store, pred_store).predict(TEXTS, ["rf"])
+    assert len(enc1.calls) == 1
+
+    # rf v2: predictions must be recomputed, embeddings must not
+    rf2 = FakeHead("rf", version="2", seed=7)
+    result = service(enc1, {"rf": rf2}, emb_store, pred_store).predict(TEXTS, ["rf"])
+    assert len(enc1.calls) == 1, "a new head version must reuse cached embeddings"
+    assert rf2.calls == 1 and result.stats.prediction_hits == 0 and result.stats.embedding_hits == 3
+    assert all(p.embedding_cached and not p.cached for p in result.predictions["rf"])
+
+    # a new encoder version: nothing cached applies
+    enc2 = FakeEncoder("enc-v2")
+    result = service(enc2, {"rf": rf2}, emb_store, pred_store).predict(TEXTS, ["rf"])
+    assert len(enc2.calls) == 1 and result.stats.encoded == 3
+    assert result.stats.prediction_hits == 0 and result.stats.embedding_hits == 0
+
+
+def test_partial_hits_encode_only_the_misses(
+    fake_encoder: FakeEncoder, fake_heads: dict[str, FakeHead]
+) -> None:
+    svc = service(fake_encoder, fake_heads, LRUStore(), LRUStore())
+    svc.predict(["hockey playoffs"], ["rf"])
+    result = svc.predict(["hockey playoffs", "gpu drivers"], ["rf", "mlp"])
+    assert fake_encoder.calls[-1] == ["gpu drivers"]
+    assert result.stats.prediction_hits == 1  # only (rf, hockey)
+    assert result.stats.embedding_hits == 1  # mlp needs hockey's embedding: it comes from the cache
+
+
+def test_unknown_model_is_a_typed_error(fake_encoder: FakeEncoder, fake_heads: dict[str, FakeHead]) -> None:
+    with pytest.raises(UnknownModelError, match=r"unknown model\(s\) \['bert'\]"):
+        service(fake_encoder, fake_heads).predict(["x"], ["bert"])
+
+
+def test_serves_without_cache_when_dynamodb_is_down(
+    fake_encoder: FakeEncoder, fake_heads: dict[str, FakeHead]
+) -> None:
+    from tests.unit.test_cache import DownClient
+
+    def down() -> TieredStore:
+        return TieredStore(LRUStore(), DynamoDBStore("t", client=DownClient(), sleep=lambda s: None))
+
+    result = service(fake_encoder, fake_heads, down(), down()).predict(TEXTS, ["rf"])
+    assert len(result.predictions["rf"]) == len(TEXTS)
+    assert result.stats.cache_errors >= 2
