@@ -56,3 +56,23 @@ class InvalidEmbeddingsError(TopicServeError, ValueError):
     Not an :class:`InvalidInputError`: clients send texts, not embeddings, so this is a programming error
     (or a corrupt embedding cache entry) on our side and must surface as a server fault.
     """
+
+
+class InvalidRequestError(InvalidInputError):
+    """A request body that is not valid JSON or not of the documented shape."""
+
+
+class PayloadTooLargeError(InvalidInputError):
+    """A body or message over the configured byte limit (maps to HTTP 413)."""
+
+
+class MalformedMessageError(TopicServeError):
+    """An SQS message we cannot even attribute to a request (no JSON, no ids).
+
+    It cannot get an error result (there is nowhere to write one), so the batcher reports it as a batch
+    item failure and SQS moves it to the dead-letter queue after maxReceiveCount receives.
+    """
+
+
+class BackendUnavailableError(TopicServeError):
+    """An AWS backend (DynamoDB, S3, SQS) could not be reached or kept refusing work after retries."""

@@ -1,31 +1,20 @@
 """DynamoDB adapter of :class:`~topicserve.cache.store.CacheStore`.
 
 Table shape: partition key ``k`` (S), binary value ``v`` (B), and ``ttl`` (N, epoch seconds) enabled as the
-table's TTL attribute so stale entries expire without a sweeper.
-
-DynamoDB's batch calls take at most 100 keys (BatchGetItem) or 25 items (BatchWriteItem) and may hand back
-part of the work as ``UnprocessedKeys`` / ``UnprocessedItems`` under throttling; both are retried with
-exponential backoff and jitter, and anything still unprocessed after the last attempt is reported as
-:class:`CacheUnavailableError` so callers degrade rather than silently lose a write.
+table's TTL attribute so stale entries expire without a sweeper. Chunking and retries of the batch calls
+live in :mod:`topicserve.dynamo`; a backend that stays unavailable surfaces as
+:class:`CacheUnavailableError` so callers degrade rather than fail.
 """
 
 from __future__ import annotations
 
-import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from topicserve.cache.store import CacheUnavailableError
-
-GET_CHUNK = 100
-WRITE_CHUNK = 25
-T = TypeVar("T")
-
-
-def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+from topicserve.dynamo import RetryPolicy, batch_get, batch_put
+from topicserve.errors import BackendUnavailableError
 
 
 class DynamoDBStore:
@@ -48,108 +37,39 @@ class DynamoDBStore:
         self.table_name = table_name
         self.client = client
         self.ttl_seconds = ttl_seconds
-        self.max_attempts = max_attempts
-        self.base_delay = base_delay
+        self.retry = RetryPolicy(max_attempts=max_attempts, base_delay=base_delay, sleep=sleep)
         self.consistent_read = consistent_read
-        self._sleep = sleep
         self._clock = clock
 
-    # -- reads ---------------------------------------------------------------------------------------
     def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
-        unique = list(dict.fromkeys(keys))  # BatchGetItem rejects duplicate keys in one request
-        found: dict[str, bytes] = {}
-        for chunk in chunks(unique, GET_CHUNK):
-            request: dict[str, Any] = {
-                self.table_name: {
-                    "Keys": [{"k": {"S": k}} for k in chunk],
-                    "ProjectionExpression": "k, v, #ttl",
-                    "ExpressionAttributeNames": {"#ttl": "ttl"},  # TTL is a reserved word
-                    "ConsistentRead": self.consistent_read,
-                }
-            }
-            self._retrying(
-                lambda req: self.client.batch_get_item(RequestItems=req),
-                request,
-                on_response=lambda resp: self._collect(resp, found),
-                unprocessed_field="UnprocessedKeys",
+        unique = list(dict.fromkeys(keys))
+        try:
+            items = batch_get(
+                self.client,
+                self.table_name,
+                [{"k": {"S": k}} for k in unique],
+                retry=self.retry,
+                projection="k, v, #ttl",
+                names={"#ttl": "ttl"},  # TTL is a reserved word
+                consistent=self.consistent_read,
             )
-        return found
-
-    def _collect(self, response: Mapping[str, Any], found: dict[str, bytes]) -> None:
+        except BackendUnavailableError as exc:
+            raise CacheUnavailableError(str(exc)) from exc
         now = self._clock()
-        for item in response.get("Responses", {}).get(self.table_name, []):
+        found: dict[str, bytes] = {}
+        for item in items:
             expires = item.get("ttl")
             if expires is not None and float(expires["N"]) < now:
                 continue  # DynamoDB deletes expired items lazily (up to days later): never serve them
             found[item["k"]["S"]] = bytes(item["v"]["B"])
+        return found
 
-    # -- writes --------------------------------------------------------------------------------------
     def put_many(self, items: Mapping[str, bytes]) -> None:
-        expires = None if self.ttl_seconds is None else str(int(self._clock()) + self.ttl_seconds)
-        records = list(items.items())
-        for chunk in chunks(records, WRITE_CHUNK):
-            requests = []
-            for key, value in chunk:
-                item: dict[str, Any] = {"k": {"S": key}, "v": {"B": value}}
-                if expires is not None:
-                    item["ttl"] = {"N": expires}
-                requests.append({"PutRequest": {"Item": item}})
-            self._retrying(
-                lambda req: self.client.batch_write_item(RequestItems=req),
-                {self.table_name: requests},
-                on_response=None,
-                unprocessed_field="UnprocessedItems",
-            )
-
-    # -- shared retry loop ---------------------------------------------------------------------------
-    def _retrying(
-        self,
-        call: Callable[[dict[str, Any]], Mapping[str, Any]],
-        request: dict[str, Any],
-        *,
-        on_response: Callable[[Mapping[str, Any]], None] | None,
-        unprocessed_field: str,
-    ) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        pending = request
-        for attempt in range(self.max_attempts):
-            try:
-                response = call(pending)
-            except (ClientError, BotoCoreError) as exc:
-                if attempt + 1 >= self.max_attempts or not _retryable(exc):
-                    raise CacheUnavailableError(f"DynamoDB {self.table_name}: {exc}") from exc
-                self._backoff(attempt)
-                continue
-            if on_response is not None:
-                on_response(response)
-            pending = response.get(unprocessed_field) or {}
-            if not pending:
-                return
-            if attempt + 1 < self.max_attempts:
-                self._backoff(attempt)
-        left = sum(len(v.get("Keys", v) if isinstance(v, dict) else v) for v in pending.values())
-        raise CacheUnavailableError(
-            f"DynamoDB {self.table_name}: {left} {unprocessed_field} left after {self.max_attempts} attempts"
-        )
-
-    def _backoff(self, attempt: int) -> None:
-        # "Full jitter" (AWS Architecture Blog): spreads retries of concurrent environments apart.
-        self._sleep(random.uniform(0, self.base_delay * (2**attempt)))
-
-
-_RETRYABLE_CODES = {
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "InternalServerError",
-    "ServiceUnavailable",
-}
-
-
-def _retryable(exc: Exception) -> bool:
-    from botocore.exceptions import ClientError
-
-    if isinstance(exc, ClientError):
-        return exc.response.get("Error", {}).get("Code") in _RETRYABLE_CODES
-    return True  # connection errors, timeouts: worth another try
+        extra: dict[str, Any] = {}
+        if self.ttl_seconds is not None:
+            extra["ttl"] = {"N": str(int(self._clock()) + self.ttl_seconds)}
+        records = [{"k": {"S": k}, "v": {"B": v}, **extra} for k, v in items.items()]
+        try:
+            batch_put(self.client, self.table_name, records, retry=self.retry)
+        except BackendUnavailableError as exc:
+            raise CacheUnavailableError(str(exc)) from exc

@@ -13,12 +13,12 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Protocol, runtime_checkable
 
-from topicserve.errors import TopicServeError
+from topicserve.errors import BackendUnavailableError
 
 logger = logging.getLogger(__name__)
 
 
-class CacheUnavailableError(TopicServeError):
+class CacheUnavailableError(BackendUnavailableError):
     """The backend could not be reached or refused the call; callers degrade to computing without it."""
 
 

@@ -1,0 +1,57 @@
+"""SQS batcher: each invocation's whole batch of messages is served as one vectorised batch.
+
+ReportBatchItemFailures is on: only the messages named in the response come back (and reach the DLQ
+after maxReceiveCount); the rest are deleted. See topicserve.batcher for the per-message rules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from topicserve.batcher import process_records
+from topicserve.bootstrap import build_runtime
+from topicserve.observability import ColdStart, make_logger, make_metrics, record_stats, stats_log
+from topicserve.results import ResultsStore
+from topicserve.warming import handle_warm_event, is_warm_event
+
+logger = make_logger("batcher")
+metrics = make_metrics("batcher")
+runtime = build_runtime()
+results = ResultsStore(
+    runtime.settings.results_table, client=runtime.dynamodb, ttl_seconds=runtime.settings.results_ttl_seconds
+)
+cold_start = ColdStart()
+logger.append_keys(models={m: h.version for m, h in runtime.service.heads.items()})
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    cold = cold_start.take()
+    logger.append_keys(cold_start=cold)
+    if is_warm_event(event):
+        return handle_warm_event(event, cold_start=cold, init_seconds=runtime.init_seconds)
+    records = event.get("Records", [])
+    outcome = process_records(
+        records,
+        runtime.service,
+        results.put_results,
+        runtime.settings,
+        log=lambda message, extra: logger.warning(message, extra=extra),
+    )
+    metrics.add_metric(name="BatchSize", unit=MetricUnit.Count, value=len(records))
+    metrics.add_metric(name="FailedMessages", unit=MetricUnit.Count, value=len(outcome.failed_message_ids))
+    metrics.add_metric(name="ErrorResults", unit=MetricUnit.Count, value=outcome.error_results)
+    summary = {
+        "batch_size": len(records),
+        "results": outcome.results,
+        "error_results": outcome.error_results,
+        "malformed": outcome.malformed,
+        "failed": len(outcome.failed_message_ids),
+    }
+    if outcome.stats is not None:
+        record_stats(metrics, outcome.stats)
+        summary.update(stats_log(outcome.stats))
+    logger.info("batch processed", extra=summary)
+    metrics.flush_metrics()
+    return outcome.response()

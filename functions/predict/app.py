@@ -1,0 +1,60 @@
+"""POST /v1/predict/{model}: one head per function (MODEL_NAMES holds its one model).
+
+Init (module scope, once per environment) loads the encoder from the encoder layer and the head's
+production version from the registry; the handler only parses, predicts and shapes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+
+from topicserve.bootstrap import build_runtime
+from topicserve.errors import UnknownModelError
+from topicserve.observability import (
+    ColdStart,
+    install_error_handlers,
+    make_logger,
+    make_metrics,
+    record_stats,
+    stats_log,
+)
+from topicserve.requests import parse_predict
+from topicserve.responses import model_predictions
+from topicserve.warming import handle_warm_event, is_warm_event
+
+logger = make_logger("predict")
+metrics = make_metrics("predict")
+runtime = build_runtime()
+MODEL = runtime.settings.models[0]
+cold_start = ColdStart()
+app = APIGatewayRestResolver()
+install_error_handlers(app, logger)
+logger.append_keys(model=MODEL, model_version=runtime.service.heads[MODEL].version)
+
+
+@app.post("/v1/predict/<model>")
+def predict(model: str) -> dict[str, Any]:
+    if model != MODEL:
+        raise UnknownModelError(f"this function serves {MODEL!r}, not {model!r}")
+    started = time.perf_counter()
+    texts = parse_predict(app.current_event.decoded_body, runtime.settings)
+    result = runtime.service.predict(texts, [MODEL])
+    latency_ms = (time.perf_counter() - started) * 1000
+    record_stats(metrics, result.stats, latency_ms=latency_ms)
+    logger.info("predicted", extra={**stats_log(result.stats), "latency_ms": round(latency_ms, 2)})
+    return model_predictions(result, MODEL)
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    cold = cold_start.take()
+    logger.append_keys(cold_start=cold)
+    if is_warm_event(event):
+        return handle_warm_event(event, cold_start=cold, init_seconds=runtime.init_seconds)
+    logger.set_correlation_id(context.aws_request_id if context else None)
+    try:
+        return app.resolve(event, context)
+    finally:
+        metrics.flush_metrics()

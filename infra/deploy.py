@@ -1,0 +1,180 @@
+"""Build and deploy the stack with the AWS SAM CLI, register the models, write ``build/stack.json``.
+
+    python infra/deploy.py [--stack-name topicserve] [--param Key=Value ...] [--no-promote]
+
+The same ``sam build`` / ``sam deploy`` commands serve AWS and LocalStack: with ``AWS_ENDPOINT_URL`` unset
+this deploys to the AWS account of your credentials; ``make deploy`` sets it to the local cloud
+(http://127.0.0.1:4566) with dummy credentials. Steps, each printed as it runs:
+
+1. assemble the encoder layer from ``build/models`` (``layers/encoder/build.py``);
+2. ``sam build --cached``: the serving layer's wheels for python3.13 / manylinux x86_64, the functions;
+3. ``sam deploy`` of template.yaml (CloudFormation), parameters from ``--param``;
+4. register what ``make models`` built in the stack's registry (idempotent: by sha256) and promote it
+   (``--no-promote`` keeps whatever is in production), renewing the model functions' environments if a
+   production version changed, so no warm environment keeps serving the old head;
+5. write ``build/stack.json`` (API URL that works from this machine, API key, queue URL, tables, bucket).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "infra" / "localstack"))
+import localcloud  # noqa: E402  (stdlib-only helper: where SAM and Python 3.13 are)
+
+STACK_JSON = REPO / "build" / "stack.json"
+MANIFEST = REPO / "build" / "models" / "manifest.json"
+
+
+def say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def sam_env() -> dict[str, str]:
+    """SAM needs a real ``python3.13`` first on PATH to build python3.13 layers (a pyenv shim won't do)."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join(
+        [str(localcloud.python313().parent), str(localcloud.SAM_VENV / "bin"), env["PATH"]]
+    )
+    env.setdefault("SAM_CLI_TELEMETRY", "0")
+    env.setdefault("AWS_DEFAULT_REGION", env.get("AWS_REGION", "us-east-1"))
+    return env
+
+
+def sam(*args: str) -> None:
+    command = [str(localcloud.SAM_VENV / "bin" / "sam"), *args]
+    say(" ".join(command[0:1] + list(args[:2])) + " ...")
+    started = time.monotonic()
+    subprocess.run(command, cwd=REPO, env=sam_env(), check=True)
+    say(f"sam {args[0]} done in {time.monotonic() - started:.1f} s")
+
+
+def stack_outputs(cloudformation: Any, stack: str) -> dict[str, str]:
+    described = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
+    return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+
+
+def local_endpoint() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL")
+
+
+def api_base_url(outputs: dict[str, str]) -> str:
+    endpoint = local_endpoint()
+    if endpoint:  # LocalStack serves every REST API under one path-based URL
+        return f"{endpoint.rstrip('/')}/_aws/execute-api/{outputs['ApiId']}/{outputs['ApiStage']}"
+    return outputs["ApiUrl"]
+
+
+def renew_environments(lambda_client: Any, function_names: list[str]) -> None:
+    """Make Lambda start fresh execution environments (and so re-resolve the registry at init).
+
+    Any configuration change publishes a new $LATEST; environments of the old one are retired. We bump a
+    harmless environment variable rather than redeploying code.
+    """
+    for name in function_names:
+        config = lambda_client.get_function_configuration(FunctionName=name)
+        variables = dict(config.get("Environment", {}).get("Variables", {}))
+        variables["ENVIRONMENT_GENERATION"] = str(time.time_ns())
+        lambda_client.update_function_configuration(FunctionName=name, Environment={"Variables": variables})
+    for name in function_names:
+        lambda_client.get_waiter("function_updated_v2").wait(FunctionName=name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="sam build + sam deploy + model registration")
+    parser.add_argument("--stack-name", default=os.environ.get("STACK_NAME", "topicserve"))
+    parser.add_argument("--param", action="append", default=[], help="template parameter Key=Value")
+    parser.add_argument("--no-promote", action="store_true", help="do not promote newly registered models")
+    parser.add_argument("--skip-build", action="store_true", help="reuse .aws-sam/build")
+    args = parser.parse_args(argv)
+
+    import boto3
+
+    from topicserve.registry.manifest import load_manifest, register_manifest
+    from topicserve.registry.store import Registry
+
+    if not MANIFEST.is_file():
+        print(f"{MANIFEST} is missing: run `make models` first", file=sys.stderr)
+        return 1
+    target = local_endpoint() or "AWS"
+    say(f"deploying stack {args.stack_name!r} to {target}")
+    subprocess.run([sys.executable, "layers/encoder/build.py", "--variant", "int8"], cwd=REPO, check=True)
+    if not args.skip_build:
+        sam("build", "--cached", "--parallel")
+    overrides = ["--parameter-overrides", *args.param] if args.param else []
+    sam(
+        "deploy",
+        "--stack-name",
+        args.stack_name,
+        "--resolve-s3",
+        "--no-confirm-changeset",
+        "--no-fail-on-empty-changeset",
+        "--capabilities",
+        "CAPABILITY_IAM",
+        "CAPABILITY_AUTO_EXPAND",
+        *overrides,
+    )
+
+    outputs = stack_outputs(boto3.client("cloudformation"), args.stack_name)
+    registry = Registry(bucket=outputs["ArtifactsBucketName"], table=outputs["RegistryTableName"])
+    before = {name: _production(registry, name) for name in ("logreg", "rf", "hgb", "mlp")}
+    say("registering models from build/models/manifest.json")
+    register_manifest(registry, load_manifest(MANIFEST), root=REPO, promote_new=not args.no_promote, log=say)
+    after = {name: _production(registry, name) for name in before}
+    functions = [*outputs["PredictFunctionNames"].split(","), outputs["BatcherFunctionName"]]
+    if before != after and any(v is not None for v in before.values()):
+        say("production versions changed: renewing the model functions' environments")
+        renew_environments(boto3.client("lambda"), functions)
+
+    apigateway = boto3.client("apigateway")
+    api_key = apigateway.get_api_key(apiKey=outputs["ApiKeyId"], includeValue=True)["value"]
+    stack = {
+        "stack_name": args.stack_name,
+        "endpoint_url": local_endpoint(),
+        "region": boto3.session.Session().region_name,
+        "api_url": api_base_url(outputs),
+        "api_key": api_key,
+        "api_key_id": outputs["ApiKeyId"],
+        "queue_url": outputs["RequestsQueueUrl"],
+        "dlq_url": outputs["RequestsDeadLetterQueueUrl"],
+        "bucket": outputs["ArtifactsBucketName"],
+        "tables": {
+            "registry": outputs["RegistryTableName"],
+            "embedding_cache": outputs["EmbeddingCacheTableName"],
+            "prediction_cache": outputs["PredictionCacheTableName"],
+            "results": outputs["ResultsTableName"],
+        },
+        "functions": {
+            "predict": dict(
+                zip(("logreg", "rf", "hgb", "mlp"), outputs["PredictFunctionNames"].split(","), strict=True)
+            ),
+            "batcher": outputs["BatcherFunctionName"],
+            "warmer": outputs["WarmerFunctionName"],
+        },
+        "production_versions": after,
+    }
+    STACK_JSON.parent.mkdir(parents=True, exist_ok=True)
+    STACK_JSON.write_text(json.dumps(stack, indent=2) + "\n")
+    say(f"wrote {STACK_JSON.relative_to(REPO)}: API {stack['api_url']}")
+    return 0
+
+
+def _production(registry: Any, name: str) -> int | None:
+    from topicserve.errors import RegistryError
+
+    try:
+        return registry.resolve(name).version
+    except RegistryError:
+        return None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""Wiring for a Lambda execution environment: settings -> encoder, heads, caches, service.
+
+This is the one place that turns configuration into live objects, run once per cold start (module scope
+of the handlers). The encoder comes from the encoder layer; each head from the registry's production
+version, downloaded to /tmp and sha256-verified, so serving never depends on what a deploy zipped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from topicserve.cache.dynamodb import DynamoDBStore
+from topicserve.cache.store import CacheStore, LRUStore, TieredStore
+from topicserve.errors import ArtifactError
+from topicserve.settings import Settings
+
+ENCODER_MODEL = "model.onnx"
+ENCODER_TOKENIZER = "tokenizer.json"
+ENCODER_INFO = "encoder.json"
+
+
+def aws_client(service: str) -> Any:
+    """A boto3 client with short timeouts: a backend outage must cost a request milliseconds, not the
+    default 60 s read timeout, so the degraded path (serve without the cache) stays fast."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"})
+    return boto3.client(service, config=config)
+
+
+def load_encoder(settings: Settings) -> Any:
+    from topicserve.encoder import Encoder
+
+    folder = Path(settings.encoder_dir) if settings.encoder_dir else None
+    if folder is None or not (folder / ENCODER_MODEL).is_file():
+        raise ArtifactError(
+            f"encoder files not found (ENCODER_DIR={settings.encoder_dir!r}); is the encoder layer attached?"
+        )
+    info_path = folder / ENCODER_INFO
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    return Encoder(
+        folder / ENCODER_MODEL,
+        folder / ENCODER_TOKENIZER,
+        max_length=settings.encoder_max_length,
+        intra_op_threads=settings.encoder_threads,
+        version=info.get("sha256"),  # recorded at build time: saves hashing 22 MB at every cold start
+    )
+
+
+def load_heads(settings: Settings, registry: Any) -> dict[str, Any]:
+    from topicserve.heads import Head
+
+    heads = {}
+    for name in settings.models:
+        record = registry.resolve(name, settings.model_stage)
+        path = registry.download(record, settings.model_cache_dir)
+        heads[name] = Head(path, name=name, version=str(record.version), labels=record.labels)
+    return heads
+
+
+def cache_store(settings: Settings, which: str, table: str, dynamodb: Any) -> CacheStore | None:
+    if not settings.cache_enabled(which):
+        return None
+    back = DynamoDBStore(table, client=dynamodb, ttl_seconds=settings.cache_ttl_seconds) if table else None
+    return TieredStore(LRUStore(settings.lru_max_items), back)
+
+
+@dataclass
+class Runtime:
+    """What one execution environment holds between invocations."""
+
+    settings: Settings
+    service: Any
+    init_seconds: float
+    dynamodb: Any
+
+
+def build_runtime(settings: Settings | None = None) -> Runtime:
+    from topicserve.registry.store import Registry
+    from topicserve.service import InferenceService
+
+    started = time.perf_counter()
+    settings = settings or Settings.from_env()
+    dynamodb = aws_client("dynamodb")
+    registry = Registry(
+        bucket=settings.registry_bucket,
+        table=settings.registry_table,
+        s3_client=aws_client("s3"),
+        dynamodb_client=dynamodb,
+    )
+    encoder = load_encoder(settings)
+    heads = load_heads(settings, registry)
+    service = InferenceService(
+        encoder,
+        heads,
+        embedding_store=cache_store(settings, "embedding", settings.embedding_cache_table, dynamodb),
+        prediction_store=cache_store(settings, "prediction", settings.prediction_cache_table, dynamodb),
+        encode_batch_size=settings.encode_batch_size,
+    )
+    return Runtime(settings, service, time.perf_counter() - started, dynamodb)

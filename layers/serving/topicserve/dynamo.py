@@ -1,0 +1,126 @@
+"""DynamoDB batch calls done right, shared by the caches and the results store.
+
+BatchGetItem takes at most 100 keys and BatchWriteItem 25 items, and under throttling both hand part of
+the work back as ``UnprocessedKeys`` / ``UnprocessedItems``. These helpers chunk, retry what comes back
+with exponential backoff and full jitter, retry throttling and connection errors, and raise
+:class:`BackendUnavailableError` when work is still left after the last attempt, so nothing is lost silently.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from topicserve.errors import BackendUnavailableError
+
+GET_CHUNK = 100
+WRITE_CHUNK = 25
+T = TypeVar("T")
+
+_RETRYABLE_CODES = {
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+}
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 6
+    base_delay: float = 0.05
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
+
+    def backoff(self, attempt: int) -> None:
+        # "Full jitter" (AWS Architecture Blog): spreads retries of concurrent environments apart.
+        self.sleep(random.uniform(0, self.base_delay * (2**attempt)))
+
+
+def _retryable(exc: Exception) -> bool:
+    from botocore.exceptions import ClientError
+
+    if isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code") in _RETRYABLE_CODES
+    return True  # connection errors, timeouts: worth another try
+
+
+def _call_until_done(
+    call: Callable[[dict[str, Any]], Mapping[str, Any]],
+    request: dict[str, Any],
+    *,
+    table: str,
+    unprocessed_field: str,
+    retry: RetryPolicy,
+    on_response: Callable[[Mapping[str, Any]], None] | None = None,
+) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    pending = request
+    for attempt in range(retry.max_attempts):
+        try:
+            response = call(pending)
+        except (ClientError, BotoCoreError) as exc:
+            if attempt + 1 >= retry.max_attempts or not _retryable(exc):
+                raise BackendUnavailableError(f"DynamoDB {table}: {exc}") from exc
+            retry.backoff(attempt)
+            continue
+        if on_response is not None:
+            on_response(response)
+        pending = response.get(unprocessed_field) or {}
+        if not pending:
+            return
+        if attempt + 1 < retry.max_attempts:
+            retry.backoff(attempt)
+    left = sum(len(v["Keys"]) if isinstance(v, dict) else len(v) for v in pending.values())
+    raise BackendUnavailableError(
+        f"DynamoDB {table}: {left} {unprocessed_field} left after {retry.max_attempts} attempts"
+    )
+
+
+def batch_get(
+    client: Any,
+    table: str,
+    keys: Sequence[dict[str, Any]],
+    *,
+    retry: RetryPolicy,
+    projection: str | None = None,
+    names: dict[str, str] | None = None,
+    consistent: bool = False,
+) -> list[dict[str, Any]]:
+    """Every item found for ``keys`` (which must be distinct: DynamoDB rejects duplicates)."""
+    items: list[dict[str, Any]] = []
+    for chunk in chunks(keys, GET_CHUNK):
+        spec: dict[str, Any] = {"Keys": list(chunk), "ConsistentRead": consistent}
+        if projection:
+            spec["ProjectionExpression"] = projection
+        if names:
+            spec["ExpressionAttributeNames"] = names
+        _call_until_done(
+            lambda req: client.batch_get_item(RequestItems=req),
+            {table: spec},
+            table=table,
+            unprocessed_field="UnprocessedKeys",
+            retry=retry,
+            on_response=lambda resp: items.extend(resp.get("Responses", {}).get(table, [])),
+        )
+    return items
+
+
+def batch_put(client: Any, table: str, items: Sequence[dict[str, Any]], *, retry: RetryPolicy) -> None:
+    for chunk in chunks(items, WRITE_CHUNK):
+        _call_until_done(
+            lambda req: client.batch_write_item(RequestItems=req),
+            {table: [{"PutRequest": {"Item": item}} for item in chunk]},
+            table=table,
+            unprocessed_field="UnprocessedItems",
+            retry=retry,
+        )

@@ -1,0 +1,93 @@
+"""Logging, metrics and HTTP error mapping shared by the handlers (Powertools for AWS Lambda).
+
+Handlers stay thin by taking everything cross-cutting from here: a structured logger with the model,
+version and cold_start keys, EMF metrics from the service's counters, and one mapping of typed input errors
+to 4xx responses so every route answers bad input the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.metrics import MetricUnit
+
+from topicserve.errors import BackendUnavailableError, InvalidInputError
+from topicserve.responses import error_body, status_for
+from topicserve.service import Stats
+
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "TopicServe")
+
+
+def make_logger(service: str) -> Logger:
+    return Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", service))
+
+
+def make_metrics(service: str) -> Metrics:
+    return Metrics(namespace=NAMESPACE, service=os.environ.get("POWERTOOLS_SERVICE_NAME", service))
+
+
+class ColdStart:
+    """True for the first invocation an environment serves, whatever kind it is (warm-up included)."""
+
+    def __init__(self) -> None:
+        self._first = True
+
+    def take(self) -> bool:
+        first, self._first = self._first, False
+        return first
+
+
+def record_stats(metrics: Metrics, stats: Stats, *, latency_ms: float | None = None) -> None:
+    """EMF metrics of one served request or SQS batch (never of a warm-up)."""
+    if latency_ms is not None:
+        metrics.add_metric(name="LatencyMs", unit=MetricUnit.Milliseconds, value=latency_ms)
+    metrics.add_metric(name="Texts", unit=MetricUnit.Count, value=stats.texts)
+    metrics.add_metric(name="UniqueTexts", unit=MetricUnit.Count, value=stats.unique_texts)
+    metrics.add_metric(name="DuplicateTexts", unit=MetricUnit.Count, value=stats.duplicates)
+    metrics.add_metric(name="PredictionCacheHits", unit=MetricUnit.Count, value=stats.prediction_hits)
+    metrics.add_metric(name="PredictionCacheMisses", unit=MetricUnit.Count, value=stats.prediction_misses)
+    metrics.add_metric(name="EmbeddingCacheHits", unit=MetricUnit.Count, value=stats.embedding_hits)
+    metrics.add_metric(name="TextsEncoded", unit=MetricUnit.Count, value=stats.encoded)
+    metrics.add_metric(name="EncoderMs", unit=MetricUnit.Milliseconds, value=stats.encode_seconds * 1000)
+    metrics.add_metric(name="CacheErrors", unit=MetricUnit.Count, value=stats.cache_errors)
+
+
+def stats_log(stats: Stats) -> dict[str, Any]:
+    return {
+        "texts": stats.texts,
+        "unique_texts": stats.unique_texts,
+        "duplicates": stats.duplicates,
+        "prediction_hits": stats.prediction_hits,
+        "embedding_hits": stats.embedding_hits,
+        "encoded": stats.encoded,
+        "encode_ms": round(stats.encode_seconds * 1000, 2),
+        "cache_errors": stats.cache_errors,
+    }
+
+
+def json_response(status: int, body: dict[str, Any]) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+def install_error_handlers(app: APIGatewayRestResolver, logger: Logger) -> None:
+    """Typed input errors -> 4xx with the message; unknown routes -> 404; backend outages -> 503."""
+
+    @app.exception_handler(InvalidInputError)
+    def _invalid(exc: InvalidInputError) -> Response:
+        return json_response(status_for(exc), error_body(exc))
+
+    @app.exception_handler(BackendUnavailableError)
+    def _unavailable(exc: BackendUnavailableError) -> Response:
+        logger.warning("backend unavailable", extra={"error": str(exc)})
+        return json_response(503, error_body(exc))
+
+    @app.not_found
+    def _not_found(exc: Exception) -> Response:
+        event = app.current_event
+        return json_response(
+            404,
+            {"error": {"type": "NotFound", "message": f"no route {event.http_method} {event.path}"}},
+        )

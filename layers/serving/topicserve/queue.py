@@ -1,0 +1,36 @@
+"""SQS adapter: enqueue requests with SendMessageBatch (10 per call), retrying entries SQS reports failed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from topicserve.dynamo import RetryPolicy, chunks
+from topicserve.errors import BackendUnavailableError
+
+SQS_BATCH = 10
+
+
+def send_all(client: Any, queue_url: str, bodies: Sequence[str], *, retry: RetryPolicy | None = None) -> int:
+    """Send every body; returns the number of SendMessageBatch calls. Raises if an entry keeps failing,
+    so an API caller gets an error instead of a batch that silently lacks requests."""
+    retry = retry or RetryPolicy()
+    calls = 0
+    for chunk in chunks(list(bodies), SQS_BATCH):
+        entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(chunk)]
+        for attempt in range(retry.max_attempts):
+            calls += 1
+            response = client.send_message_batch(QueueUrl=queue_url, Entries=entries)
+            failed = {f["Id"] for f in response.get("Failed", [])}
+            permanent = [f for f in response.get("Failed", []) if f.get("SenderFault")]
+            if permanent:
+                raise BackendUnavailableError(f"SQS refused messages: {permanent}")
+            entries = [e for e in entries if e["Id"] in failed]
+            if not entries:
+                break
+            retry.backoff(attempt)
+        else:
+            raise BackendUnavailableError(
+                f"SQS: {len(entries)} messages unsent after {retry.max_attempts} attempts"
+            )
+    return calls

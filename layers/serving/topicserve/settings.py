@@ -1,0 +1,100 @@
+"""Every knob of the serving functions, read once from the environment.
+
+The template sets these per function; tests and benchmarks override them. Limits are settings (not
+constants) so an operator can tighten them without a code change.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from topicserve.text import DEFAULT_MAX_CHARS
+
+ALL_MODELS = ("logreg", "rf", "hgb", "mlp")
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"setting {name} must be an integer, got {raw!r}") from None
+
+
+def _list(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(name, "")
+    items = tuple(part.strip() for part in raw.split(",") if part.strip())
+    return items or default
+
+
+def _default_encoder_dir() -> str:
+    """The encoder layer ships its files as the ``topicserve_encoder`` package, so the same lookup finds
+    them under /opt/python on AWS and wherever the local executor unpacked the layer."""
+    try:
+        import topicserve_encoder  # type: ignore[import-not-found]
+    except ImportError:
+        return ""
+    return str(Path(topicserve_encoder.__file__).parent)
+
+
+@dataclass(frozen=True)
+class Settings:
+    models: tuple[str, ...] = ALL_MODELS
+    model_stage: str = "production"
+    registry_bucket: str = ""
+    registry_table: str = ""
+    embedding_cache_table: str = ""
+    prediction_cache_table: str = ""
+    results_table: str = ""
+    requests_queue_url: str = ""
+    encoder_dir: str = ""
+    encoder_max_length: int = 256
+    encoder_threads: int | None = None
+    encode_batch_size: int = 32
+    model_cache_dir: str = "/tmp/models"
+    cache_ttl_seconds: int = 7 * 24 * 3600
+    results_ttl_seconds: int = 24 * 3600
+    lru_max_items: int = 20_000
+    disabled_caches: tuple[str, ...] = field(default_factory=tuple)
+    max_text_chars: int = DEFAULT_MAX_CHARS
+    max_texts_per_request: int = 64
+    max_requests_per_batch: int = 1_000
+    max_message_bytes: int = 256 * 1024
+    max_body_bytes: int = 5 * 1024 * 1024  # under Lambda's 6 MB synchronous payload limit
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        threads = _int(env, "ENCODER_THREADS", 0)
+        return cls(
+            models=_list(env, "MODEL_NAMES", ALL_MODELS),
+            model_stage=env.get("MODEL_STAGE", "production"),
+            registry_bucket=env.get("REGISTRY_BUCKET", ""),
+            registry_table=env.get("REGISTRY_TABLE", ""),
+            embedding_cache_table=env.get("EMBEDDING_CACHE_TABLE", ""),
+            prediction_cache_table=env.get("PREDICTION_CACHE_TABLE", ""),
+            results_table=env.get("RESULTS_TABLE", ""),
+            requests_queue_url=env.get("REQUESTS_QUEUE_URL", ""),
+            encoder_dir=env.get("ENCODER_DIR") or _default_encoder_dir(),
+            encoder_max_length=_int(env, "ENCODER_MAX_LENGTH", 256),
+            encoder_threads=threads or None,
+            encode_batch_size=_int(env, "ENCODE_BATCH_SIZE", 32),
+            model_cache_dir=env.get("MODEL_CACHE_DIR", "/tmp/models"),
+            cache_ttl_seconds=_int(env, "CACHE_TTL_SECONDS", 7 * 24 * 3600),
+            results_ttl_seconds=_int(env, "RESULTS_TTL_SECONDS", 24 * 3600),
+            lru_max_items=_int(env, "LRU_MAX_ITEMS", 20_000),
+            disabled_caches=_list(env, "DISABLE_CACHES", ()),
+            max_text_chars=_int(env, "MAX_TEXT_CHARS", DEFAULT_MAX_CHARS),
+            max_texts_per_request=_int(env, "MAX_TEXTS_PER_REQUEST", 64),
+            max_requests_per_batch=_int(env, "MAX_REQUESTS_PER_BATCH", 1_000),
+            max_message_bytes=_int(env, "MAX_MESSAGE_BYTES", 256 * 1024),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", 5 * 1024 * 1024),
+        )
+
+    def cache_enabled(self, which: str) -> bool:
+        return which not in self.disabled_caches and "all" not in self.disabled_caches

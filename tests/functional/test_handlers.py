@@ -1,0 +1,190 @@
+"""The Lambda handlers end to end in-process: real models, moto AWS, canonical events."""
+
+from __future__ import annotations
+
+import json
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.functional.conftest import MODELS, api_event, body_of, invoke, sqs_event
+
+TEXTS = [
+    "The space shuttle launch was delayed by a faulty sensor on the booster.",
+    "Our goalie stopped forty shots and the team won the playoff game in overtime.",
+    "Which graphics card driver works with X11 on Linux?",
+]
+
+
+def predict(handlers: dict[str, ModuleType], model: str, body: Any, **kw: Any) -> dict:
+    return invoke(handlers[model], api_event("POST", f"/v1/predict/{model}", body, **kw))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_predict_matches_the_library_offline(handlers: dict[str, ModuleType], model: str) -> None:
+    response = predict(handlers, model, {"texts": TEXTS})
+    assert response["statusCode"] == 200, response["body"]
+    body = body_of(response)
+    assert body["model"] == model and body["model_version"] == "1"
+    service = handlers[model].runtime.service
+    expected = service.heads[model].predict_proba(service.encoder.encode(TEXTS)).argmax(axis=1)
+    assert [p["label_id"] for p in body["predictions"]] == [int(i) for i in expected]
+    first = body["predictions"][0]
+    assert len(first["top"]) == 3 and first["label"] == first["top"][0]["label"]
+    assert set(first["cached"]) == {"prediction", "embedding"}
+
+
+def test_second_call_is_served_from_cache(handlers: dict[str, ModuleType]) -> None:
+    text = "A brand new text about orbital mechanics and satellites."
+    first = body_of(predict(handlers, "mlp", {"text": text}))["predictions"][0]
+    second = body_of(predict(handlers, "mlp", {"text": text}))["predictions"][0]
+    assert first["cached"] == {"prediction": False, "embedding": False}
+    assert second["cached"] == {"prediction": True, "embedding": True}
+    # another head reuses the embedding cached by the first
+    third = body_of(predict(handlers, "logreg", {"text": text}))["predictions"][0]
+    assert third["cached"] == {"prediction": False, "embedding": True}
+
+
+BAD_BODIES = [
+    ("{not json", True, 400, "not valid JSON"),
+    ('["a list"]', True, 400, "JSON object"),
+    ({"text": 5}, False, 400, "must be a string"),
+    ({"texts": []}, False, 400, "empty list"),
+    ({"texts": ["ok", None]}, False, 400, r"texts[1]"),
+    ({"text": "   "}, False, 400, "whitespace"),
+    ({"text": "x" * 20_001}, False, 400, "limit is 20000"),
+    ({"text": "a", "texts": ["b"]}, False, 400, "exactly one"),
+    ({"txt": "a"}, False, 400, "unexpected field"),
+    ({"texts": ["a"] * 65}, False, 400, "limit is 64"),
+]
+
+
+@pytest.mark.parametrize(("body", "raw", "status", "message"), BAD_BODIES)
+def test_bad_input_is_a_clear_4xx(
+    handlers: dict[str, ModuleType], body: Any, raw: bool, status: int, message: str
+) -> None:
+    response = predict(handlers, "rf", body, raw=raw)
+    assert response["statusCode"] == status
+    error = body_of(response)["error"]
+    assert message in error["message"] and error["type"]
+
+
+def test_empty_body_and_unknown_model(handlers: dict[str, ModuleType]) -> None:
+    assert predict(handlers, "rf", None)["statusCode"] == 400
+    response = invoke(
+        handlers["api"], api_event("POST", "/v1/predict/bert", {"text": "x"}, resource="/v1/predict/{model}")
+    )
+    assert response["statusCode"] == 404
+    assert "unknown model 'bert'" in body_of(response)["error"]["message"]
+    response = invoke(handlers["api"], api_event("DELETE", "/v1/nothing", None, resource="/{proxy+}"))
+    assert response["statusCode"] == 404 and "no route DELETE" in body_of(response)["error"]["message"]
+
+
+def test_warm_event_touches_no_cache(handlers: dict[str, ModuleType], stack: dict[str, Any]) -> None:
+    before = stack["ddb"].scan(TableName="pred", Select="COUNT")["Count"]
+    answer = invoke(handlers["hgb"], {"warmer": True, "concurrency": 2, "hold_ms": 1})
+    assert answer["warmed"] is True and "cold_start" in answer
+    assert stack["ddb"].scan(TableName="pred", Select="COUNT")["Count"] == before
+
+
+def message(batch: str, request: str, text: Any, models: list[str] | None = None) -> str:
+    body: dict[str, Any] = {"batch_id": batch, "request_id": request, "text": text}
+    if models is not None:
+        body["models"] = models
+    return json.dumps(body)
+
+
+def test_batcher_dedups_reports_malformed_and_answers_invalid(
+    handlers: dict[str, ModuleType], stack: dict[str, Any]
+) -> None:
+    texts = [f"Batch text number {i % 7} about hockey, space and computers." for i in range(30)]
+    bodies = [message("b1", str(i), t) for i, t in enumerate(texts)]
+    bodies += ["this is not json", json.dumps({"text": "no ids"})]
+    bodies += [message("b1", "bad-text", ""), message("b1", "bad-model", "fine text", ["bert"])]
+    event = sqs_event(bodies)
+    response = invoke(handlers["batcher"], event)
+    failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+    assert failed == {event["Records"][30]["messageId"], event["Records"][31]["messageId"]}
+
+    view = handlers["api"].results.get_batch("b1")
+    by_id = {r["request_id"]: r for r in view.results}
+    assert len(by_id) == 32
+    assert by_id["bad-text"]["status"] == "error" and "whitespace" in by_id["bad-text"]["error"]["message"]
+    assert by_id["bad-model"]["error"]["type"] == "UnknownModelError"
+    ok = by_id["3"]
+    assert ok["status"] == "ok" and set(ok["models"]) == set(MODELS)
+    assert by_id["3"]["models"] == by_id["10"]["models"]  # same text (3 % 7 == 10 % 7)
+
+
+def test_duplicates_are_encoded_once(handlers: dict[str, ModuleType]) -> None:
+    from topicserve.batcher import process_records
+
+    module = handlers["batcher"]
+    texts = [f"Unique phrase {i % 5} for the dedup check on encoder work." for i in range(40)]
+    event = sqs_event([message("b2", str(i), t, ["rf"]) for i, t in enumerate(texts)])
+    outcome = process_records(
+        event["Records"], module.runtime.service, lambda rows: None, module.runtime.settings
+    )
+    assert outcome.stats is not None
+    assert outcome.stats.unique_texts == 5 and outcome.stats.encoded == 5 and outcome.stats.duplicates == 35
+
+
+def test_batches_route_enqueues_and_reports_progress(
+    handlers: dict[str, ModuleType], stack: dict[str, Any]
+) -> None:
+    api = handlers["api"]
+    response = invoke(api, api_event("POST", "/v1/batches", {"texts": TEXTS, "models": ["logreg"]}))
+    assert response["statusCode"] == 202, response["body"]
+    batch_id = body_of(response)["batch_id"]
+    pending = body_of(
+        invoke(api, api_event("GET", f"/v1/batches/{batch_id}", resource="/v1/batches/{batch_id}"))
+    )
+    assert pending["status"] == "pending" and pending["expected"] == 3 and pending["completed"] == 0
+
+    sqs = stack["sqs"]
+    bodies: list[str] = []
+    while len(bodies) < 3:
+        got = sqs.receive_message(QueueUrl=stack["queue_url"], MaxNumberOfMessages=10).get("Messages", [])
+        assert got, "messages were not enqueued"
+        bodies += [m["Body"] for m in got]
+        for m in got:
+            sqs.delete_message(QueueUrl=stack["queue_url"], ReceiptHandle=m["ReceiptHandle"])
+    invoke(handlers["batcher"], sqs_event(bodies))
+    done = body_of(
+        invoke(api, api_event("GET", f"/v1/batches/{batch_id}", resource="/v1/batches/{batch_id}"))
+    )
+    assert done["status"] == "complete" and [r["request_id"] for r in done["results"]] == ["0", "1", "2"]
+    assert set(done["results"][0]["models"]) == {"logreg"}
+
+
+def test_models_and_health(handlers: dict[str, ModuleType]) -> None:
+    api = handlers["api"]
+    health = invoke(api, api_event("GET", "/v1/health"))
+    assert health["statusCode"] == 200 and body_of(health)["status"] == "ok"
+    models = body_of(invoke(api, api_event("GET", "/v1/models")))["models"]
+    assert set(models) == {*MODELS, "encoder-int8"}
+    rf = models["rf"]["production"]
+    assert rf["version"] == 1 and rf["lineage"]["encoder"]["variant"] == "int8"
+    assert 0 < rf["metrics"]["accuracy"] <= 1
+
+
+def test_bad_batch_submissions(handlers: dict[str, ModuleType]) -> None:
+    api = handlers["api"]
+    for body, message_part in [
+        ({"texts": []}, "empty list"),
+        ({"texts": ["a"], "models": ["bert"]}, "unknown model"),
+        ({"requests": [{"id": "x", "text": "a"}, {"id": "x", "text": "b"}]}, "not unique"),
+        ({"requests": [{"id": "bad id!", "text": "a"}]}, "must match"),
+        ({"requests": "nope"}, "list of objects"),
+    ]:
+        response = invoke(api, api_event("POST", "/v1/batches", body))
+        assert 400 <= response["statusCode"] < 500, body
+        assert message_part in body_of(response)["error"]["message"]
+
+
+def test_embeddings_are_float32_binary(stack: dict[str, Any], handlers: dict[str, ModuleType]) -> None:
+    items = stack["ddb"].scan(TableName="emb", Limit=1)["Items"]
+    assert items and len(items[0]["v"]["B"]) == 384 * 4
+    assert np.isclose(np.linalg.norm(np.frombuffer(items[0]["v"]["B"], dtype="<f4")), 1.0, atol=1e-3)

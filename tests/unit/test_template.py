@@ -1,0 +1,85 @@
+"""Structural rules of template.yaml that the linters cannot know about."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+
+
+class CfnLoader(yaml.SafeLoader):
+    """Reads CloudFormation short-form tags (!Ref, !GetAtt, ...) as {"Tag": value}."""
+
+
+def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {suffix: value}
+
+
+CfnLoader.add_multi_constructor("!", _tag)
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
+
+
+def resources(template: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def test_one_python_runtime_on_x86(template: dict[str, Any]) -> None:
+    glob = template["Globals"]["Function"]
+    assert glob["Runtime"] == "python3.13" and glob["Architectures"] == ["x86_64"]
+    for name, fn in resources(template, "AWS::Serverless::Function").items():
+        assert "Runtime" not in fn["Properties"], f"{name} overrides the runtime"
+
+
+def test_one_predict_function_per_head(template: dict[str, Any]) -> None:
+    fns = resources(template, "AWS::Serverless::Function")
+    models = {
+        fn["Properties"]["Environment"]["Variables"]["MODEL_NAMES"]
+        for fn in fns.values()
+        if fn["Properties"]["CodeUri"] == "functions/predict/"
+    }
+    assert models == {"logreg", "rf", "hgb", "mlp"}
+
+
+def test_queue_visibility_is_at_least_six_function_timeouts(template: dict[str, Any]) -> None:
+    params = template["Parameters"]
+    assert params["QueueVisibilityTimeout"]["Default"] >= 6 * params["BatcherTimeout"]["Default"]
+    queue = template["Resources"]["RequestsQueue"]["Properties"]
+    assert queue["VisibilityTimeout"] == {"Ref": "QueueVisibilityTimeout"}
+    assert "deadLetterTargetArn" in queue["RedrivePolicy"]
+
+
+def test_batcher_reports_item_failures_with_a_window(template: dict[str, Any]) -> None:
+    event = template["Resources"]["BatcherFunction"]["Properties"]["Events"]["Requests"]
+    assert event["Type"] == "SQS"
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    params = template["Parameters"]
+    # a batch size above 10 needs a batching window of at least 1 s
+    assert params["BatchSize"]["Default"] <= 10 or params["BatchingWindowSeconds"]["Default"] >= 1
+
+
+def test_rest_api_with_key_and_schedule_warmers(template: dict[str, Any]) -> None:
+    assert not resources(template, "AWS::Serverless::HttpApi"), "HTTP APIs do not run in LocalStack community"
+    api = template["Resources"]["TopicApi"]["Properties"]
+    assert api["Auth"]["ApiKeyRequired"] is True and api["Auth"]["UsagePlan"]["Throttle"]
+    warm = template["Resources"]["WarmerFunction"]["Properties"]["Events"]["Warm"]
+    assert warm["Type"] == "Schedule"  # not ScheduleV2: EventBridge Scheduler never fires in LocalStack
+
+
+def test_caches_have_ttl(template: dict[str, Any]) -> None:
+    for name in ("EmbeddingCacheTable", "PredictionCacheTable", "ResultsTable"):
+        ttl = template["Resources"][name]["Properties"]["TimeToLiveSpecification"]
+        assert ttl == {"AttributeName": "ttl", "Enabled": True}
