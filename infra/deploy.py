@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--param", action="append", default=[], help="template parameter Key=Value")
     parser.add_argument("--no-promote", action="store_true", help="do not promote newly registered models")
     parser.add_argument("--skip-build", action="store_true", help="reuse .aws-sam/build")
+    parser.add_argument("--output", type=Path, default=STACK_JSON, help="where to write the stack outputs")
     args = parser.parse_args(argv)
 
     import boto3
@@ -161,9 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         },
         "production_versions": after,
     }
-    STACK_JSON.parent.mkdir(parents=True, exist_ok=True)
-    STACK_JSON.write_text(json.dumps(stack, indent=2) + "\n")
-    say(f"wrote {STACK_JSON.relative_to(REPO)}: API {stack['api_url']}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(stack, indent=2) + "\n")
+    say(f"wrote {args.output}: API {stack['api_url']}")
     return 0
 
 

@@ -18,6 +18,7 @@ from topicserve.observability import (
     install_error_handlers,
     make_logger,
     make_metrics,
+    record_response,
     record_stats,
     stats_log,
 )
@@ -54,7 +55,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if is_warm_event(event):
         return handle_warm_event(event, cold_start=cold, init_seconds=runtime.init_seconds)
     logger.set_correlation_id(context.aws_request_id if context else None)
-    try:
-        return app.resolve(event, context)
-    finally:
-        metrics.flush_metrics()
+    response = app.resolve(event, context)
+    record_response(metrics, response["statusCode"])
+    metrics.flush_metrics()
+    return response

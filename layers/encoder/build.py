@@ -37,7 +37,7 @@ def place(src: Path, dst: Path) -> None:
 
 def build(manifest_path: Path, variant: str, out: Path) -> Path:
     manifest = json.loads(manifest_path.read_text())
-    root = manifest_path.parent.parent.parent  # build/models/manifest.json -> repo root
+    root = Path(__file__).resolve().parents[2]  # paths in the manifest are relative to the repo root
     entry = manifest["encoder"][variant]
     package = out / "python" / "topicserve_encoder"
     package.mkdir(parents=True, exist_ok=True)

@@ -55,6 +55,12 @@ def record_stats(metrics: Metrics, stats: Stats, *, latency_ms: float | None = N
     metrics.add_metric(name="CacheErrors", unit=MetricUnit.Count, value=stats.cache_errors)
 
 
+def record_response(metrics: Metrics, status: int) -> None:
+    """Count every answered request by status class, so 4xx from bad input and 5xx are both visible."""
+    metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=f"Status{status // 100}xx", unit=MetricUnit.Count, value=1)
+
+
 def stats_log(stats: Stats) -> dict[str, Any]:
     return {
         "texts": stats.texts,

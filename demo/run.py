@@ -1,0 +1,143 @@
+"""The end-to-end demo against a deployed stack (``make demo`` runs it after ``make deploy``).
+
+1. one HTTP prediction per model through API Gateway (with the API key; the first call to each function is
+   its cold start);
+2. an SQS submission of 200 20 Newsgroups test texts (with some repeated), their results and accuracy;
+3. the same submission again, now served from the caches;
+4. cold versus warm latency of the synchronous path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from topicserve.client import Client
+from topicserve.requests import QueuedRequest, new_batch_id
+from topicserve.text import normalise
+
+MODELS = ("logreg", "rf", "hgb", "mlp")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def section(title: str) -> None:
+    print(f"\n=== {title} " + "=" * max(0, 90 - len(title)), flush=True)
+
+
+def test_texts(n: int = 200, repeats: int = 20) -> tuple[list[str], list[str], list[str]]:
+    """n texts: n - repeats distinct 20NG test documents, then `repeats` of them again (duplicates)."""
+    from sklearn.datasets import fetch_20newsgroups
+
+    data_home = os.environ.get("DATA_HOME", str(REPO.parent / "shared" / "data"))
+    test = fetch_20newsgroups(
+        data_home=data_home, subset="test", remove=("headers", "footers", "quotes"), download_if_missing=False
+    )
+    picked = [i for i, t in enumerate(test.data) if 40 <= len(normalise(t)) <= 4000][: n - repeats]
+    picked += picked[:repeats]
+    texts = [test.data[i] for i in picked]
+    labels = [test.target_names[test.target[i]] for i in picked]
+    return texts, labels, list(test.target_names)
+
+
+def timed_predict(client: Client, model: str, text: str) -> tuple[float, int, Any]:
+    started = time.perf_counter()
+    status, body = client.predict(model, [text])
+    return (time.perf_counter() - started) * 1000, status, body
+
+
+def submit_and_wait(client: Client, texts: list[str], timeout: float = 600) -> tuple[dict[str, Any], float]:
+    batch_id = new_batch_id()
+    requests = [QueuedRequest(batch_id, str(i), t, list(MODELS)) for i, t in enumerate(texts)]
+    started = time.perf_counter()
+    calls = client.submit(requests)
+    print(f"sent {len(requests)} messages to SQS in {calls} SendMessageBatch calls (batch {batch_id})")
+    last = -1
+    deadline = time.monotonic() + timeout
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status, body = client.results(batch_id)
+        done = body.get("completed", 0) if status == 200 else 0
+        if done != last:
+            print(
+                f"  {done:4d}/{len(requests)} results after {time.perf_counter() - started:5.1f} s",
+                flush=True,
+            )
+            last = done
+        if done >= len(requests):
+            break
+        time.sleep(0.5)
+    return body, time.perf_counter() - started
+
+
+def report(body: dict[str, Any], labels: list[str]) -> None:
+    results = {r["request_id"]: r for r in body.get("results", [])}
+    ok = [results.get(str(i)) for i in range(len(labels))]
+    errors = sum(1 for r in ok if r is None or r["status"] != "ok")
+    print(f"results: {len(results)} / {len(labels)} ({errors} errors or missing)")
+    for model in MODELS:
+        answered = [(r["models"][model], labels[i]) for i, r in enumerate(ok) if r and r["status"] == "ok"]
+        correct = sum(p["label"] == truth for p, truth in answered)
+        hits = sum(p["cached"]["prediction"] for p, _ in answered)
+        emb = sum(p["cached"]["embedding"] for p, _ in answered)
+        print(
+            f"  {model:7s} accuracy {correct / max(1, len(answered)):.3f}  "
+            f"prediction-cache hits {hits:3d}/{len(answered)}  embedding reused {emb:3d}/{len(answered)}"
+        )
+
+
+def main() -> int:
+    stack_path = Path(os.environ.get("STACK_JSON", REPO / "build" / "stack.json"))
+    client = Client.from_file(stack_path)
+    print(f"stack {client.stack['stack_name']} at {client.stack['api_url']}")
+    texts, labels, _ = test_texts()
+
+    section("1. one HTTP prediction per model (POST /v1/predict/{model}, x-api-key)")
+    cold: dict[str, float] = {}
+    for i, model in enumerate(MODELS):
+        ms, status, body = timed_predict(client, model, texts[i])
+        cold[model] = ms
+        if status != 200:
+            print(f"  {model}: HTTP {status} {body}")
+            return 1
+        p = body["predictions"][0]
+        top = ", ".join(f"{t['label']} {t['probability']:.2f}" for t in p["top"])
+        print(f"  {model:7s} v{body['model_version']}: {p['label']:26s} (truth {labels[i]})")
+        print(f"          top-3: {top}  [{ms:.0f} ms]")
+    status, _ = client.call("GET", "/v1/health", api_key="")
+    print(f"  without the API key: HTTP {status}")
+
+    section("2. SQS submission of 200 20NG test texts (20 of them repeated)")
+    first, seconds = submit_and_wait(client, texts)
+    print(f"completed in {seconds:.1f} s")
+    report(first, labels)
+
+    section("3. the same 200 texts again: served from the caches")
+    second, seconds2 = submit_and_wait(client, texts)
+    print(f"completed in {seconds2:.1f} s (first pass {seconds:.1f} s)")
+    report(second, labels)
+
+    section("4. cold vs warm latency (synchronous path)")
+    warm: dict[str, list[float]] = {m: [] for m in MODELS}
+    for j in range(5):
+        for model in MODELS:
+            warm[model].append(timed_predict(client, model, texts[100 + j])[0])
+    for model in MODELS:
+        median = statistics.median(warm[model])
+        print(f"  {model:7s} cold (first call) {cold[model]:7.0f} ms   warm median {median:6.0f} ms")
+
+    counts = Counter(r["status"] for r in second.get("results", []))
+    print(f"\nsecond pass statuses: {dict(counts)}")
+    print("\nThe local cloud is still running: `make down` stops it (by PID, children included).")
+    summary = {"cold_ms": cold, "warm_ms": warm, "sqs_seconds": [seconds, seconds2]}
+    (REPO / "build" / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

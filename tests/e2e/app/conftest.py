@@ -1,0 +1,61 @@
+"""The real application stack (template.yaml) deployed into the local cloud the way `make deploy` does it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import LocalCloud, delete_stack
+
+REPO = Path(__file__).resolve().parents[3]
+STACK_NAME = "topicserve-e2e"
+
+
+def deploy_module() -> ModuleType:
+    """infra/deploy.py as a module (its renew_environments is what tests use to recycle environments)."""
+    spec = importlib.util.spec_from_file_location("topicserve_deploy", REPO / "infra" / "deploy.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def app_stack(localcloud: LocalCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Deploy with infra/deploy.py (sam build + sam deploy + model registration), delete at the end.
+
+    Warmer schedules are off here so that cold and warm starts are what each test makes them; the warmer
+    function itself is deployed and tests invoke it directly.
+    """
+    output = tmp_path_factory.mktemp("stack") / "stack.json"
+    command = [
+        sys.executable,
+        "infra/deploy.py",
+        "--stack-name",
+        STACK_NAME,
+        "--output",
+        str(output),
+        "--param",
+        "WarmerEnabled=false",
+        "--param",
+        "BatchSize=100",
+        "--param",
+        "BatchingWindowSeconds=1",
+    ]
+    try:
+        proc = subprocess.run(
+            command, cwd=REPO, env=localcloud.env(), capture_output=True, text=True, check=False
+        )
+        if proc.returncode != 0:
+            pytest.fail(f"deploy failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}", pytrace=False)
+        yield json.loads(output.read_text())
+    finally:
+        delete_stack(localcloud, STACK_NAME)
