@@ -16,8 +16,11 @@ MANIFEST  := build/models/manifest.json
 LOCALCLOUD := python3 infra/localstack/localcloud.py
 export DATA_HOME ?= $(abspath ../shared/data)
 export PYTHONUNBUFFERED := 1
+# The local cloud: the same SAM/boto3 commands as on AWS, pointed at LocalStack with dummy credentials.
+LOCAL_AWS := AWS_ENDPOINT_URL=http://127.0.0.1:4566 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
+             AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
 
-.PHONY: help venv models models-if-missing test test-unit lint fmt up down status clean distclean
+.PHONY: help venv models models-if-missing test test-unit lint fmt localcloud up down status deploy demo clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -40,7 +43,7 @@ models: $(STAMP)  ## build encoder (fp32 + int8), embeddings and the four heads 
 models-if-missing: $(STAMP)
 	@if [ -f $(MANIFEST) ]; then echo "==> models present ($(MANIFEST))"; else QUICK=1 $(MAKE) --no-print-directory models; fi
 
-test: $(STAMP) models-if-missing  ## the whole suite: unit, functional and LocalStack end-to-end tests
+test: $(STAMP) models-if-missing localcloud  ## the whole suite: unit, functional and LocalStack end-to-end tests
 	$(PY) -m pytest tests
 
 test-unit: $(STAMP)  ## fast unit tests only
@@ -54,6 +57,9 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+localcloud:  ## install the local cloud into .localcloud (LocalStack, DynamoDB Local, Java, runtimes, SAM CLI); idempotent
+	$(LOCALCLOUD) install
+
 up:  ## start the local cloud (LocalStack + local Lambda executor) on 127.0.0.1:4566
 	$(LOCALCLOUD) up
 
@@ -62,6 +68,15 @@ down:  ## stop the local cloud (by PID, children included)
 
 status:  ## is the local cloud running?
 	$(LOCALCLOUD) status
+
+deploy: $(STAMP) models-if-missing localcloud up  ## sam build + sam deploy into the local cloud, register models, write build/stack.json
+	$(LOCAL_AWS) $(PY) infra/deploy.py $(foreach p,$(PARAMS),--param $(p))
+
+demo: $(STAMP) localcloud  ## the whole thing end to end: models, local cloud, deploy, HTTP + SQS requests, results
+	@[ -f $(MANIFEST) ] && ! grep -q '"quick": true' $(MANIFEST) || $(MAKE) --no-print-directory models
+	$(MAKE) --no-print-directory up
+	$(MAKE) --no-print-directory deploy
+	$(LOCAL_AWS) $(PY) demo/run.py
 
 clean:  ## remove build outputs (keeps the venvs and the local cloud install)
 	rm -rf build .aws-sam

@@ -1,0 +1,53 @@
+"""LocalStack start-up hook: bind DynamoDB Local to 127.0.0.1.
+
+DynamoDB Local has no host option: ``ServerRunner`` builds ``new org.eclipse.jetty.server.Server(port)``,
+which listens on all interfaces, and LocalStack starts it with ``java ... -jar DynamoDBLocal.jar -port N``.
+We keep LocalStack's command line (heap, agent, library path, options) and only swap
+``-jar DynamoDBLocal.jar`` for our launcher ``localcloud.LoopbackDynamoDB`` (in the
+``ddb-local-loader-0.1.jar`` that localcloud.py builds): it creates the server through DynamoDB Local's
+own ``createServerFromCommandLineArgs``, sets the host of its Jetty connectors, then starts it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from localstack.runtime import hooks
+
+LOG = logging.getLogger(__name__)
+LAUNCHER = "localcloud.LoopbackDynamoDB"
+
+
+@hooks.on_infra_start()
+def bind_dynamodb_local_to_loopback() -> None:
+    host = os.environ.get("LOCALCLOUD_DDB_HOST")
+    if not host:
+        return
+    from localstack.services.dynamodb.packages import dynamodblocal_package
+    from localstack.services.dynamodb.server import DynamodbServer
+
+    original = DynamodbServer._create_shell_command
+    if getattr(original, "_localcloud", False):
+        return
+
+    def _create_shell_command(self: Any) -> list[str]:
+        cmd: list[str] = original(self)
+        agent = dynamodblocal_package.get_installer().get_ddb_agent_jar_path()
+        if "-jar" not in cmd or not os.path.isfile(agent):
+            LOG.warning("localcloud: cannot bind DynamoDB Local to %s (unexpected command %s)", host, cmd)
+            return cmd
+        i = cmd.index("-jar")
+        jar = cmd[i + 1]
+        return [
+            *cmd[:i],
+            f"-Dlocalcloud.ddb.host={host}",
+            "-cp",
+            f"{jar}{os.pathsep}{agent}",
+            LAUNCHER,
+            *cmd[i + 2 :],
+        ]
+
+    _create_shell_command._localcloud = True  # type: ignore[attr-defined]
+    DynamodbServer._create_shell_command = _create_shell_command  # type: ignore[method-assign]

@@ -1,0 +1,116 @@
+"""Measure the local-process executor: cold start vs warm invoke, interleaved, against a running local cloud.
+
+    python3 infra/localstack/localcloud.py up
+    .venv/bin/python infra/localstack/measure_executor.py [--rounds 7] [--warm 5] [--out results.json]
+
+Each round forces a cold start (a configuration update makes LocalStack replace the environment), then
+invokes the warm environment a few times; cold and warm samples thus alternate in one run, so machine
+drift hits both alike. Reported per kind: client round trip (boto3 -> LocalStack -> init -> awslambdaric
+-> back), the REPORT line's Duration / Init Duration, and round trip minus Duration (platform overhead:
+LocalStack's invoke path plus the executor's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import os
+import re
+import statistics
+import time
+import uuid
+import zipfile
+from typing import Any
+
+import boto3
+
+HANDLER = "def handler(event, context):\n    return {'ok': True}\n"
+
+
+def _client() -> Any:
+    port = os.environ.get("LOCALCLOUD_PORT", "4566")
+    return boto3.client(
+        "lambda",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+
+def _invoke(lam: Any, name: str) -> dict[str, float | None]:
+    t0 = time.perf_counter()
+    resp = lam.invoke(FunctionName=name, Payload=b"{}", LogType="Tail")
+    resp["Payload"].read()
+    rtt = (time.perf_counter() - t0) * 1000
+    log = base64.b64decode(resp["LogResult"]).decode()
+    duration = float(re.search(r"\tDuration: ([\d.]+) ms", log).group(1))  # type: ignore[union-attr]
+    init = re.search(r"Init Duration: ([\d.]+) ms", log)
+    return {"rtt_ms": rtt, "duration_ms": duration, "init_ms": float(init.group(1)) if init else None}
+
+
+def _summary(samples: list[dict[str, float | None]]) -> dict[str, float]:
+    def med(key: str) -> float:
+        values = [s[key] for s in samples if s[key] is not None]
+        return round(statistics.median(values), 2) if values else float("nan")  # type: ignore[type-var]
+
+    overhead = [s["rtt_ms"] - s["duration_ms"] for s in samples]  # type: ignore[operator]
+    return {
+        "n": len(samples),
+        "rtt_ms_median": med("rtt_ms"),
+        "duration_ms_median": med("duration_ms"),
+        "init_ms_median": med("init_ms"),
+        "overhead_ms_median": round(statistics.median(overhead), 2),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--warm", type=int, default=5)
+    parser.add_argument("--runtime", default="python3.13")
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    lam = _client()
+    name = f"measure-executor-{uuid.uuid4().hex[:8]}"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("app.py", HANDLER)
+    lam.create_function(
+        FunctionName=name,
+        Runtime=args.runtime,
+        Handler="app.handler",
+        Role="arn:aws:iam::000000000000:role/measure",
+        Code={"ZipFile": buf.getvalue()},
+        Timeout=10,
+    )
+    lam.get_waiter("function_active_v2").wait(FunctionName=name)
+    cold, warm = [], []
+    try:
+        for i in range(args.rounds):
+            lam.update_function_configuration(FunctionName=name, Environment={"Variables": {"ROUND": str(i)}})
+            lam.get_waiter("function_updated_v2").wait(FunctionName=name)
+            cold.append(_invoke(lam, name))
+            warm.extend(_invoke(lam, name) for _ in range(args.warm))
+    finally:
+        lam.delete_function(FunctionName=name)
+    result = {
+        "runtime": args.runtime,
+        "rounds": args.rounds,
+        "cold": _summary(cold),
+        "warm": _summary(warm),
+        "raw": {"cold": cold, "warm": warm},
+    }
+    print(json.dumps({k: v for k, v in result.items() if k != "raw"}, indent=2))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,31 @@
+"""EventBridge rule rate(1 minute) (SAM `Schedule` event) invokes the function for real."""
+
+from __future__ import annotations
+
+import time
+
+import boto3
+import pytest
+
+from tests.e2e.conftest import LocalCloud, Stack
+
+pytestmark = pytest.mark.e2e
+
+
+def test_rate_rule_invokes_function(localcloud: LocalCloud, probe_stack: Stack) -> None:
+    table = boto3.resource(
+        "dynamodb",
+        endpoint_url=localcloud.endpoint,
+        region_name=localcloud.region,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    ).Table(probe_stack.outputs["ProbeTableName"])
+    deadline = probe_stack.deployed_at + 90  # the first tick comes within a minute of the rule's creation
+    found: list[dict] = []
+    while time.time() < deadline and not found:
+        found = [i for i in table.scan()["Items"] if i["pk"].startswith("schedule#")]
+        if not found:
+            time.sleep(2)
+    assert found, "no scheduled invocation within 90 s of deployment"
+    assert found[0]["source"] == "aws.events"
+    assert found[0]["detail_type"] == "Scheduled Event"
