@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import boto3
 import numpy as np
 import pytest
 from moto import mock_aws
+
+from topicserve.registry import Registry
 
 
 @pytest.fixture
@@ -93,3 +96,30 @@ def fake_encoder() -> FakeEncoder:
 @pytest.fixture
 def fake_heads() -> dict[str, FakeHead]:
     return {name: FakeHead(name, seed=i) for i, name in enumerate(("logreg", "rf", "hgb", "mlp"))}
+
+
+BUCKET, TABLE = "artifacts", "registry"
+
+
+@pytest.fixture
+def registry(s3: Any, ddb: Any) -> Registry:
+    s3.create_bucket(Bucket=BUCKET)
+    ddb.create_table(
+        TableName=TABLE,
+        KeySchema=[
+            {"AttributeName": "name", "KeyType": "HASH"},
+            {"AttributeName": "version", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "name", "AttributeType": "S"},
+            {"AttributeName": "version", "AttributeType": "N"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return Registry(bucket=BUCKET, table=TABLE, s3_client=s3, dynamodb_client=ddb)
+
+
+def artifact(tmp_path: Path, name: str, content: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(content)
+    return path

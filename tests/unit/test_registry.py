@@ -4,37 +4,12 @@ from typing import Any
 
 import pytest
 
+from tests.unit.conftest import BUCKET, TABLE, artifact
 from topicserve.errors import ArtifactError, ChecksumMismatchError, RegistryError
 from topicserve.registry import Lineage, Registry, Stage
 from topicserve.registry.cli import main as cli_main
 from topicserve.registry.manifest import register_manifest
 from topicserve.registry.store import sha256_file
-
-BUCKET, TABLE = "artifacts", "registry"
-
-
-@pytest.fixture
-def registry(s3: Any, ddb: Any) -> Registry:
-    s3.create_bucket(Bucket=BUCKET)
-    ddb.create_table(
-        TableName=TABLE,
-        KeySchema=[
-            {"AttributeName": "name", "KeyType": "HASH"},
-            {"AttributeName": "version", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "name", "AttributeType": "S"},
-            {"AttributeName": "version", "AttributeType": "N"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return Registry(bucket=BUCKET, table=TABLE, s3_client=s3, dynamodb_client=ddb)
-
-
-def artifact(tmp_path: Path, name: str, content: bytes) -> Path:
-    path = tmp_path / name
-    path.write_bytes(content)
-    return path
 
 
 def test_register_records_everything(registry: Registry, tmp_path: Path) -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from topicserve.cache.dynamodb import DynamoDBStore
 from topicserve.cache.store import CacheStore, LRUStore, TieredStore
-from topicserve.errors import ArtifactError
+from topicserve.errors import ArtifactError, ChecksumMismatchError
 from topicserve.settings import Settings
 
 ENCODER_MODEL = "model.onnx"
@@ -52,15 +53,38 @@ def load_encoder(settings: Settings) -> Any:
     )
 
 
-def load_heads(settings: Settings, registry: Any) -> dict[str, Any]:
+def load_heads(settings: Settings, registry: Any, log: Callable[[str], None] = print) -> dict[str, Any]:
     from topicserve.heads import Head
 
     heads = {}
     for name in settings.models:
-        record = registry.resolve(name, settings.model_stage)
-        path = registry.download(record, settings.model_cache_dir)
+        record, path = fetch_head(settings, registry, name, log)
         heads[name] = Head(path, name=name, version=str(record.version), labels=record.labels)
     return heads
+
+
+def fetch_head(settings: Settings, registry: Any, name: str, log: Callable[[str], None]) -> tuple[Any, Path]:
+    """Download the head to serve, refusing any artifact that fails its sha256 check.
+
+    For the production stage, a refused artifact falls back to the versions that were in production
+    before it, newest first: a corrupted or tampered upload must not take the model down, and must never
+    be served. With no acceptable version left, the cold start fails with the checksum error.
+    """
+    record = registry.resolve(name, settings.model_stage)
+    candidates = [record]
+    if settings.model_stage == "production":
+        candidates += [
+            registry.show(name, v) for v in registry.production_history(name) if v != record.version
+        ]
+    refused: ArtifactError | None = None
+    for candidate in candidates:
+        try:
+            return candidate, registry.download(candidate, settings.model_cache_dir)
+        except ChecksumMismatchError as exc:
+            log(f"REFUSED {name} v{candidate.version}: {exc}")
+            refused = refused or exc
+    assert refused is not None
+    raise refused
 
 
 def cache_store(settings: Settings, which: str, table: str, dynamodb: Any) -> CacheStore | None:

@@ -85,9 +85,12 @@ class Client:
 
         from topicserve.queue import send_all
 
-        sqs = boto3.client(
-            "sqs", endpoint_url=self.stack.get("endpoint_url"), region_name=self.stack.get("region")
-        )
+        endpoint = self.stack.get("endpoint_url")
+        session = boto3.session.Session()
+        if endpoint and session.get_credentials() is None:
+            # the local cloud accepts any credentials; AWS uses the caller's own
+            session = boto3.session.Session(aws_access_key_id="test", aws_secret_access_key="test")
+        sqs = session.client("sqs", endpoint_url=endpoint, region_name=self.stack.get("region"))
         return send_all(sqs, self.stack["queue_url"], [r.to_message() for r in requests])
 
 

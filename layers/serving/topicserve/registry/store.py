@@ -225,6 +225,10 @@ class Registry:
             raise RegistryError(f"{name} has no version at stage {stage.value}")
         return max(candidates, key=lambda v: v.version)
 
+    def production_history(self, name: str) -> list[int]:
+        """Versions that have been in production, newest first (the current one included, first)."""
+        return list(reversed(self._head(name).get("history", [])))
+
     def find_by_sha256(self, name: str, sha256: str) -> ModelVersion | None:
         return next((v for v in self.list(name) if v.sha256 == sha256), None)
 
