@@ -11,12 +11,11 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
-from topicserve.bootstrap import aws_client
+from topicserve.bootstrap import aws_client, make_registry
 from topicserve.errors import RegistryError, UnknownModelError
 from topicserve.observability import install_error_handlers, json_response, make_logger
 from topicserve.queue import send_all
 from topicserve.registry.manifest import encoder_model_name
-from topicserve.registry.store import Registry
 from topicserve.requests import parse_batch_submission
 from topicserve.results import ResultsStore
 from topicserve.settings import Settings
@@ -25,12 +24,7 @@ logger = make_logger("api")
 settings = Settings.from_env()
 dynamodb = aws_client("dynamodb")
 sqs = aws_client("sqs")
-registry = Registry(
-    bucket=settings.registry_bucket,
-    table=settings.registry_table,
-    s3_client=aws_client("s3"),
-    dynamodb_client=dynamodb,
-)
+registry = make_registry(settings, dynamodb)
 results = ResultsStore(settings.results_table, client=dynamodb, ttl_seconds=settings.results_ttl_seconds)
 app = APIGatewayRestResolver()
 install_error_handlers(app, logger)

@@ -22,6 +22,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from tests.helpers import CACHE_KEYS, REGISTRY_KEYS, RESULTS_KEYS, create_table
+
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "tests" / "events"
 MANIFEST = REPO / "build" / "models" / "manifest.json"
@@ -127,18 +129,10 @@ def stack(encoder_layer: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket="artifacts")
 
-        def table(name: str, keys: list[tuple[str, str, str]]) -> None:
-            ddb.create_table(
-                TableName=name,
-                KeySchema=[{"AttributeName": k, "KeyType": kt} for k, _, kt in keys],
-                AttributeDefinitions=[{"AttributeName": k, "AttributeType": t} for k, t, _ in keys],
-                BillingMode="PAY_PER_REQUEST",
-            )
-
-        table("registry", [("name", "S", "HASH"), ("version", "N", "RANGE")])
-        table("emb", [("k", "S", "HASH")])
-        table("pred", [("k", "S", "HASH")])
-        table("results", [("batch_id", "S", "HASH"), ("request_id", "S", "RANGE")])
+        create_table(ddb, "registry", REGISTRY_KEYS)
+        create_table(ddb, "emb", CACHE_KEYS)
+        create_table(ddb, "pred", CACHE_KEYS)
+        create_table(ddb, "results", RESULTS_KEYS)
         queue_url = boto3.client("sqs").create_queue(QueueName="requests")["QueueUrl"]
         registry = Registry(bucket="artifacts", table="registry")
         register_manifest(registry, load_manifest(MANIFEST), root=REPO, log=lambda s: None)

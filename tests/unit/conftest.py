@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
+from tests.helpers import CACHE_KEYS, REGISTRY_KEYS, create_table
 from topicserve.registry import Registry
 
 
@@ -39,13 +40,7 @@ def s3(aws: None) -> Any:
 
 @pytest.fixture
 def cache_table(ddb: Any) -> str:
-    ddb.create_table(
-        TableName="cache",
-        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return "cache"
+    return create_table(ddb, "cache", CACHE_KEYS)
 
 
 class FakeEncoder:
@@ -104,18 +99,7 @@ BUCKET, TABLE = "artifacts", "registry"
 @pytest.fixture
 def registry(s3: Any, ddb: Any) -> Registry:
     s3.create_bucket(Bucket=BUCKET)
-    ddb.create_table(
-        TableName=TABLE,
-        KeySchema=[
-            {"AttributeName": "name", "KeyType": "HASH"},
-            {"AttributeName": "version", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "name", "AttributeType": "S"},
-            {"AttributeName": "version", "AttributeType": "N"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_table(ddb, TABLE, REGISTRY_KEYS)
     return Registry(bucket=BUCKET, table=TABLE, s3_client=s3, dynamodb_client=ddb)
 
 

@@ -3,24 +3,14 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.helpers import RESULTS_KEYS, create_table
 from topicserve.queue import send_all
 from topicserve.results import ResultsStore
 
 
 @pytest.fixture
 def results(ddb: Any) -> ResultsStore:
-    ddb.create_table(
-        TableName="results",
-        KeySchema=[
-            {"AttributeName": "batch_id", "KeyType": "HASH"},
-            {"AttributeName": "request_id", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "batch_id", "AttributeType": "S"},
-            {"AttributeName": "request_id", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_table(ddb, "results", RESULTS_KEYS)
     return ResultsStore("results", client=ddb)
 
 

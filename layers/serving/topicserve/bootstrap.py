@@ -104,19 +104,24 @@ class Runtime:
     dynamodb: Any
 
 
-def build_runtime(settings: Settings | None = None) -> Runtime:
+def make_registry(settings: Settings, dynamodb: Any) -> Any:
     from topicserve.registry.store import Registry
-    from topicserve.service import InferenceService
 
-    started = time.perf_counter()
-    settings = settings or Settings.from_env()
-    dynamodb = aws_client("dynamodb")
-    registry = Registry(
+    return Registry(
         bucket=settings.registry_bucket,
         table=settings.registry_table,
         s3_client=aws_client("s3"),
         dynamodb_client=dynamodb,
     )
+
+
+def build_runtime(settings: Settings | None = None) -> Runtime:
+    from topicserve.service import InferenceService
+
+    started = time.perf_counter()
+    settings = settings or Settings.from_env()
+    dynamodb = aws_client("dynamodb")
+    registry = make_registry(settings, dynamodb)
     encoder = load_encoder(settings)
     heads = load_heads(settings, registry)
     service = InferenceService(

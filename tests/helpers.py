@@ -1,0 +1,21 @@
+"""Small helpers shared by the unit and functional tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def create_table(ddb: Any, name: str, keys: list[tuple[str, str, str]]) -> str:
+    """Create an on-demand table from ``(attribute, type S/N, HASH/RANGE)`` triples, as the template does."""
+    ddb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": attr, "KeyType": kind} for attr, _, kind in keys],
+        AttributeDefinitions=[{"AttributeName": attr, "AttributeType": typ} for attr, typ, _ in keys],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return name
+
+
+CACHE_KEYS = [("k", "S", "HASH")]
+REGISTRY_KEYS = [("name", "S", "HASH"), ("version", "N", "RANGE")]
+RESULTS_KEYS = [("batch_id", "S", "HASH"), ("request_id", "S", "RANGE")]
