@@ -165,6 +165,7 @@ def test_sqs_submission_dedups_and_second_pass_hits_the_cache(
     first = wait_for(client, submit(client, texts), len(texts))
     results = {r["request_id"]: r for r in first["results"]}
     assert len(results) == len(texts) and all(r["status"] == "ok" for r in results.values())
+
     def answers(result: dict[str, Any]) -> dict[str, Any]:
         return {m: (v["label"], v["top"]) for m, v in result["models"].items()}
 
