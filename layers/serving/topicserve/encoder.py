@@ -1,0 +1,176 @@
+"""The sentence encoder at serving time: a (quantised) ONNX export of all-MiniLM-L6-v2 plus its tokenizer.
+
+It depends only on numpy, onnxruntime, tokenizers and the stdlib, because it ships in a Lambda layer where
+torch / transformers would blow the 250 MB limit. Pooling and L2 normalisation live inside the ONNX graph
+(see ``training/export_encoder.py``), so this class only tokenises, pads and runs the session.
+
+Why the tokenizer is reconfigured: the ``tokenizer.json`` shipped with the model has truncation 128 and
+*fixed* padding to 128 built in. Fixed padding wastes compute on short texts (most 20NG posts are far
+shorter than the limit), and 128 is an accidental limit, not a design choice. We truncate to an explicit
+``max_length`` and pad each sub-batch only to its own longest text (dynamic padding); texts are sorted by
+token length first so a sub-batch holds texts of similar lengths and little padding is computed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from topicserve.errors import ArtifactError, TextTypeError
+
+INPUT_IDS = "input_ids"
+ATTENTION_MASK = "attention_mask"
+TOKEN_TYPE_IDS = "token_type_ids"
+OUTPUT = "sentence_embedding"
+DEFAULT_MAX_LENGTH = 256
+
+
+def _read_artifact(path: str | os.PathLike, what: str) -> bytes:
+    """Read a whole artifact, turning every OS-level failure into :class:`ArtifactError`."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:  # missing, a directory, permissions ...
+        raise ArtifactError(f"cannot read {what} {os.fspath(path)!r}: {exc}") from exc
+
+
+def session_options(intra_op_threads: int | None) -> ort.SessionOptions:
+    """Session options shared by the encoder and the heads.
+
+    Lambda gives a fractional number of vCPUs; callers pass the thread count they measured to be best
+    (None = onnxruntime's default: one thread per core). Inter-op parallelism is useless for these
+    sequential graphs, so it is pinned to 1 to avoid spawning idle threads.
+    """
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.inter_op_num_threads = 1
+    if intra_op_threads is not None:
+        if intra_op_threads < 1:
+            raise ValueError(f"intra_op_threads must be >= 1, got {intra_op_threads}")
+        so.intra_op_num_threads = int(intra_op_threads)
+    so.log_severity_level = 3  # warnings about unused initializers etc. are noise in Lambda logs
+    return so
+
+
+def load_session(
+    data: bytes, path: str | os.PathLike, intra_op_threads: int | None, providers: Sequence[str] | None
+) -> ort.InferenceSession:
+    """Create an inference session from bytes already read (hashed once, parsed once)."""
+    try:
+        return ort.InferenceSession(
+            data,
+            sess_options=session_options(intra_op_threads),
+            providers=list(providers) if providers else ["CPUExecutionProvider"],
+        )
+    except Exception as exc:  # onnxruntime raises its own exception types for corrupt graphs
+        raise ArtifactError(f"cannot load ONNX model {os.fspath(path)!r}: {exc}") from exc
+
+
+class Encoder:
+    """Texts -> (n, 384) float32 L2-normalised embeddings with an ONNX MiniLM encoder.
+
+    ``version`` identifies the encoder in every cache key (an embedding is only valid for the exact
+    encoder that produced it); it defaults to the sha256 of the ONNX file, computed once at load.
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike,
+        tokenizer_path: str | os.PathLike,
+        *,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        intra_op_threads: int | None = None,
+        version: str | None = None,
+        providers: Sequence[str] | None = None,
+    ) -> None:
+        if not isinstance(max_length, int) or max_length < 3:
+            raise ValueError(f"max_length must be an int >= 3 (room for [CLS] and [SEP]), got {max_length!r}")
+        t0 = time.perf_counter()
+        data = _read_artifact(model_path, "encoder model")
+        self.sha256: str = hashlib.sha256(data).hexdigest()
+        self.version: str = version or self.sha256
+        self.max_length: int = max_length
+        self.model_path = Path(model_path)
+        self._session = load_session(data, model_path, intra_op_threads, providers)
+        del data
+
+        inputs = {i.name: i for i in self._session.get_inputs()}
+        outputs = {o.name: o for o in self._session.get_outputs()}
+        if INPUT_IDS not in inputs or ATTENTION_MASK not in inputs or OUTPUT not in outputs:
+            raise ArtifactError(
+                f"{os.fspath(model_path)!r} is not an encoder graph: inputs {sorted(inputs)}, "
+                f"outputs {sorted(outputs)}; expected {INPUT_IDS}, {ATTENTION_MASK} -> {OUTPUT}"
+            )
+        self._needs_token_type_ids = TOKEN_TYPE_IDS in inputs
+        dim = outputs[OUTPUT].shape[-1]
+        self.dim: int = dim if isinstance(dim, int) else 384
+
+        self._tokenizer = self._load_tokenizer(tokenizer_path, max_length)
+        self._pad_id = self._tokenizer.token_to_id("[PAD]") or 0
+        self.load_seconds: float = time.perf_counter() - t0
+
+    @staticmethod
+    def _load_tokenizer(path: str | os.PathLike, max_length: int) -> Tokenizer:
+        """Load tokenizer.json and replace its built-in truncation 128 / fixed padding 128."""
+        raw = _read_artifact(path, "tokenizer")
+        try:
+            tok = Tokenizer.from_str(raw.decode("utf-8"))
+        except Exception as exc:
+            raise ArtifactError(f"cannot parse tokenizer {os.fspath(path)!r}: {exc}") from exc
+        tok.enable_truncation(max_length=max_length)
+        tok.no_padding()  # we pad per sub-batch ourselves (dynamic padding), see encode()
+        return tok
+
+    def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        if isinstance(texts, str):
+            raise TextTypeError("texts must be a sequence of strings, not a single string")
+        texts = list(texts)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TextTypeError(f"text {i} is {type(t).__name__}, not str")
+        return [e.ids for e in self._tokenizer.encode_batch(texts)]
+
+    def token_lengths(self, texts: Sequence[str]) -> list[int]:
+        """Token count of each text after truncation (with [CLS]/[SEP]), for callers' length bucketing."""
+        return [len(ids) for ids in self._tokenize(texts)]
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Embed ``texts``; returns (len(texts), dim) float32 rows in input order, each of unit L2 norm.
+
+        Texts are sorted by token length and cut into sub-batches of ``batch_size``; each sub-batch is
+        padded to its own longest text. Sorting matters: attention costs O(seq^2) and padding tokens are
+        computed like real ones, so one long text in a batch of short ones would multiply the work.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        ids = self._tokenize(texts)
+        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        if not ids:
+            return out
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        order = np.argsort(lengths, kind="stable")
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            out[idx] = self._run([ids[i] for i in idx])
+        return out
+
+    def _run(self, batch: list[list[int]]) -> np.ndarray:
+        width = max(len(x) for x in batch)
+        input_ids = np.full((len(batch), width), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        for row, x in enumerate(batch):
+            input_ids[row, : len(x)] = x
+            mask[row, : len(x)] = 1
+        feed = {INPUT_IDS: input_ids, ATTENTION_MASK: mask}
+        if self._needs_token_type_ids:
+            feed[TOKEN_TYPE_IDS] = np.zeros_like(input_ids)
+        return self._session.run([OUTPUT], feed)[0]
+
+    def __repr__(self) -> str:
+        return f"Encoder(version={self.version[:12]}..., max_length={self.max_length}, dim={self.dim})"

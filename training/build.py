@@ -1,0 +1,279 @@
+"""``python -m training.build`` (``make models``): encoder export, quantisation, fidelity, embeddings, heads.
+
+Everything is cached (see training/common.py), so a rerun only redoes what changed. ``QUICK=1`` builds the
+same artifacts from a small stratified subset (1,500 train / 500 test texts, 100 fidelity texts, smaller
+forests) in a few minutes, for tests and CI; the manifest then says ``"quick": true`` and the functional
+tests relax their accuracy targets accordingly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from training import data as data_mod
+from training import embed, export_encoder, fidelity, quantize
+from training.common import (
+    MODEL_NAME,
+    MODELS,
+    REPO,
+    Settings,
+    cached_step,
+    code_dirty,
+    code_revision,
+    install,
+    log,
+    rel,
+    setup_logging,
+    sha256_file,
+)
+
+FIDELITY_N = {True: 100, False: 256}
+PUBLISH: dict[Path, Path] = {}  # published path under build/models -> cached source, installed at the end
+COS_MEAN_GOAL, COS_MIN_GOAL = 0.99, 0.95
+
+
+def measure_load(factory, repeats: int = 3) -> float:
+    """Median wall time of constructing a serving object (file read + sha256 + session creation)."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        obj = factory()
+        times.append(time.perf_counter() - t0)
+        del obj
+    return round(statistics.median(times), 4)
+
+
+def exclusion_plans(fp32: Path) -> list[tuple[str, list[str]]]:
+    """Quantisation plans tried in order until the fidelity goals hold (cheapest deviation first)."""
+    import onnx
+
+    m = onnx.load(str(fp32))
+    gathers = [n.name for n in m.graph.node if n.op_type == "Gather" and "embeddings" in n.name.lower()]
+    last = [n.name for n in m.graph.node if n.op_type == "MatMul" and "layer.5" in n.name]
+    return [
+        ("all MatMul/Gather int8 per-channel", []),
+        ("embedding Gathers kept fp32", gathers),
+        ("embedding Gathers + last layer MatMuls kept fp32", gathers + last),
+    ]
+
+
+def build_encoder(s: Settings, ds: data_mod.Dataset) -> dict:
+    src_key = export_encoder.source_key()
+    import torch
+
+    exp_dir, exp_res = cached_step(
+        "encoder-export",
+        {"source": src_key, "opset": export_encoder.OPSET, "torch": torch.__version__},
+        export_encoder.export,
+        ["model.fp32.onnx", "tokenizer.json"],
+    )
+    fp32 = exp_dir / "model.fp32.onnx"
+    fp32_sha = sha256_file(fp32)
+
+    texts = fidelity.pick_texts(ds.train.texts, FIDELITY_N[s.quick])
+    ref_cache: dict[str, np.ndarray] = {}
+
+    def ref() -> np.ndarray:
+        if "ref" not in ref_cache:
+            ref_cache["ref"] = fidelity.reference_embeddings(texts, s.max_length)
+        return ref_cache["ref"]
+
+    from topicserve.encoder import Encoder
+
+    def fid(model: Path) -> dict:
+        def run(outdir: Path) -> dict:
+            enc = Encoder(
+                model, exp_dir / "tokenizer.json", max_length=s.max_length, intra_op_threads=s.threads
+            )
+            return fidelity.cosine_stats(ref(), enc.encode(texts))
+
+        key = {
+            "model_sha256": sha256_file(model),
+            "n": len(texts),
+            "max_length": s.max_length,
+            "dataset_sha256": ds.pkz_sha256,
+            "texts": "train seeded sample",
+        }
+        _, res = cached_step("fidelity", key, run, [])
+        log.info(
+            "fidelity %s: cos mean %.5f min %.5f (n=%d)",
+            model.name,
+            res["cos_mean"],
+            res["cos_min"],
+            res["n"],
+        )
+        return res
+
+    fid_fp32 = fid(fp32)
+    attempts = []
+    for label, exclude in exclusion_plans(fp32):
+        q_dir, q_res = cached_step(
+            "encoder-int8",
+            {"fp32_sha256": fp32_sha, "exclude": exclude},
+            lambda d, ex=exclude: quantize.quantize(fp32, d, ex),
+            ["model.int8.onnx"],
+        )
+        int8 = q_dir / "model.int8.onnx"
+        fid_int8 = fid(int8)
+        attempts.append(
+            {
+                "plan": label,
+                "n_excluded": len(exclude),
+                "cos_mean": fid_int8["cos_mean"],
+                "cos_min": fid_int8["cos_min"],
+            }
+        )
+        if fid_int8["cos_mean"] >= COS_MEAN_GOAL and fid_int8["cos_min"] >= COS_MIN_GOAL:
+            break
+        log.warning("int8 plan %r misses the fidelity goal, trying the next plan", label)
+
+    # Artifacts are measured where they are cached and only published (with the manifest) at the very end
+    # of the build, so build/models never mixes a new artifact with an old manifest for long.
+    enc_dir = MODELS / "encoder"
+    tok = exp_dir / "tokenizer.json"
+    PUBLISH.update(
+        {
+            enc_dir / "model.fp32.onnx": fp32,
+            enc_dir / "model.int8.onnx": int8,
+            enc_dir / "tokenizer.json": tok,
+        }
+    )
+
+    def entry(dst: Path, src: Path, fid_res: dict, variant: str, extra: dict) -> dict:
+        return {
+            "path": rel(dst),
+            "sha256": sha256_file(src),
+            "size_bytes": src.stat().st_size,
+            "load_seconds": measure_load(lambda: Encoder(src, tok, max_length=s.max_length)),
+            "fidelity": {k: fid_res[k] for k in ("cos_mean", "cos_min", "cos_p01", "n")},
+            "tokenizer_path": rel(enc_dir / "tokenizer.json"),
+            "tokenizer_sha256": sha256_file(tok),
+            "max_length": s.max_length,
+            "name": MODEL_NAME,
+            "variant": variant,
+            **extra,
+        }
+
+    return {
+        "fp32": entry(
+            enc_dir / "model.fp32.onnx",
+            fp32,
+            fid_fp32,
+            "fp32",
+            {
+                "export": {
+                    "opset": export_encoder.OPSET,
+                    "dynamo": False,
+                    "max_abs_diff_vs_torch": exp_res["max_abs_diff_vs_torch"],
+                }
+            },
+        ),
+        "int8": entry(
+            enc_dir / "model.int8.onnx",
+            int8,
+            fid_int8,
+            "int8-dynamic-per-channel",
+            {"quantization": q_res | {"attempts": attempts}},
+        ),
+    }
+
+
+def build_embeddings(s: Settings, ds: data_mod.Dataset, encoder_entries: dict) -> dict:
+    from topicserve.encoder import Encoder
+
+    tok = PUBLISH[MODELS / "encoder" / "tokenizer.json"]
+    out = {}
+    for variant, splits in (("int8", ("train", "test")), ("fp32", ("test",))):
+        e = encoder_entries[variant]
+        enc = Encoder(PUBLISH[REPO / e["path"]], tok, max_length=s.max_length, intra_op_threads=s.threads)
+        for split in splits:
+            part = getattr(ds, split)
+            arr, path = embed.embeddings(
+                enc, e["sha256"], split, part.texts, part.index, ds.subset, ds.pkz_sha256
+            )
+            out[(variant, split)] = arr
+            log.info("embeddings %s/%s: %s at %s", variant, split, arr.shape, rel(path))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--until",
+        choices=["encoder", "embeddings", "heads"],
+        default="heads",
+        help="stop after this stage (the manifest is written only by a complete build)",
+    )
+    parser.add_argument("--heads", default="logreg,rf,hgb,mlp", help="comma-separated heads to build")
+    args = parser.parse_args(argv)
+    setup_logging()
+    s = Settings.from_env()
+    t_start = time.perf_counter()
+    log.info(
+        "build: quick=%s data_home=%s max_length=%d threads=%d", s.quick, s.data_home, s.max_length, s.threads
+    )
+    ds = data_mod.load(s.data_home, s.quick)
+    log.info("dataset %s: %d train / %d test texts", ds.subset, len(ds.train.texts), len(ds.test.texts))
+    enc = build_encoder(s, ds)
+    if args.until == "encoder":
+        return 0
+    emb = build_embeddings(s, ds, enc)
+    if args.until == "embeddings":
+        return 0
+    from training import heads as heads_mod
+
+    names = [h for h in args.heads.split(",") if h]
+    heads, validation, head_files = heads_mod.build_heads(s, ds, emb, names, enc["int8"]["sha256"])
+    PUBLISH.update(head_files)
+    manifest = {
+        "quick": s.quick,
+        "tuned": s.tune or s.quick,  # False: the recorded choice of an earlier search, refit (TUNE=0)
+        "created_unix": int(time.time()),
+        "code_revision": code_revision(),
+        "code_dirty": code_dirty(),
+        "labels": ds.labels,
+        "dataset": {
+            "file": Path(ds.file).name,
+            "sha256": ds.pkz_sha256,
+            "split": "bydate",
+            "remove": list(data_mod.REMOVE),
+            "subset": ds.subset,
+            "n_train": len(ds.train.texts),
+            "n_test": len(ds.test.texts),
+            "validation": validation,
+        },
+        "encoder": enc,
+        "heads": heads,
+        "build_seconds": round(time.perf_counter() - t_start, 1),
+    }
+    MODELS.mkdir(parents=True, exist_ok=True)
+    (MODELS / "manifest.json").unlink(missing_ok=True)  # never pair the old manifest with new files
+    for dst, src in PUBLISH.items():
+        install(src, dst)
+    tmp = MODELS / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.replace(MODELS / "manifest.json")
+    log.info("wrote %s in %.1f s total", rel(MODELS / "manifest.json"), manifest["build_seconds"])
+    for name, h in heads.items():
+        m = h["metrics"]
+        log.info(
+            "  %-6s acc %.4f  macro-F1 %.4f  acc(fp32 emb) %.4f  %7.2f MB  load %.3f s  agree %.4f",
+            name,
+            m["accuracy"],
+            m["macro_f1"],
+            m["accuracy_fp32_embeddings"],
+            h["size_bytes"] / 1e6,
+            h["load_seconds"],
+            h["agreement_with_native"],
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,489 @@
+"""Train the four heads on int8 embeddings, export each to ONNX with the common interface, evaluate.
+
+Common interface (so serving has one generic ``topicserve.heads.Head``): input ``embeddings`` float32
+[N, 384], output ``probabilities`` float32 [N, 20].
+
+Protocol: hyperparameters are chosen on a stratified, seeded validation split carved from train (never on
+test); the chosen configuration is then refit on the full train set. Test metrics are computed with the
+exported ONNX graph (what serving runs), on int8 embeddings (what serving feeds) and, for reference, on
+fp32 embeddings. ONNX-vs-native agreement is the share of test rows where both predict the same class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.model_selection import train_test_split
+
+from training import trees
+from training.common import MODELS, SEED, Settings, cached_step, log, rel, sha256_file
+
+VAL_FRACTION = 0.15
+N_FEATURES = 384
+AGREEMENT_GOAL = 0.995
+RF_MAX_BYTES = 50_000_000
+RF_MAX_LOAD_S = 1.0
+# Part of every head's cache key: bump when training or export code changes in a way that alters artifacts
+# (the key otherwise names only data, embeddings and hyperparameters).
+HEADS_CODE_VERSION = 2
+
+
+# --------------------------------------------------------------------------- ONNX helpers
+
+
+def onnx_session(path: Path):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def onnx_proba(path: Path, x: np.ndarray) -> np.ndarray:
+    return onnx_session(path).run(["probabilities"], {"embeddings": x.astype(np.float32)})[0]
+
+
+def load_seconds(path: Path, repeats: int = 3) -> float:
+    """Median time of constructing the serving Head (read + sha256 + session) -- what a cold start pays."""
+    from topicserve.heads import Head
+
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        Head(path, name="probe")
+        times.append(time.perf_counter() - t0)
+    return round(statistics.median(times), 4)
+
+
+def trim_skl2onnx(model: onnx.ModelProto, prob_output: str) -> onnx.ModelProto:
+    """Keep only the probability output of a skl2onnx graph, renamed ``probabilities``, and prune nodes."""
+    g = model.graph
+    for node in g.node:
+        node.output[:] = ["probabilities" if o == prob_output else o for o in node.output]
+    keep_out = [o for o in g.output if o.name == prob_output]
+    if not keep_out:
+        raise ValueError(f"{prob_output!r} not among outputs {[o.name for o in g.output]}")
+    del g.output[:]
+    g.output.append(onnx.helper.make_tensor_value_info("probabilities", onnx.TensorProto.FLOAT, ["N", 20]))
+    needed = {"probabilities"}
+    kept = []
+    for node in reversed(g.node):
+        if any(o in needed for o in node.output):
+            kept.append(node)
+            needed.update(node.input)
+    del g.node[:]
+    g.node.extend(reversed(kept))
+    inits = [i for i in g.initializer if i.name in needed]
+    del g.initializer[:]
+    g.initializer.extend(inits)
+    onnx.checker.check_model(model)
+    return model
+
+
+# --------------------------------------------------------------------------- the four heads
+
+
+def fit_logreg(x: np.ndarray, y: np.ndarray, params: dict) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=params["C"], max_iter=3000, random_state=SEED).fit(x, y)
+
+
+def export_logreg(model, path: Path) -> dict:
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+
+    onx = convert_sklearn(
+        model,
+        initial_types=[("embeddings", FloatTensorType([None, N_FEATURES]))],
+        options={id(model): {"zipmap": False}},
+        target_opset={"": 17, "ai.onnx.ml": 3},
+    )
+    onnx.save(trim_skl2onnx(onx, "probabilities"), str(path))
+    return {"converter": "skl2onnx (zipmap off, label output trimmed)"}
+
+
+def fit_rf(x: np.ndarray, y: np.ndarray, params: dict) -> Any:
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(n_jobs=-1, random_state=SEED, **params).fit(x, y)
+
+
+RF_FORMATS = {
+    "treeensemble": trees.random_forest_to_onnx,  # ai.onnx.ml TreeEnsemble v5
+    "gather": trees.random_forest_to_onnx_gather,  # flat arrays walked with Gather ops
+}
+
+
+def export_rf(model, path: Path, fmt: str = "treeensemble") -> dict:
+    onx, stats = RF_FORMATS[fmt](model, N_FEATURES)
+    onnx.save(onx, str(path))
+    return {"converter": f"training.trees ({fmt})", "onnx_format": fmt, **stats}
+
+
+def fit_hgb(x: np.ndarray, y: np.ndarray, params: dict) -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.multiclass import OneVsRestClassifier
+
+    base = HistGradientBoostingClassifier(
+        early_stopping=True, validation_fraction=0.1, n_iter_no_change=10, random_state=SEED, **params
+    )
+    return OneVsRestClassifier(base, n_jobs=1).fit(x, y)
+
+
+def export_hgb(model, path: Path) -> dict:
+    onx, stats = trees.hgb_ovr_to_onnx(model, N_FEATURES)
+    onnx.save(onx, str(path))
+    iters = [int(e.n_iter_) for e in model.estimators_]
+    return {
+        "converter": "training.trees (ai.onnx.ml TreeEnsemble v5 + sigmoid + normalise)",
+        "n_iter_per_class": iters,
+        **stats,
+    }
+
+
+class MLP:
+    """A small seeded PyTorch MLP (384-256-20) with sklearn-like fit / predict_proba."""
+
+    def __init__(self, params: dict) -> None:
+        self.params = params
+
+    def _net(self):
+        import torch
+
+        torch.manual_seed(SEED)
+        p = self.params
+        return torch.nn.Sequential(
+            torch.nn.Linear(N_FEATURES, p["hidden"]),
+            torch.nn.ReLU(),
+            torch.nn.Dropout(p["dropout"]),
+            torch.nn.Linear(p["hidden"], 20),
+        )
+
+    def fit(
+        self, x: np.ndarray, y: np.ndarray, x_val: np.ndarray | None = None, y_val: np.ndarray | None = None
+    ) -> MLP:
+        """Train for ``epochs``; with a validation set, remember the best epoch (for the refit)."""
+        import torch
+
+        p = self.params
+        torch.manual_seed(SEED)
+        net = self._net()
+        opt = torch.optim.AdamW(net.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        gen = torch.Generator().manual_seed(SEED)
+        loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=p.get("label_smoothing", 0.0))
+        self.history: list[float] = []
+        best = (-1.0, 0, None)
+        for epoch in range(1, p["epochs"] + 1):
+            net.train()
+            perm = torch.randperm(len(xt), generator=gen)
+            for i in range(0, len(perm), p["batch_size"]):
+                idx = perm[i : i + p["batch_size"]]
+                opt.zero_grad()
+                loss_fn(net(xt[idx]), yt[idx]).backward()
+                opt.step()
+            if x_val is not None:
+                self.net = net
+                acc = float((self.predict_proba(x_val).argmax(1) == y_val).mean())
+                self.history.append(acc)
+                if acc > best[0]:
+                    best = (acc, epoch, {k: v.clone() for k, v in net.state_dict().items()})
+        if x_val is not None:
+            self.best_epoch, self.best_val = best[1], best[0]
+            net.load_state_dict(best[2])
+        self.net = net.eval()
+        return self
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        self.net.eval()
+        with torch.no_grad():
+            return torch.softmax(
+                self.net(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))), 1
+            ).numpy()
+
+
+def fit_mlp(x: np.ndarray, y: np.ndarray, params: dict, x_val=None, y_val=None) -> MLP:
+    return MLP(params).fit(x, y, x_val, y_val)
+
+
+def export_mlp(model: MLP, path: Path) -> dict:
+    import torch
+
+    net = torch.nn.Sequential(model.net, torch.nn.Softmax(dim=1)).eval()
+    with torch.no_grad():
+        torch.onnx.export(
+            net,
+            (torch.zeros(2, N_FEATURES),),
+            str(path),
+            input_names=["embeddings"],
+            output_names=["probabilities"],
+            dynamic_axes={"embeddings": {0: "N"}, "probabilities": {0: "N"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    return {"converter": "torch.onnx.export (dynamo=False, opset 17, softmax in graph)"}
+
+
+# --------------------------------------------------------------------------- search spaces
+
+
+#: What the full validation search (TUNE=1, the grids below) chose; TUNE=0 fits exactly these on the full
+#: train set without searching again (same seeds, so the same models): `make demo` uses it to stay fast.
+#: Update it when a search chooses differently (the manifest's "selection" tables show the search).
+CHOSEN = {
+    "logreg": {"C": 1.0},
+    "rf": {"n_estimators": 300, "max_features": "sqrt"},
+    "hgb": {"learning_rate": 0.1, "max_iter": 300, "max_leaf_nodes": 15},
+    "mlp": {
+        "hidden": 512,
+        "dropout": 0.5,
+        "lr": 1e-3,
+        "weight_decay": 1e-4,
+        "batch_size": 128,
+        "label_smoothing": 0.1,
+        "epochs": 54,
+    },
+}
+
+
+def grids(quick: bool, tune: bool = True) -> dict[str, list[dict]]:
+    if not tune and not quick:
+        return {name: [params] for name, params in CHOSEN.items()}
+    mlp_base = {
+        "hidden": 256,
+        "dropout": 0.3,
+        "lr": 1e-3,
+        "weight_decay": 1e-4,
+        "batch_size": 128,
+        "label_smoothing": 0.1,
+        "epochs": 25 if quick else 60,
+    }
+    if quick:
+        return {
+            "logreg": [{"C": c} for c in (1.0, 4.0)],
+            "rf": [{"n_estimators": 60, "max_features": "sqrt"}],
+            "hgb": [{"learning_rate": 0.2, "max_iter": 30, "max_leaf_nodes": 15}],
+            "mlp": [mlp_base],
+        }
+    return {
+        "logreg": [{"C": c} for c in (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)],
+        # RF variants: the size / accuracy / load-time trade-off table of docs/MODELS.md
+        "rf": [
+            {"n_estimators": 300, "max_features": "sqrt"},
+            {"n_estimators": 300, "max_features": "sqrt", "max_samples": 0.5},
+            {"n_estimators": 500, "max_features": "sqrt", "max_samples": 0.5},
+            {"n_estimators": 150, "max_features": "sqrt"},
+            {"n_estimators": 300, "max_features": "sqrt", "min_samples_leaf": 3},
+        ],
+        "hgb": [{"learning_rate": 0.1, "max_iter": 300, "max_leaf_nodes": 15}],
+        "mlp": [mlp_base, mlp_base | {"hidden": 512, "dropout": 0.5}],
+    }
+
+
+FIT = {"logreg": fit_logreg, "rf": fit_rf, "hgb": fit_hgb, "mlp": fit_mlp}
+EXPORT = {"logreg": export_logreg, "rf": export_rf, "hgb": export_hgb, "mlp": export_mlp}
+FORMAT = "onnx"  # every head: one ONNX graph with the common interface; details in "onnx_encoding"
+ENCODING = {
+    "logreg": "skl2onnx LogisticRegression (zipmap off, label output trimmed)",
+    "rf": "see hyperparameters.onnx_format",
+    "hgb": "ai.onnx.ml TreeEnsemble v5 + Add/Sigmoid/normalise (training/trees.py)",
+    "mlp": "torch.onnx.export MLP + Softmax",
+}
+
+
+def _native_proba(model, x: np.ndarray) -> np.ndarray:
+    return model.predict_proba(x.astype(np.float32))
+
+
+def _train_one(
+    name: str, grid: list[dict], xtr, ytr, xv, yv, quick: bool, outdir: Path, tune: bool = True
+) -> dict:
+    """Select on validation, refit on full train (xtr+xv), export to ``outdir/<name>.onnx``.
+
+    With ``tune`` off the single recorded choice is refit directly: no fit on the fit split, no
+    validation score (recorded as None), the same final model.
+    """
+    table = []
+    best = None if tune else {"params": grid[0], "val_accuracy": None}
+    for params in grid if tune else []:
+        t0 = time.perf_counter()
+        if name == "mlp":
+            model = fit_mlp(xtr, ytr, params, xv, yv)
+            params = params | {"epochs": model.best_epoch}
+        else:
+            model = FIT[name](xtr, ytr, params)
+        fit_s = time.perf_counter() - t0
+        val_acc = float((_native_proba(model, xv).argmax(1) == yv).mean())
+        row = {"params": params, "val_accuracy": round(val_acc, 4), "fit_seconds": round(fit_s, 1)}
+        if name == "rf":  # size and load time are part of the RF choice, for each ONNX encoding
+            row["formats"] = {}
+            for fmt in RF_FORMATS:
+                with tempfile.TemporaryDirectory() as tmp:
+                    p = Path(tmp) / "rf.onnx"
+                    try:
+                        stats = export_rf(model, p, fmt)
+                    except trees.NotSuitableError as exc:
+                        row["formats"][fmt] = {"not_applicable": str(exc), "fits_limits": False}
+                        log.info("[rf] %s as %s: not applicable (%s)", params, fmt, exc)
+                        continue
+                    size, load = p.stat().st_size, load_seconds(p)
+                row["formats"][fmt] = {
+                    "size_bytes": size,
+                    "load_seconds": load,
+                    "n_nodes": stats["n_nodes"],
+                    "fits_limits": size <= RF_MAX_BYTES and load <= RF_MAX_LOAD_S,
+                }
+                log.info("[rf] %s as %s: %.1f MB, load %.3f s", params, fmt, size / 1e6, load)
+            ok = [f for f, v in row["formats"].items() if v["fits_limits"]]
+            row["fits_limits"] = bool(ok)
+            # TreeEnsemble is the standard tree operator (and faster per call): prefer it when it fits
+            row["onnx_format"] = ok[0] if ok else None
+        log.info("[%s] %s -> val acc %.4f (fit %.1f s)", name, params, val_acc, fit_s)
+        table.append(row)
+        eligible = name != "rf" or row["fits_limits"] or quick
+        if eligible and (best is None or val_acc > best["val_accuracy"]):
+            best = row
+        del model
+    if best is None:
+        raise RuntimeError(f"no {name} variant fits the size/load limits")
+    xall, yall = np.concatenate([xtr, xv]), np.concatenate([ytr, yv])
+    log.info("[%s] refit on full train with %s", name, best["params"])
+    t0 = time.perf_counter()
+    model = FIT[name](xall, yall, best["params"])
+    refit_s = time.perf_counter() - t0
+    path = outdir / f"{name}.onnx"
+    if name == "rf":
+        # the refit forest is ~15% larger than the one measured on the fit split: re-check the limits (and
+        # applicability) and fall back to the other encoding if needed
+        first = best.get("onnx_format") or "treeensemble"
+        for fmt in [first, *(f for f in RF_FORMATS if f != first)]:
+            try:
+                export_info = export_rf(model, path, fmt)
+            except trees.NotSuitableError as exc:
+                log.warning("[rf] refit forest cannot be encoded as %s (%s)", fmt, exc)
+                continue
+            if quick or (path.stat().st_size <= RF_MAX_BYTES and load_seconds(path) <= RF_MAX_LOAD_S):
+                break
+            log.warning("[rf] refit forest as %s misses the size/load limits", fmt)
+        best = best | {"params": best["params"] | {"onnx_format": fmt}}
+    else:
+        export_info = EXPORT[name](model, path)
+    return {
+        "model": model,
+        "path": path,
+        "selection": table,
+        "chosen": best,
+        "export": export_info,
+        "refit_seconds": round(refit_s, 1),
+    }
+
+
+def build_heads(
+    s: Settings, ds, emb: dict, names: list[str], encoder_sha: str
+) -> tuple[dict, dict, dict[Path, Path]]:
+    """Train/export/evaluate each head (cached). Returns manifest entries, the validation protocol and
+    {published path: cached file} for the caller to install together with the manifest."""
+    x_train, y_train = emb[("int8", "train")], ds.train.y
+    x_test, y_test = emb[("int8", "test")], ds.test.y
+    x_test32 = emb[("fp32", "test")]
+    idx = np.arange(len(y_train))
+    tr_idx, val_idx = train_test_split(idx, test_size=VAL_FRACTION, stratify=y_train, random_state=SEED)
+    validation = {
+        "fraction": VAL_FRACTION,
+        "stratified": True,
+        "seed": SEED,
+        "n_fit": len(tr_idx),
+        "n_validation": len(val_idx),
+        "refit_on_full_train": True,
+    }
+    all_grids = grids(s.quick, s.tune)
+    emb_key = {f"{a}/{b}": hashlib.sha256(v.tobytes()).hexdigest() for (a, b), v in emb.items()}
+    out: dict[str, dict] = {}
+    files: dict[Path, Path] = {}
+    for name in names:
+        key = {
+            "head": name,
+            "code_version": HEADS_CODE_VERSION,
+            "grid": all_grids[name],
+            "embeddings": emb_key,
+            "quick": s.quick,
+            "tune": s.tune,
+            "validation": validation,
+            "encoder_sha256": encoder_sha,
+            "labels": ds.labels,
+        }
+
+        def run(outdir: Path, name: str = name) -> dict:
+            r = _train_one(
+                name,
+                all_grids[name],
+                x_train[tr_idx],
+                y_train[tr_idx],
+                x_train[val_idx],
+                y_train[val_idx],
+                s.quick,
+                outdir,
+                s.tune,
+            )
+            native = _native_proba(r["model"], x_test)
+            proba = onnx_proba(r["path"], x_test)
+            proba32 = onnx_proba(r["path"], x_test32)
+            pred = proba.argmax(1)
+            agreement = float((pred == native.argmax(1)).mean())
+            res = {
+                "hyperparameters": r["chosen"]["params"],
+                "selection": r["selection"],
+                "validation_accuracy": r["chosen"]["val_accuracy"],
+                "export": r["export"],
+                "refit_seconds": r["refit_seconds"],
+                "agreement_with_native": round(agreement, 6),
+                "max_abs_proba_diff": float(np.abs(proba - native).max()),
+                "metrics": {
+                    "accuracy": round(float(accuracy_score(y_test, pred)), 4),
+                    "macro_f1": round(float(f1_score(y_test, pred, average="macro")), 4),
+                    "accuracy_fp32_embeddings": round(float(accuracy_score(y_test, proba32.argmax(1))), 4),
+                    "accuracy_native": round(float(accuracy_score(y_test, native.argmax(1))), 4),
+                },
+            }
+            log.info(
+                "[%s] test acc %.4f macro-F1 %.4f fp32-emb acc %.4f agreement %.4f",
+                name,
+                res["metrics"]["accuracy"],
+                res["metrics"]["macro_f1"],
+                res["metrics"]["accuracy_fp32_embeddings"],
+                agreement,
+            )
+            if agreement < AGREEMENT_GOAL:
+                raise RuntimeError(f"{name}: ONNX agrees with the native model on only {agreement:.4f}")
+            return res
+
+        cdir, res = cached_step(f"head-{name}", key, run, [f"{name}.onnx"])
+        dst, src = MODELS / "heads" / f"{name}.onnx", cdir / f"{name}.onnx"
+        files[dst] = src
+        out[name] = {
+            "path": rel(dst),
+            "sha256": sha256_file(src),
+            "size_bytes": src.stat().st_size,
+            "load_seconds": load_seconds(src),
+            "format": FORMAT,
+            "onnx_encoding": res["export"].get("onnx_format", ENCODING[name])
+            if name == "rf"
+            else ENCODING[name],
+            "agreement_with_native": res["agreement_with_native"],
+            "metrics": res["metrics"],
+            "hyperparameters": res["hyperparameters"],
+            "validation_accuracy": res["validation_accuracy"],
+            "selection": res["selection"],
+            "export": res["export"],
+            "trained_on": {"embeddings": "int8", "encoder_sha256": encoder_sha, "n_train": len(y_train)},
+        }
+    return out, validation, files
