@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from topicserve.registry.store import sha256_file  # one file hash for training, registry and serving
+
 REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "build"
 MODELS = BUILD / "models"
@@ -63,14 +65,6 @@ class Settings:
 def _flag(name: str, *, default: bool) -> bool:
     raw = os.environ.get(name, "").strip().lower()
     return default if raw == "" else raw not in ("0", "false", "no")
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def sha256_json(obj: Any) -> str:

@@ -9,7 +9,8 @@ import numpy as np
 from sklearn.datasets import fetch_20newsgroups
 from sklearn.model_selection import train_test_split
 
-from training.common import SEED, sha256_file
+from topicserve.registry.store import sha256_file
+from training.common import SEED
 
 PKZ = "20news-bydate_py3.pkz"
 REMOVE = ("headers", "footers", "quotes")

