@@ -24,6 +24,9 @@ REPO = Path(__file__).resolve().parents[2]
 MANIFEST = REPO / "build" / "models" / "manifest.json"
 HEADS = ("logreg", "rf", "hgb", "mlp")
 TARGET_ACCURACY = {"logreg": 0.675, "mlp": 0.67, "hgb": 0.635, "rf": 0.65}
+# QUICK build (1,500 train / 500 test texts, small forest and boosting): measured 0.664 / 0.672 / 0.51-0.55 /
+# 0.532; the bars leave room for run-to-run noise but would catch a broken export or a label mix-up (0.05).
+QUICK_TARGET_ACCURACY = {"logreg": 0.62, "mlp": 0.62, "hgb": 0.45, "rf": 0.48}
 RF_MAX_BYTES, RF_MAX_LOAD_S = 50_000_000, 1.0
 
 
@@ -137,10 +140,12 @@ def test_end_to_end_predictions(heads, encoder, manifest):
     assert hits >= 9, f"only {hits}/12 obvious texts classified correctly"
 
 
-def test_full_build_targets(manifest):
-    if manifest["quick"]:
-        pytest.skip("quick build: accuracy and RF size targets apply to the full build only")
-    for name, target in TARGET_ACCURACY.items():
+def test_build_targets(manifest):
+    """The issue's targets on a full build; on a QUICK build (1,500 train texts, a 60-tree forest, a
+    30-iteration HGB: see docs/MODELS.md) the lower bars that subset reaches, so CI still checks that
+    training, export and evaluation produce working classifiers."""
+    targets = QUICK_TARGET_ACCURACY if manifest["quick"] else TARGET_ACCURACY
+    for name, target in targets.items():
         m = manifest["heads"][name]["metrics"]
         assert m["accuracy"] >= target, (name, m)
         assert 0 < m["macro_f1"] <= 1 and 0 < m["accuracy_fp32_embeddings"] <= 1

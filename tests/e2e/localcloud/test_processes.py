@@ -77,7 +77,8 @@ def test_every_server_binds_loopback(tree: list[int]) -> None:
 
 
 def test_function_processes_are_isolated_children_of_localstack(tree: list[int]) -> None:
-    bootstrap = "localcloud_executor/bootstrap.py"
+    # this checkout's executor only: another checkout's local cloud may run on another port
+    bootstrap = str(lc.EXECUTOR_SRC / "localcloud_executor" / "bootstrap.py")
     runtimes = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -85,7 +86,7 @@ def test_function_processes_are_isolated_children_of_localstack(tree: list[int])
                 argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if any(a.decode(errors="replace").endswith(bootstrap) for a in argv):
+            if any(a.decode(errors="replace") == bootstrap for a in argv):
                 runtimes.append((int(entry), [a.decode() for a in argv if a]))
     assert runtimes, "no function process found"
     for pid, argv in runtimes:
