@@ -37,7 +37,7 @@ $(STAMP): requirements-dev.txt pyproject.toml
 
 venv: $(STAMP)  ## create the development environment
 
-models: $(STAMP)  ## build encoder (fp32 + int8), embeddings and the four heads (QUICK=1 for a small subset)
+models: $(STAMP)  ## build encoder (fp32 + int8), embeddings and the four heads (QUICK=1: subset; TUNE=0: no search)
 	$(PY) -m training.build
 
 models-if-missing: $(STAMP)
@@ -73,7 +73,7 @@ deploy: $(STAMP) models-if-missing localcloud up  ## sam build + sam deploy into
 	$(LOCAL_AWS) $(PY) infra/deploy.py $(foreach p,$(PARAMS),--param $(p))
 
 demo: $(STAMP) localcloud  ## the whole thing end to end: models, local cloud, deploy, HTTP + SQS requests, results
-	@[ -f $(MANIFEST) ] && ! grep -q '"quick": true' $(MANIFEST) || $(MAKE) --no-print-directory models
+	@[ -f $(MANIFEST) ] && ! grep -q '"quick": true' $(MANIFEST) || TUNE=0 $(MAKE) --no-print-directory models
 	$(MAKE) --no-print-directory up
 	$(MAKE) --no-print-directory deploy
 	$(LOCAL_AWS) $(PY) demo/run.py
