@@ -17,7 +17,7 @@ LOCALCLOUD := python3 infra/localstack/localcloud.py
 export DATA_HOME ?= $(abspath ../shared/data)
 export PYTHONUNBUFFERED := 1
 # The local cloud: the same SAM/boto3 commands as on AWS, pointed at LocalStack with dummy credentials.
-LOCAL_AWS := AWS_ENDPOINT_URL=http://127.0.0.1:4566 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
+LOCAL_AWS := AWS_ENDPOINT_URL=http://127.0.0.1:$(or $(LOCALCLOUD_PORT),4566) AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
              AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
 
 .PHONY: help venv models models-if-missing test test-unit lint fmt localcloud up down status deploy demo clean distclean
