@@ -45,6 +45,19 @@ def test_texts(n: int = 200, repeats: int = 20) -> tuple[list[str], list[str], l
     return texts, labels, list(test.target_names)
 
 
+def renew_environments(function_names: list[str]) -> None:
+    """Retire the functions' warm environments (infra/deploy.py does the same after a promotion)."""
+    import importlib.util
+
+    import boto3
+
+    spec = importlib.util.spec_from_file_location("topicserve_deploy", REPO / "infra" / "deploy.py")
+    assert spec and spec.loader
+    deploy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(deploy)
+    deploy.renew_environments(boto3.client("lambda"), function_names)
+
+
 def timed_predict(client: Client, model: str, text: str) -> tuple[float, int, Any]:
     started = time.perf_counter()
     status, body = client.predict(model, [text])
@@ -98,6 +111,8 @@ def main() -> int:
     texts, labels, _ = test_texts()
 
     section("1. one HTTP prediction per model (POST /v1/predict/{model}, x-api-key)")
+    print("(each predict function's environments are renewed first, so each first call is a cold start)")
+    renew_environments(list(client.stack["functions"]["predict"].values()))
     cold: dict[str, float] = {}
     for i, model in enumerate(MODELS):
         ms, status, body = timed_predict(client, model, texts[i])
@@ -129,7 +144,7 @@ def main() -> int:
             warm[model].append(timed_predict(client, model, texts[100 + j])[0])
     for model in MODELS:
         median = statistics.median(warm[model])
-        print(f"  {model:7s} cold (first call) {cold[model]:7.0f} ms   warm median {median:6.0f} ms")
+        print(f"  {model:7s} cold start {cold[model]:7.0f} ms   warm median {median:6.0f} ms")
 
     counts = Counter(r["status"] for r in second.get("results", []))
     print(f"\nsecond pass statuses: {dict(counts)}")
