@@ -17,10 +17,13 @@ LOCALCLOUD := python3 infra/localstack/localcloud.py
 export DATA_HOME ?= $(abspath ../shared/data)
 export PYTHONUNBUFFERED := 1
 # The local cloud: the same SAM/boto3 commands as on AWS, pointed at LocalStack with dummy credentials.
+# checkov's IAM policies (tests/security/test_security.py runs the same set)
+IAM_CHECKS := CKV_AWS_40,CKV_AWS_60,CKV_AWS_61,CKV_AWS_62,CKV_AWS_63,CKV_AWS_107,CKV_AWS_108,CKV_AWS_109,CKV_AWS_110,CKV_AWS_111
 LOCAL_AWS := AWS_ENDPOINT_URL=http://127.0.0.1:$(or $(LOCALCLOUD_PORT),4566) AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
              AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
 
-.PHONY: help venv models models-if-missing test test-unit lint fmt localcloud up down status deploy demo clean distclean
+.PHONY: help venv models models-if-missing test test-slow test-unit lint audit fmt localcloud up down status deploy demo clean distclean \
+        bench bench-quick
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -43,15 +46,26 @@ models: $(STAMP)  ## build encoder (fp32 + int8), embeddings and the four heads 
 models-if-missing: $(STAMP)
 	@if [ -f $(MANIFEST) ]; then echo "==> models present ($(MANIFEST))"; else QUICK=1 $(MAKE) --no-print-directory models; fi
 
-test: $(STAMP) models-if-missing localcloud  ## the whole suite: unit, functional and LocalStack end-to-end tests
-	$(PY) -m pytest tests
+test: $(STAMP) models-if-missing localcloud  ## the whole suite: unit, functional, security and LocalStack end-to-end tests
+	$(PY) -m pytest tests -m "not slow and not network"
+
+test-slow: $(STAMP) models-if-missing localcloud  ## the long reliability runs: 5,000 SQS requests under faults, 10-minute soak
+	$(PY) -m pytest tests/e2e/reliability -m slow -s
 
 test-unit: $(STAMP)  ## fast unit tests only
 	$(PY) -m pytest tests/unit
 
-lint: $(STAMP)  ## ruff (and template linters)
+lint: $(STAMP) localcloud  ## ruff, cfn-lint, sam validate --lint, IAM least privilege (SAM transform + checkov)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/cfn-lint template.yaml
+	AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 .localcloud/sam-venv/bin/sam validate --lint --template template.yaml
+	.localcloud/sam-venv/bin/python infra/lint_iam.py --out build/lint/template.cfn.json
+	$(VENV)/bin/checkov -f build/lint/template.cfn.json --framework cloudformation --compact --quiet --skip-download \
+	    --check $(IAM_CHECKS)
+
+audit: $(STAMP)  ## pip-audit of the serving layer's runtime dependencies (needs pypi.org / osv.dev)
+	$(PY) -m pytest tests/security -m network
 
 fmt: $(STAMP)
 	$(VENV)/bin/ruff format .
@@ -77,6 +91,12 @@ demo: $(STAMP) localcloud  ## the whole thing end to end: models, local cloud, d
 	$(MAKE) --no-print-directory up
 	$(MAKE) --no-print-directory deploy
 	$(LOCAL_AWS) $(PY) demo/run.py
+
+bench-quick: $(STAMP) models-if-missing localcloud  ## benchmark subset (~5-10 min): results/quick.json, plots, REPORT.md
+	$(LOCAL_AWS) $(PY) -m bench.run --quick
+
+bench: $(STAMP) models-if-missing localcloud  ## the full benchmark set (~40 min): bench/results/full.json, plots, REPORT.md
+	$(LOCAL_AWS) $(PY) -m bench.run
 
 clean:  ## remove build outputs (keeps the venvs and the local cloud install)
 	rm -rf build .aws-sam

@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                 zip(("logreg", "rf", "hgb", "mlp"), outputs["PredictFunctionNames"].split(","), strict=True)
             ),
             "batcher": outputs["BatcherFunctionName"],
+            "api": outputs["ApiFunctionName"],
             "warmer": outputs["WarmerFunctionName"],
         },
         "production_versions": after,

@@ -16,7 +16,7 @@ from topicserve.errors import RegistryError, UnknownModelError
 from topicserve.observability import install_error_handlers, json_response, make_logger
 from topicserve.queue import send_all
 from topicserve.registry.manifest import encoder_model_name
-from topicserve.requests import parse_batch_submission
+from topicserve.requests import event_body, parse_batch_submission
 from topicserve.results import ResultsStore
 from topicserve.settings import Settings
 
@@ -60,7 +60,7 @@ def unknown_model(model: str) -> Response:
 
 @app.post("/v1/batches")
 def submit_batch() -> Response:
-    requests = parse_batch_submission(app.current_event.decoded_body, settings, settings.models)
+    requests = parse_batch_submission(event_body(app.current_event), settings, settings.models)
     batch_id = requests[0].batch_id
     results.create_batch(batch_id, len(requests))
     send_all(sqs, settings.requests_queue_url, [r.to_message() for r in requests])

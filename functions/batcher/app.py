@@ -6,12 +6,15 @@ after maxReceiveCount); the rest are deleted. See topicserve.batcher for the per
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from topicserve.adaptive import tuner_from_settings
 from topicserve.batcher import process_records
-from topicserve.bootstrap import build_runtime
+from topicserve.bootstrap import aws_client, build_runtime
+from topicserve.faults import FaultInjector
 from topicserve.observability import ColdStart, make_logger, make_metrics, record_stats, stats_log
 from topicserve.results import ResultsStore
 from topicserve.warming import handle_warm_event, is_warm_event
@@ -22,7 +25,19 @@ runtime = build_runtime()
 results = ResultsStore(
     runtime.settings.results_table, client=runtime.dynamodb, ttl_seconds=runtime.settings.results_ttl_seconds
 )
+# Chaos switch (FAULT_RATE / FAULT_KILL_RATE, off by default): see topicserve.faults.
+write_results = FaultInjector(
+    runtime.settings.fault_rate,
+    runtime.settings.fault_kill_rate,
+    log=lambda message, extra: logger.warning(message, extra=extra),
+).wrap_write(results.put_results)
 cold_start = ColdStart()
+tuner = tuner_from_settings(
+    runtime.settings,
+    aws_client,
+    os.environ.get("AWS_LAMBDA_FUNCTION_NAME"),
+    log=lambda message, extra: logger.info(message, extra=extra),
+)
 logger.append_keys(models={m: h.version for m, h in runtime.service.heads.items()})
 
 
@@ -35,10 +50,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     outcome = process_records(
         records,
         runtime.service,
-        results.put_results,
+        write_results,
         runtime.settings,
         log=lambda message, extra: logger.warning(message, extra=extra),
     )
+    if tuner is not None and records:
+        tuner.observe(records)
     metrics.add_metric(name="BatchSize", unit=MetricUnit.Count, value=len(records))
     metrics.add_metric(name="FailedMessages", unit=MetricUnit.Count, value=len(outcome.failed_message_ids))
     metrics.add_metric(name="ErrorResults", unit=MetricUnit.Count, value=outcome.error_results)

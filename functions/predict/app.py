@@ -22,7 +22,7 @@ from topicserve.observability import (
     record_stats,
     stats_log,
 )
-from topicserve.requests import parse_predict
+from topicserve.requests import event_body, parse_predict
 from topicserve.responses import model_predictions
 from topicserve.warming import handle_warm_event, is_warm_event
 
@@ -41,7 +41,7 @@ def predict(model: str) -> dict[str, Any]:
     if model != MODEL:
         raise UnknownModelError(f"this function serves {MODEL!r}, not {model!r}")
     started = time.perf_counter()
-    texts = parse_predict(app.current_event.decoded_body, runtime.settings)
+    texts = parse_predict(event_body(app.current_event), runtime.settings)
     result = runtime.service.predict(texts, [MODEL])
     latency_ms = (time.perf_counter() - started) * 1000
     record_stats(metrics, result.stats, latency_ms=latency_ms)

@@ -507,8 +507,19 @@ def localstack_env() -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
         }
     )
-    # user overrides (e.g. LS_LOG=debug, LAMBDA_KEEPALIVE_MS) still win
-    for key in ("LS_LOG", "DEBUG", "LAMBDA_KEEPALIVE_MS", "LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT"):
+    # user overrides (e.g. LS_LOG=debug, LAMBDA_KEEPALIVE_MS) still win; so do the event-source-mapping poll
+    # interval / empty-poll backoff (LocalStack waits 1 s after *every* SQS poll and backs off up to 10 s on
+    # an empty queue; bench/common.py sets AWS-like values when it starts the cloud) and the code-size limits
+    for key in (
+        "LS_LOG",
+        "DEBUG",
+        "LAMBDA_KEEPALIVE_MS",
+        "LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT",
+        "LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC",
+        "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC",
+        "LAMBDA_LIMITS_CODE_SIZE_ZIPPED",
+        "LAMBDA_LIMITS_CODE_SIZE_UNZIPPED",
+    ):
         if key in os.environ:
             env[key] = os.environ[key]
     return env

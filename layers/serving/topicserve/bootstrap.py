@@ -130,5 +130,6 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         embedding_store=cache_store(settings, "embedding", settings.embedding_cache_table, dynamodb),
         prediction_store=cache_store(settings, "prediction", settings.prediction_cache_table, dynamodb),
         encode_batch_size=settings.encode_batch_size,
+        dedup=settings.dedup,
     )
     return Runtime(settings, service, time.perf_counter() - started, dynamodb)

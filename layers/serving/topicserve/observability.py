@@ -70,6 +70,8 @@ def stats_log(stats: Stats) -> dict[str, Any]:
         "embedding_hits": stats.embedding_hits,
         "encoded": stats.encoded,
         "encode_ms": round(stats.encode_seconds * 1000, 2),
+        "heads_ms": round(stats.heads_seconds * 1000, 2),
+        "cache_ms": round(stats.cache_seconds * 1000, 2),
         "cache_errors": stats.cache_errors,
     }
 

@@ -81,12 +81,14 @@ class ResultsStore:
         """Write ``(batch_id, request_id, result)`` rows; raise if any stay unwritten."""
         unique = {(b, r): res for b, r, res in rows}  # one write per key even inside one SQS batch
         ttl = self._ttl()
+        completed_ms = {"N": str(int(time.time() * 1000))}  # end-to-end latency of the SQS path (bench/)
         items = [
             {
                 "batch_id": {"S": b},
                 "request_id": {"S": r},
                 "result": {"S": json.dumps(res, separators=(",", ":"), ensure_ascii=False)},
                 "ttl": ttl,
+                "completed_ms": completed_ms,
             }
             for (b, r), res in unique.items()
         ]

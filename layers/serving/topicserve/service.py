@@ -106,6 +106,7 @@ class InferenceService:
         prediction_store: CacheStore | None = None,
         top: int = 3,
         encode_batch_size: int = 32,
+        dedup: bool = True,
     ) -> None:
         self.encoder = encoder
         self.heads = dict(heads)
@@ -117,6 +118,7 @@ class InferenceService:
         )
         self.top = top
         self.encode_batch_size = encode_batch_size
+        self.dedup = dedup  # False: encode every occurrence of a repeated text (benchmark baseline only)
 
     @property
     def models(self) -> list[str]:
@@ -149,7 +151,8 @@ class InferenceService:
         need_embedding = list(dict.fromkeys(h for m in models for h in wanted[m]))
 
         # 3-4. embeddings: cache first, then encode the misses once
-        embeddings, from_cache = self._embeddings(need_embedding, first_text, stats)
+        occurrences = None if self.dedup else hashes
+        embeddings, from_cache = self._embeddings(need_embedding, first_text, stats, occurrences)
 
         # 5. heads on what is still missing
         computed: dict[str, dict[str, np.ndarray]] = {}
@@ -201,8 +204,17 @@ class InferenceService:
         return {m: found.get((m, self.heads[m].version), {}) for m in models}
 
     def _embeddings(
-        self, hashes: Sequence[str], text_of: Mapping[str, str], stats: Stats
+        self,
+        hashes: Sequence[str],
+        text_of: Mapping[str, str],
+        stats: Stats,
+        occurrences: Sequence[str] | None = None,
     ) -> tuple[dict[str, np.ndarray], set[str]]:
+        """Embeddings of ``hashes``: cached ones, then the misses encoded once each.
+
+        With ``occurrences`` (dedup off) every occurrence of a missing text is encoded, as a service
+        without common-subexpression elimination would; results are the same, only the work differs.
+        """
         embeddings: dict[str, np.ndarray] = {}
         if self.embedding_cache is not None and hashes:
             started = time.perf_counter()
@@ -213,10 +225,12 @@ class InferenceService:
         misses = [h for h in hashes if h not in embeddings]
         if misses:
             started = time.perf_counter()
-            vectors = self.encoder.encode([text_of[h] for h in misses], batch_size=self.encode_batch_size)
+            missing = set(misses)
+            order = misses if occurrences is None else [h for h in occurrences if h in missing]
+            vectors = self.encoder.encode([text_of[h] for h in order], batch_size=self.encode_batch_size)
             stats.encode_seconds = time.perf_counter() - started
-            stats.encoded = len(misses)
-            fresh = dict(zip(misses, vectors, strict=True))
+            stats.encoded = len(order)
+            fresh = dict(zip(order, vectors, strict=True))
             embeddings.update(fresh)
             if self.embedding_cache is not None:
                 started = time.perf_counter()

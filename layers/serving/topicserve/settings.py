@@ -7,6 +7,7 @@ constants) so an operator can tighten them without a code change.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,27 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"setting {name} must be an integer, got {raw!r}") from None
 
 
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"setting {name} must be a number, got {raw!r}") from None
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"setting {name} must be a boolean (true/false), got {raw!r}")
+
+
 def _list(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     raw = env.get(name, "")
     items = tuple(part.strip() for part in raw.split(",") if part.strip())
@@ -40,6 +62,15 @@ def _default_encoder_dir() -> str:
     except ImportError:
         return ""
     return str(Path(topicserve_encoder.__file__).parent)
+
+
+def _default_model_cache_dir() -> str:
+    """``$TMPDIR/models``: /tmp/models on Lambda, where /tmp is private to each execution environment.
+
+    Not a literal /tmp: the local executor gives every environment its own TMPDIR, and a shared /tmp would
+    let one environment reuse another's download, so a cold start would not prove what it fetched.
+    """
+    return str(Path(tempfile.gettempdir()) / "models")
 
 
 @dataclass(frozen=True)
@@ -66,6 +97,12 @@ class Settings:
     max_requests_per_batch: int = 1_000
     max_message_bytes: int = 256 * 1024
     max_body_bytes: int = 5 * 1024 * 1024  # under Lambda's 6 MB synchronous payload limit
+    dedup: bool = True  # in-batch common-subexpression elimination; off only to measure what it saves
+    adaptive_batching: bool = False  # the batcher tunes its own SQS mapping (topicserve.adaptive)
+    latency_slo_ms: int = 5_000  # end-to-end SQS latency target of the adaptive batcher
+    # chaos switch of the batcher (topicserve.faults), for reliability tests only: off (0) in production
+    fault_rate: float = 0.0
+    fault_kill_rate: float = 0.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -84,7 +121,7 @@ class Settings:
             encoder_max_length=_int(env, "ENCODER_MAX_LENGTH", 256),
             encoder_threads=threads or None,
             encode_batch_size=_int(env, "ENCODE_BATCH_SIZE", 32),
-            model_cache_dir=env.get("MODEL_CACHE_DIR", "/tmp/models"),
+            model_cache_dir=env.get("MODEL_CACHE_DIR") or _default_model_cache_dir(),
             cache_ttl_seconds=_int(env, "CACHE_TTL_SECONDS", 7 * 24 * 3600),
             results_ttl_seconds=_int(env, "RESULTS_TTL_SECONDS", 24 * 3600),
             lru_max_items=_int(env, "LRU_MAX_ITEMS", 20_000),
@@ -94,6 +131,11 @@ class Settings:
             max_requests_per_batch=_int(env, "MAX_REQUESTS_PER_BATCH", 1_000),
             max_message_bytes=_int(env, "MAX_MESSAGE_BYTES", 256 * 1024),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 5 * 1024 * 1024),
+            dedup=_bool(env, "DEDUP", True),
+            adaptive_batching=_bool(env, "ADAPTIVE_BATCHING", False),
+            latency_slo_ms=_int(env, "LATENCY_SLO_MS", 5_000),
+            fault_rate=_float(env, "FAULT_RATE", 0.0),
+            fault_kill_rate=_float(env, "FAULT_KILL_RATE", 0.0),
         )
 
     def cache_enabled(self, which: str) -> bool:

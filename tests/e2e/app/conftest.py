@@ -28,28 +28,14 @@ def deploy_module() -> ModuleType:
     return module
 
 
-@pytest.fixture(scope="session")
-def app_stack(localcloud: LocalCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """Deploy with infra/deploy.py (sam build + sam deploy + model registration), delete at the end.
-
-    Warmer schedules are off here so that cold and warm starts are what each test makes them; the warmer
-    function itself is deployed and tests invoke it directly.
-    """
-    output = tmp_path_factory.mktemp("stack") / "stack.json"
-    command = [
-        sys.executable,
-        "infra/deploy.py",
-        "--stack-name",
-        STACK_NAME,
-        "--output",
-        str(output),
-        "--param",
-        "WarmerEnabled=false",
-        "--param",
-        "BatchSize=100",
-        "--param",
-        "BatchingWindowSeconds=1",
-    ]
+def deploy_app(
+    localcloud: LocalCloud, stack_name: str, params: dict[str, str], output: Path
+) -> Iterator[dict[str, Any]]:
+    """Deploy template.yaml as ``stack_name`` with infra/deploy.py, yield build/stack.json's content, and
+    delete the stack afterwards, even when the deploy or the tests fail."""
+    command = [sys.executable, "infra/deploy.py", "--stack-name", stack_name, "--output", str(output)]
+    for key, value in params.items():
+        command += ["--param", f"{key}={value}"]
     try:
         proc = subprocess.run(
             command, cwd=REPO, env=localcloud.env(), capture_output=True, text=True, check=False
@@ -58,4 +44,16 @@ def app_stack(localcloud: LocalCloud, tmp_path_factory: pytest.TempPathFactory) 
             pytest.fail(f"deploy failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}", pytrace=False)
         yield json.loads(output.read_text())
     finally:
-        delete_stack(localcloud, STACK_NAME)
+        delete_stack(localcloud, stack_name)
+
+
+@pytest.fixture(scope="session")
+def app_stack(localcloud: LocalCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Deploy with infra/deploy.py (sam build + sam deploy + model registration), delete at the end.
+
+    Warmer schedules are off here so that cold and warm starts are what each test makes them; the warmer
+    function itself is deployed and tests invoke it directly.
+    """
+    output = tmp_path_factory.mktemp("stack") / "stack.json"
+    params = {"WarmerEnabled": "false", "BatchSize": "100", "BatchingWindowSeconds": "1"}
+    yield from deploy_app(localcloud, STACK_NAME, params, output)

@@ -1,0 +1,155 @@
+"""Least-privilege check of the IAM policies template.yaml creates, offline.
+
+    .localcloud/sam-venv/bin/python infra/lint_iam.py [--out build/lint/template.cfn.json]
+    .venv/bin/checkov -f build/lint/template.cfn.json --framework cloudformation --check CKV_AWS_107,...
+
+Why a transform first: the SAM template declares permissions as ``Policies:`` on AWS::Serverless::Function
+(policy templates such as DynamoDBReadPolicy), which checkov's IAM checks do not read. The SAM translator
+(the library CloudFormation itself runs for the SAM transform; it ships with the SAM CLI, hence that venv)
+expands them into the AWS::IAM::Role resources that will really exist, with every statement spelled out.
+This script writes that CloudFormation and then checks rules of our own that checkov does not know:
+
+* no statement allows ``*`` actions or a ``service:*`` action;
+* no statement grants on ``Resource: "*"``, except for actions AWS cannot scope (ListEventSourceMappings);
+* managed policies: only those SAM attaches (basic execution; SQS polling for the SQS-fed batcher);
+* each role's actions are exactly the set its function needs (a new permission is a reviewed change here).
+
+Exit 1 with the violations listed, 0 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DUMMY_CODE = "s3://lint-bucket/code.zip"
+PARAMETERS = {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::Partition": "aws"}
+
+# What each function may do; the transform must produce exactly this, no more.
+_READ_REGISTRY = {
+    "dynamodb:GetItem",
+    "dynamodb:Scan",
+    "dynamodb:Query",
+    "dynamodb:BatchGetItem",
+    "dynamodb:DescribeTable",
+}
+_READ_ARTIFACTS = {
+    "s3:GetObject",
+    "s3:ListBucket",
+    "s3:GetBucketLocation",
+    "s3:GetObjectVersion",
+    "s3:GetLifecycleConfiguration",
+}
+_MODEL = _READ_REGISTRY | _READ_ARTIFACTS | {"dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"}
+_TUNE_ESM = {
+    "lambda:ListEventSourceMappings",
+    "lambda:GetEventSourceMapping",
+    "lambda:UpdateEventSourceMapping",
+}
+EXPECTED_ACTIONS: dict[str, set[str]] = {
+    "PredictLogregFunctionRole": _MODEL,
+    "PredictRfFunctionRole": _MODEL,
+    "PredictHgbFunctionRole": _MODEL,
+    "PredictMlpFunctionRole": _MODEL,
+    "BatcherFunctionRole": _MODEL | _TUNE_ESM,
+    "ApiFunctionRole": _READ_REGISTRY
+    | {"sqs:SendMessage*", "dynamodb:PutItem", "dynamodb:Query"},  # SQSSendMessagePolicy: SendMessage(Batch)
+    "WarmerFunctionRole": {"lambda:InvokeFunction"},
+}
+BASIC_EXECUTION = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+# SAM attaches AWSLambdaSQSQueueExecutionRole to a function with an SQS event (the poller's Receive/Delete/
+# GetQueueAttributes); accepted for the batcher only, the one function that SQS feeds.
+SQS_POLLER = "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole"
+MANAGED_ALLOWED = {role: {BASIC_EXECUTION} for role in EXPECTED_ACTIONS} | {
+    "BatcherFunctionRole": {BASIC_EXECUTION, SQS_POLLER}
+}
+# Actions that AWS does not scope to resources: the only statements allowed on Resource "*".
+UNSCOPABLE_ACTIONS = {"lambda:ListEventSourceMappings"}
+
+
+class _ManagedPolicies:
+    """The translator asks IAM for managed policy ARNs; offline we name the one SAM attaches."""
+
+    def load(self) -> dict[str, str]:
+        return {
+            "AWSLambdaBasicExecutionRole": BASIC_EXECUTION,
+            "AWSLambdaSQSQueueExecutionRole": SQS_POLLER,
+        }
+
+
+def transform(template_path: Path) -> dict[str, Any]:
+    from samcli.yamlhelper import yaml_parse
+    from samtranslator.translator.transform import transform as sam_transform
+
+    os.environ.setdefault("AWS_DEFAULT_REGION", PARAMETERS["AWS::Region"])  # the translator asks boto3
+    template = yaml_parse(template_path.read_text())
+    for resource in template["Resources"].values():
+        props = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri"):
+            if key in props:
+                props[key] = DUMMY_CODE  # local paths are packaged by sam; irrelevant to permissions
+    return sam_transform(template, PARAMETERS, _ManagedPolicies())
+
+
+def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for policy in role["Properties"].get("Policies", []):
+        statements = policy["PolicyDocument"]["Statement"]
+        out.extend(statements if isinstance(statements, list) else [statements])
+    return out
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def violations(cfn: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    roles = {k: v for k, v in cfn["Resources"].items() if v["Type"] == "AWS::IAM::Role"}
+    if set(roles) != set(EXPECTED_ACTIONS):
+        problems.append(f"roles {sorted(roles)} differ from the reviewed set {sorted(EXPECTED_ACTIONS)}")
+    for name, role in roles.items():
+        for arn in role["Properties"].get("ManagedPolicyArns", []):
+            if arn not in MANAGED_ALLOWED.get(name, set()):
+                problems.append(f"{name}: unexpected managed policy {arn}")
+        actions: set[str] = set()
+        for statement in _statements(role):
+            if statement.get("Effect") != "Allow":
+                continue
+            for action in _as_list(statement["Action"]):
+                actions.add(action)
+                if action == "*" or action.endswith(":*"):
+                    problems.append(f"{name}: wildcard action {action}")
+            for resource in _as_list(statement.get("Resource", [])):
+                if resource == "*" and set(_as_list(statement["Action"])) - UNSCOPABLE_ACTIONS:
+                    problems.append(f"{name}: statement on Resource '*' ({statement['Action']})")
+        expected = EXPECTED_ACTIONS.get(name)
+        if expected is not None and actions != expected:
+            extra, missing = sorted(actions - expected), sorted(expected - actions)
+            problems.append(f"{name}: actions differ from the reviewed set: extra {extra}, missing {missing}")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--template", type=Path, default=REPO / "template.yaml")
+    parser.add_argument("--out", type=Path, default=REPO / "build" / "lint" / "template.cfn.json")
+    args = parser.parse_args(argv)
+    cfn = transform(args.template)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(cfn, indent=1, default=str) + "\n")
+    problems = violations(cfn)
+    for problem in problems:
+        print(f"IAM: {problem}", file=sys.stderr)
+    roles = sum(1 for r in cfn["Resources"].values() if r["Type"] == "AWS::IAM::Role")
+    print(f"{args.out}: {roles} roles, {len(problems)} least-privilege violations")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

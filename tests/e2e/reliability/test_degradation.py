@@ -1,0 +1,147 @@
+"""Degradation: a backend goes away and the service does what it promises.
+
+* DynamoDB caches unavailable (both cache tables deleted): predictions and SQS results are still served,
+  without the cache, with a warning log and the CacheErrors metric; the tables come back afterwards.
+  (Throttling cannot be provoked in DynamoDB Local: tests/unit/test_reliability.py covers it.)
+* S3 unavailable at a cold start (the function's S3 endpoint pointed at a closed port): the cold start fails
+  with an error that names the artifact it could not fetch; when S3 returns, the next cold start serves.
+* A registry version whose artifact fails its sha256 check is promoted: it is refused, and the previous
+  production version keeps serving.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.app.test_app import api_event, invoke
+from tests.e2e.conftest import LocalCloud
+from tests.e2e.reliability.conftest import json_logs, log_events
+from topicserve.client import Client
+from topicserve.requests import QueuedRequest
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[3]
+CLOSED_PORT = "http://127.0.0.1:9"  # discard port: nothing listens there on these machines
+
+
+def fresh_text(topic: str) -> str:
+    """A text no cache has seen, so every request below really needs the cache's back store."""
+    return f"{topic} ({uuid.uuid4().hex[:8]})"
+
+
+def test_predictions_are_served_without_the_dynamodb_caches(
+    rel_stack: dict[str, Any], rel_client: Client, localcloud: LocalCloud
+) -> None:
+    dynamodb = localcloud.client("dynamodb")
+    tables = [rel_stack["tables"]["embedding_cache"], rel_stack["tables"]["prediction_cache"]]
+    described = {t: dynamodb.describe_table(TableName=t)["Table"] for t in tables}
+    since_ms = int(time.time() * 1000) - 1000
+    for table in tables:
+        dynamodb.delete_table(TableName=table)
+    try:
+        for table in tables:
+            dynamodb.get_waiter("table_not_exists").wait(TableName=table, WaiterConfig={"Delay": 1})
+        status, body = rel_client.predict("rf", [fresh_text("The rocket reached orbit")])
+        assert status == 200, body
+        assert body["predictions"][0]["cached"] == {"prediction": False, "embedding": False}
+
+        batch_id = f"nocache-{uuid.uuid4().hex[:8]}"
+        requests = [QueuedRequest(batch_id, str(i), fresh_text("Hockey playoffs"), ["mlp"]) for i in range(3)]
+        rel_client.submit(requests)
+        view = rel_client.wait_results(batch_id, expect=3, timeout=180, poll=1.0)
+        assert view and [r["status"] for r in view["results"]] == ["ok"] * 3, view
+    finally:
+        for table, spec in described.items():
+            dynamodb.create_table(
+                TableName=table,
+                AttributeDefinitions=spec["AttributeDefinitions"],
+                KeySchema=spec["KeySchema"],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        for table in tables:
+            dynamodb.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1})
+            dynamodb.update_time_to_live(
+                TableName=table, TimeToLiveSpecification={"AttributeName": "ttl", "Enabled": True}
+            )
+
+    time.sleep(2)
+    for function in (rel_stack["functions"]["predict"]["rf"], rel_stack["functions"]["batcher"]):
+        lines = log_events(localcloud, function, since_ms)
+        warnings = [line for line in lines if "serving without it" in line]
+        assert warnings, f"{function}: no warning that the cache was skipped"
+        cache_errors = [sum(r["CacheErrors"]) for r in json_logs(lines) if "CacheErrors" in r]
+        assert any(n > 0 for n in cache_errors), f"{function}: the CacheErrors metric stayed 0"
+
+    status, body = rel_client.predict("rf", [fresh_text("The rocket reached orbit")])
+    assert status == 200 and body["predictions"][0]["cached"]["prediction"] is False
+
+
+def test_s3_outage_at_cold_start_fails_clearly_and_recovers(
+    rel_stack: dict[str, Any],
+    lam: Any,
+    function_env: Callable[[str, dict[str, str | None]], None],
+) -> None:
+    name = rel_stack["functions"]["predict"]["hgb"]
+    event = api_event("/v1/predict/hgb", {"text": "Which monitor cable do I need?"})
+    function_env(name, {"AWS_ENDPOINT_URL_S3": CLOSED_PORT})  # a new environment: a cold start
+    started = time.monotonic()
+    failed = invoke(lam, name, event)
+    failed_s = time.monotonic() - started
+    assert failed.function_error is not None, failed.payload
+    message = json.dumps(failed.payload)
+    assert "ArtifactError" in message and "cannot download s3://" in message, message
+    assert failed_s < 30, f"the cold start took {failed_s:.0f} s to fail: timeouts too long"
+
+    function_env(name, {"AWS_ENDPOINT_URL_S3": None})  # S3 is back: the next cold start serves
+    served = invoke(lam, name, event)
+    assert served.function_error is None and served.payload["statusCode"] == 200, served.payload
+    assert served.init_duration_ms is not None  # a fresh environment did the recovery
+
+
+def test_a_tampered_artifact_is_refused_and_the_previous_version_serves(
+    rel_stack: dict[str, Any], rel_client: Client, localcloud: LocalCloud, lam: Any
+) -> None:
+    from tests.e2e.app.conftest import deploy_module
+    from topicserve.registry.store import Registry
+
+    deploy = deploy_module()
+    function = rel_stack["functions"]["predict"]["logreg"]
+    s3 = localcloud.client("s3")
+    registry = Registry(
+        bucket=rel_stack["bucket"],
+        table=rel_stack["tables"]["registry"],
+        s3_client=s3,
+        dynamodb_client=localcloud.client("dynamodb"),
+    )
+    current = registry.resolve("logreg")
+    manifest = json.loads((REPO / "build/models/manifest.json").read_text())
+    new = registry.register(
+        "logreg",
+        REPO / manifest["heads"]["logreg"]["path"],
+        format="onnx",
+        labels=current.labels,
+        lineage=current.lineage,
+        description="tampered after upload (reliability test)",
+    )
+    bucket, key = new.artifact_uri.removeprefix("s3://").split("/", 1)
+    s3.put_object(Bucket=bucket, Key=key, Body=b"not the model that was registered")
+    since_ms = int(time.time() * 1000) - 1000
+    registry.promote("logreg", new.version)
+    try:
+        deploy.renew_environments(lam, [function])
+        status, body = rel_client.predict("logreg", [fresh_text("Encryption and the clipper chip")])
+        assert status == 200, body
+        assert body["model_version"] == str(current.version) != str(new.version)
+        time.sleep(2)
+        refused = [line for line in log_events(localcloud, function, since_ms) if "REFUSED" in line]
+        assert refused and f"v{new.version}" in refused[0] and "sha256" in refused[0], refused
+    finally:
+        registry.rollback("logreg")
+        deploy.renew_environments(lam, [function])

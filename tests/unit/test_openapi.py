@@ -1,0 +1,75 @@
+"""docs/openapi.yaml is the published contract: it must name every route of template.yaml and the limits
+the functions enforce (their Settings defaults), or the fuzz test would fuzz a fiction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.unit.test_template import CfnLoader
+from topicserve.settings import ALL_MODELS, Settings
+
+REPO = Path(__file__).resolve().parents[2]
+OPENAPI = REPO / "docs" / "openapi.yaml"
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict[str, Any]:
+    return yaml.safe_load(OPENAPI.read_text())
+
+
+def template_routes() -> set[tuple[str, str]]:
+    template = yaml.load((REPO / "template.yaml").read_text(), Loader=CfnLoader)
+    routes = set()
+    for resource in template["Resources"].values():
+        for event in resource.get("Properties", {}).get("Events", {}).values():
+            if event["Type"] == "Api" and event["Properties"]["Path"] != "/{proxy+}":
+                path = event["Properties"]["Path"].replace("{model}", "{m}")
+                routes.add((event["Properties"]["Method"].lower(), path))
+    return routes
+
+
+def spec_routes(spec: dict[str, Any]) -> set[tuple[str, str]]:
+    routes = set()
+    for path, item in spec["paths"].items():
+        for method in item:
+            if path == "/v1/predict/{model}":  # one parameterised route stands for the four functions
+                routes |= {(method, f"/v1/predict/{m}") for m in ALL_MODELS} | {(method, "/v1/predict/{m}")}
+            else:
+                routes.add((method, path))
+    return routes
+
+
+def test_every_template_route_is_described(spec: dict[str, Any]) -> None:
+    assert template_routes() == spec_routes(spec)
+
+
+def test_limits_are_the_settings_defaults(spec: dict[str, Any]) -> None:
+    settings = Settings()
+    schemas = spec["components"]["schemas"]
+    assert schemas["Text"]["maxLength"] == settings.max_text_chars
+    assert schemas["PredictRequest"]["oneOf"][1]["properties"]["texts"]["maxItems"] == (
+        settings.max_texts_per_request
+    )
+    for variant in schemas["BatchSubmission"]["oneOf"]:
+        listed = variant["properties"].get("texts") or variant["properties"]["requests"]
+        assert listed["maxItems"] == settings.max_requests_per_batch
+    assert str(settings.max_message_bytes) in schemas["QueueMessage"]["description"]
+    assert schemas["ModelName"]["enum"] == list(ALL_MODELS)
+
+
+def test_every_route_needs_the_key_and_is_loadable(spec: dict[str, Any]) -> None:
+    import schemathesis
+
+    assert spec["security"] == [{"apiKey": []}]
+    assert spec["components"]["securitySchemes"]["apiKey"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "x-api-key",
+    }
+    schema = schemathesis.openapi.from_path(OPENAPI)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) == 5
