@@ -1,0 +1,252 @@
+"""Run the benchmark set and regenerate bench/REPORT.md and the plots.
+
+    python -m bench.run --quick      # make bench-quick: a small subset (a few minutes)
+    python -m bench.run              # make bench: the full set
+    python -m bench.run --only inprocess|cloud ...
+
+Sections (each saved as soon as it is done, so a failure late in the run keeps the earlier ones):
+in-process (ceiling, peer, four heads, cache-hit latency), then through the local cloud: SQS and HTTP
+capacity, the request-rate sweep, saturation of the Zipf workload with caches on / off, warmers on a bursty
+trace, cold starts of the three variants. The local cloud is started if none is running (and then stopped
+at the end); the benchmark's stacks and the fp32 twin function are always deleted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from typing import Any
+
+from bench import report
+from bench.common import BENCH_CLOUD_ENV, LOCAL_ENV, delete_stack, deploy_stack, local_cloud, save, say
+from bench.texts import salted, test_texts, zipf_stream
+
+STACK = "topicserve-bench"
+NAIVE_STACK = "topicserve-bench-naive"
+
+
+def profile(quick: bool) -> dict[str, Any]:
+    if quick:
+        return {
+            "sweep_duration_s": 6,
+            "drain_s": 10,
+            "capacity_texts": 160,
+            "zipf_texts": 240,
+            "http_capacity_s": 5,
+            "cold_rounds": 3,
+            "warm_duration_s": 24,
+            "keepalive_s": 4,
+            "warm_every_s": 3,
+            "fractions": [0.85],
+            "http_fractions": [0.3],
+            "slo_ms": 5000,
+            "plan_variants": {
+                "sqs:baseline": ["unique"],
+                "sqs:+prediction_cache": ["unique", "zipf"],
+                "sqs:fixed_b10_w0": ["unique"],
+                "sqs:adaptive": ["unique"],
+                "http:baseline": ["zipf"],
+                "http:caches": ["zipf"],
+            },
+            "saturation_variants": ["+dedup", "+prediction_cache"],
+        }
+    return {
+        "sweep_duration_s": 12,
+        "drain_s": 20,
+        "capacity_texts": 400,
+        "zipf_texts": 1000,
+        "http_capacity_s": 12,
+        "cold_rounds": 20,
+        "warm_duration_s": 120,
+        "keepalive_s": 15,
+        "warm_every_s": 10,
+        "fractions": [0.1, 0.5, 0.85, 1.0, 1.5],
+        # capacity is measured with caches off; with caches on the HTTP path's service time grows (DynamoDB
+        # Local writes), so its higher fractions pile up environments: kept lower
+        "http_fractions": [0.1, 0.3, 0.5, 0.85],
+        "slo_ms": 5000,
+        "plan_variants": {
+            "sqs:baseline": ["unique", "zipf"],
+            "sqs:+batching": ["unique", "zipf"],
+            "sqs:+dedup": ["zipf"],
+            "sqs:+embedding_cache": ["zipf"],
+            "sqs:+prediction_cache": ["unique", "zipf"],
+            "sqs:fixed_b10_w0": ["unique"],
+            "sqs:adaptive": ["unique"],
+            "http:baseline": ["unique", "zipf"],
+            "http:caches": ["unique", "zipf"],
+        },
+        # baseline (BatchSize 1) drains ~1 text/s under LocalStack's 1 s poll interval: in the sweep only
+        "saturation_variants": ["+batching", "+dedup", "+embedding_cache", "+prediction_cache"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--name", help="results name (default: quick / full)")
+    parser.add_argument("--only", choices=["inprocess", "cloud"], help="run one half only")
+    parser.add_argument(
+        "--keep-stacks", action="store_true", help="do not delete the bench stacks (debugging)"
+    )
+    parser.add_argument("--keepalive-s", type=float, help="warmer benchmark: emulated keep-alive (seconds)")
+    parser.add_argument("--warm-every-s", type=float, help="warmer benchmark: warmer period (seconds)")
+    parser.add_argument("--slo-ms", type=int, help="adaptive batcher: end-to-end latency SLO (ms)")
+    args = parser.parse_args(argv)
+    name = args.name or ("quick" if args.quick else "full")
+    command = "python -m bench.run " + shlex.join(argv if argv is not None else sys.argv[1:])
+    cfg = profile(args.quick)
+    for key in ("keepalive_s", "warm_every_s", "slo_ms"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
+    os.environ.update(LOCAL_ENV)
+    started = time.monotonic()
+    results: dict[str, Any] = {"profile": cfg, "quick": args.quick, "sections": {}}
+
+    def checkpoint() -> None:
+        results["elapsed_s"] = round(time.monotonic() - started, 1)
+        save(name, results, command)
+
+    texts = test_texts(4000)
+    zipf_pool = texts[1000:3000]
+    if args.only in (None, "inprocess"):
+        from bench import inprocess
+
+        say("== in-process: ceiling, peer, four heads, cache-hit latency")
+        results["sections"]["inprocess"] = inprocess.run(texts, args.quick)
+        checkpoint()
+    if args.only in (None, "cloud"):
+        run_cloud(results, cfg, texts, zipf_pool, args.keep_stacks, checkpoint)
+    checkpoint()
+    report.write(name)
+    say(f"done in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+def run_cloud(
+    results: dict[str, Any],
+    cfg: dict[str, Any],
+    texts: list[str],
+    zipf_pool: list[str],
+    keep: bool,
+    checkpoint: Any,
+) -> None:
+    from bench import cloud
+
+    sections = results["sections"]
+    unique = texts[3000:]
+    with local_cloud() as started:
+        results["local_cloud"] = {
+            "started_by_bench": started,
+            "esm_settings": BENCH_CLOUD_ENV if started else "LocalStack defaults (1 s poll, <= 10 s backoff)",
+        }
+        fp32: tuple[str, str, int] | None = None
+        st = None
+        try:
+            info = deploy_stack(
+                STACK,
+                {
+                    "WarmerEnabled": "false",
+                    "BatchSize": "100",
+                    "BatchingWindowSeconds": "1",
+                    "ApiThrottleRateLimit": "1000",
+                    "ApiThrottleBurstLimit": "2000",
+                },
+            )
+            # the batcher encodes with the encoder's best batch size measured in this run (the ceiling's)
+            best = sections.get("inprocess", {}).get("ceiling", {}).get("best_batch")
+            st = cloud.Stack(info, encode_batch_size=best)
+            results["local_cloud"]["encode_batch_size"] = best
+            say("== capacity of the SQS path (backlog drain, unique texts) and the HTTP path (2 callers)")
+            st.configure_batcher(cloud.SQS_VARIANTS["+prediction_cache"])
+            cloud.warm_batcher(st, [cloud.MODEL])
+            sqs_cap = st.sqs_capacity(
+                salted(unique[: cfg["capacity_texts"]], f"cap{time.time_ns()}"),
+                cfg["drain_s"] * 4,
+                [cloud.MODEL],
+            )
+            st.configure_predict("all")
+            st.prewarm(4)
+            http_cap = st.http_capacity(salted(unique, f"hc{time.time_ns()}"), cfg["http_capacity_s"])
+            capacity = {"sqs": sqs_cap["sustained_texts_per_s"], "http": http_cap}
+            sections["capacity"] = {"sqs": sqs_cap, "http_rps": http_cap}
+            say(f"   SQS sustained {capacity['sqs']:.1f} texts/s; HTTP {http_cap:.1f} req/s")
+            checkpoint()
+
+            say("== saturation on the Zipf workload (backlog drain) per variant")
+            stream = zipf_stream(zipf_pool, cfg["zipf_texts"])
+            sat = {}
+            for variant in cfg["saturation_variants"]:
+                st.configure_batcher(cloud.SQS_VARIANTS[variant])
+                cloud.warm_batcher(st, [cloud.MODEL])
+                sat[variant] = st.sqs_capacity(
+                    salted(stream, f"sat{time.time_ns()}"), cfg["drain_s"] * 4, [cloud.MODEL]
+                )
+                say(
+                    f"   {variant}: {sat[variant]['sustained_texts_per_s']:.1f} texts/s, "
+                    f"mean batch {sat[variant]['mean_batch_size']:.1f}"
+                )
+            sections["saturation_zipf"] = sat
+            checkpoint()
+
+            say("== request-rate sweep")
+            plan = [
+                (key, w, f)
+                for key, ws in cfg["plan_variants"].items()
+                for f in cfg["http_fractions" if key.startswith("http") else "fractions"]
+                for w in ws
+            ]
+            cloud.SQS_VARIANTS["adaptive"]["slo_ms"] = cfg["slo_ms"]
+            sections["sweep"] = {
+                "capacity": capacity,
+                "slo_ms": cfg["slo_ms"],
+                "points": cloud.sweep(
+                    st,
+                    {"unique": unique, "zipf": zipf_stream(zipf_pool, 3000)},
+                    plan,
+                    capacity,
+                    cfg["sweep_duration_s"],
+                    cfg["drain_s"],
+                ),
+            }
+            checkpoint()
+
+            say("== warmers on a bursty trace")
+            sections["warmers"] = cloud.warmers(
+                st,
+                cfg["warm_duration_s"],
+                cfg["keepalive_s"],
+                cfg["warm_every_s"],
+                salted(unique, f"w{time.time_ns()}"),
+            )
+            checkpoint()
+
+            say("== cold starts: ours (int8), fp32 encoder, naive (sentence-transformers + pickled sklearn)")
+            from bench.naive.package import build as build_naive
+
+            naive_size = build_naive()["unzipped_bytes"]
+            fp32 = cloud.fp32_function(st)
+            naive_fn = cloud.deploy_naive(NAIVE_STACK)
+            variants = {"ours_int8": st.predict_fn, "fp32": fp32[0], "naive": naive_fn}
+            st.configure_predict("")
+            cs = cloud.cold_starts(st.lam, variants, cfg["cold_rounds"], texts[:50])
+            cs["package_sizes"] = cloud.package_sizes(st, fp32[2], naive_size)
+            cs["naive_note"] = (
+                "the naive package is mounted as a folder (LocalStack hot-reload code) because its size is "
+                "over Lambda's 250 MB limit; on AWS it needs a container image"
+            )
+            sections["cold_starts"] = cs
+            checkpoint()
+        finally:
+            if not keep:
+                if st is not None and fp32 is not None:
+                    cloud.delete_fp32_function(st, fp32[0], fp32[1])
+                delete_stack(NAIVE_STACK)
+                delete_stack(STACK)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
