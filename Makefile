@@ -92,10 +92,10 @@ demo: $(STAMP) localcloud  ## the whole thing end to end: models, local cloud, d
 	$(MAKE) --no-print-directory deploy
 	$(LOCAL_AWS) $(PY) demo/run.py
 
-bench-quick: $(STAMP) models-if-missing localcloud  ## benchmark subset (~5-10 min): results/quick.json, plots, REPORT.md
+bench-quick: $(STAMP) models-if-missing localcloud  ## benchmark subset (~5 min quiet, ~8 busy): bench/results/quick.*, REPORT.md
 	$(LOCAL_AWS) $(PY) -m bench.run --quick
 
-bench: $(STAMP) models-if-missing localcloud  ## the full benchmark set (~40 min): bench/results/full.json, plots, REPORT.md
+bench: $(STAMP) models-if-missing localcloud  ## the full benchmark set (~45 min): bench/results/full.*, REPORT.md
 	$(LOCAL_AWS) $(PY) -m bench.run
 
 clean:  ## remove build outputs (keeps the venvs and the local cloud install)

@@ -470,16 +470,23 @@ def fp32_function(st: Stack) -> tuple[str, str, int]:
 
 
 def delete_fp32_function(st: Stack, name: str, layer_arn: str) -> None:
-    for call in (
-        lambda: st.lam.delete_function(FunctionName=name),
-        lambda: st.lam.delete_layer_version(
-            LayerName=layer_arn.split(":")[-2], VersionNumber=int(layer_arn.split(":")[-1])
-        ),
-    ):
-        try:
-            call()
-        except Exception as exc:  # cleanup must go on
-            say(f"cleanup: {exc!r}")
+    """Delete the twin function and the fp32 layer's *older* versions.
+
+    The version just used is kept (as SAM retains layer versions): LocalStack 2026.3's ListLayers fails
+    ("list index out of range") for every caller once a layer has no version left.
+    """
+    layer = layer_arn.split(":")[-2]
+    current = int(layer_arn.split(":")[-1])
+    try:
+        st.lam.delete_function(FunctionName=name)
+    except Exception as exc:  # cleanup must go on
+        say(f"cleanup: {exc!r}")
+    try:
+        for v in st.lam.list_layer_versions(LayerName=layer)["LayerVersions"]:
+            if v["Version"] != current:
+                st.lam.delete_layer_version(LayerName=layer, VersionNumber=v["Version"])
+    except Exception as exc:
+        say(f"cleanup: {exc!r}")
 
 
 def package_sizes(st: Stack, fp32_zip: int, naive_bytes: int) -> dict[str, Any]:

@@ -113,6 +113,18 @@ class LocalCloud:
             **kwargs,
         )
 
+    def resource(self, service: str) -> Any:
+        """A boto3 resource (e.g. a DynamoDB Table) bound to the local endpoint with dummy credentials."""
+        import boto3
+
+        return boto3.resource(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=self.region,
+            aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+
     def env(self) -> dict[str, str]:
         """Environment for CLIs (SAM, AWS CLI) talking to the local cloud."""
         return {
@@ -168,6 +180,12 @@ def localcloud() -> Iterator[LocalCloud]:
         left = cloud.processes.alive() + stray_processes()
         assert not left, "processes left behind after localcloud down:\n" + "\n".join(left)
         assert not lc.PID_FILE.exists(), "PID file left behind"
+
+
+@pytest.fixture(scope="session")
+def lam(localcloud: LocalCloud) -> Any:
+    """A Lambda client of the local cloud."""
+    return localcloud.client("lambda")
 
 
 @pytest.fixture(autouse=True)

@@ -9,10 +9,12 @@ import pytest
 from topicserve.adaptive import AimdController, BatchingConfig, MappingTuner, message_latencies_ms
 
 
-def test_backlog_grows_the_cap_additively_and_opens_a_window_above_ten() -> None:
+def test_backlog_doubles_the_cap_then_grows_it_additively_and_opens_a_window_above_ten() -> None:
     c = AimdController(slo_ms=5000, config=BatchingConfig(10, 0), batch_step=10)
-    assert c.observe([100.0] * 10, received=10) == BatchingConfig(20, 1)
-    assert c.observe([100.0] * 20, received=20) == BatchingConfig(30, 1)
+    assert c.observe([100.0] * 10, received=10) == BatchingConfig(20, 1)  # slow start: x2
+    assert c.observe([100.0] * 20, received=20) == BatchingConfig(40, 1)
+    assert c.observe([4500.0] * 40, received=40) == BatchingConfig(80, 1)  # tail over the SLO seen...
+    assert c.observe([100.0] * 80, received=80) == BatchingConfig(90, 1)  # ...then additive
 
 
 def test_tail_over_slo_cuts_the_window_multiplicatively() -> None:
@@ -75,8 +77,8 @@ def test_tuner_starts_from_the_mapping_and_rate_limits_updates() -> None:
     tuner.observe([{"attributes": {"SentTimestamp": "0"}}] * 20, now_ms=100)
     assert len(client.updates) == 1
     now[0] = 10.0
-    tuner.observe([{"attributes": {"SentTimestamp": "0"}}] * 30, now_ms=100)
-    assert client.updates[-1]["BatchSize"] == 40
+    tuner.observe([{"attributes": {"SentTimestamp": "0"}}] * 20, now_ms=100)
+    assert client.updates[-1]["BatchSize"] == 40  # judged against the live cap (20), not the unapplied 40
 
 
 def test_dedup_off_encodes_every_occurrence_with_the_same_answers() -> None:

@@ -15,7 +15,8 @@ and moves (batch size cap, window) with additive increase / multiplicative decre
 * tail latency over ``slo * high`` and batches under half full: the window is what hurts -> window x
   ``beta`` (multiplicative decrease), down to 0 (batches fuller than that mean real load, where a shorter
   window would only buy more, smaller invocations);
-* batches full (backlog): raise the cap by ``step`` (additive increase) so each invocation drains more;
+* batches full (backlog): raise the cap so each invocation drains more: doubling it (slow start, as TCP)
+  until a tail over the SLO has been seen, by ``step`` (additive increase) after that;
 * tail latency under ``slo * low`` and batches not full: lengthen the window by one step (additive
   increase), to buy larger, cheaper batches while the SLO has room.
 
@@ -58,6 +59,7 @@ class AimdController:
     max_batch: int = 1_000
     max_window_s: int = 5
     batch_step: int = 10
+    ssthresh: int = 1_000  # below it a backlog doubles the cap (slow start); above it, + batch_step
     beta: float = 0.5
     high: float = 0.8  # decrease when the tail latency is above slo * high
     low: float = 0.4  # lengthen the window only while the tail latency is below slo * low
@@ -85,7 +87,11 @@ class AimdController:
         full = received >= self.config.batch_size
         batch, window = self.config.batch_size, self.config.window_s
         if full:
-            batch += self.batch_step
+            # slow start (as TCP): double the cap on a backlog until a tail over the SLO has been seen,
+            # then grow it additively; a burst must not wait many cooldowns for the cap to catch up
+            batch = batch * 2 if batch < self.ssthresh else batch + self.batch_step
+            if tail is not None and tail > self.slo_ms * self.high:
+                self.ssthresh = min(self.ssthresh, batch)
             if batch > AWS_MAX_BATCH_WITHOUT_WINDOW and window < 1:
                 window = 1  # AWS: a cap above 10 needs a window of at least 1 s
         elif tail is not None and tail > self.slo_ms * self.high and received * 2 < self.config.batch_size:
@@ -160,6 +166,10 @@ class MappingTuner:
             and self.clock() - self._last_update >= self.cooldown_s
         ):
             self._apply(decision)
+        if self.applied is not None and decision != self.applied:
+            # not applied (cooldown, error): the controller must keep reasoning about the live setting,
+            # or "full" would be judged against a cap the queue never saw
+            self.controller.config = self.applied
         return decision
 
     def _discover(self) -> None:
@@ -204,4 +214,4 @@ def tuner_from_settings(
     if not settings.adaptive_batching or not function_name:
         return None
     controller = AimdController(slo_ms=float(settings.latency_slo_ms))
-    return MappingTuner(controller, client_factory("lambda"), function_name, log=log)
+    return MappingTuner(controller, client_factory("lambda"), function_name, cooldown_s=3.0, log=log)

@@ -34,11 +34,6 @@ def client(app_stack: dict[str, Any]) -> Client:
     return Client(app_stack, timeout=120)
 
 
-@pytest.fixture(scope="module")
-def lam(localcloud: LocalCloud) -> Any:
-    return localcloud.client("lambda")
-
-
 def invoke(lam: Any, name: str, payload: dict[str, Any]) -> Invocation:
     return Invocation(lam.invoke(FunctionName=name, Payload=json.dumps(payload).encode(), LogType="Tail"))
 

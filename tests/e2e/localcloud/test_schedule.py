@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import boto3
 import pytest
 
 from tests.e2e.conftest import LocalCloud, Stack
@@ -13,13 +12,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_rate_rule_invokes_function(localcloud: LocalCloud, probe_stack: Stack) -> None:
-    table = boto3.resource(
-        "dynamodb",
-        endpoint_url=localcloud.endpoint,
-        region_name=localcloud.region,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    ).Table(probe_stack.outputs["ProbeTableName"])
+    table = localcloud.resource("dynamodb").Table(probe_stack.outputs["ProbeTableName"])
     # the first tick comes within a minute of the rule's creation; slack for a loaded 2-core machine
     deadline = probe_stack.deployed_at + 180
     found: list[dict] = []

@@ -39,16 +39,9 @@ def _drain(sqs: Any, url: str, expected: int, timeout: float) -> list[dict[str, 
 
 
 def test_batches_partial_failures_and_dlq(localcloud: LocalCloud, probe_stack: Stack) -> None:
-    import boto3
 
     sqs = localcloud.client("sqs")
-    table = boto3.resource(
-        "dynamodb",
-        endpoint_url=localcloud.endpoint,
-        region_name=localcloud.region,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    ).Table(probe_stack.outputs["ProbeTableName"])
+    table = localcloud.resource("dynamodb").Table(probe_stack.outputs["ProbeTableName"])
     url, dlq = probe_stack.outputs["WorkQueueUrl"], probe_stack.outputs["WorkDeadLetterQueueUrl"]
     messages = [{"id": i, "fail": i % FAIL_EVERY == 0} for i in range(N_MESSAGES)]
     should_fail = {str(m["id"]) for m in messages if m["fail"]}

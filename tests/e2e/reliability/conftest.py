@@ -53,11 +53,6 @@ def rel_client(rel_stack: dict[str, Any]) -> Client:
     return Client(rel_stack, timeout=120)
 
 
-@pytest.fixture(scope="session")
-def lam(localcloud: LocalCloud) -> Any:
-    return localcloud.client("lambda")
-
-
 def function_variables(lam: Any, name: str) -> dict[str, str]:
     config = lam.get_function_configuration(FunctionName=name)
     return dict(config.get("Environment", {}).get("Variables", {}))
