@@ -16,9 +16,14 @@ TEMPLATE = Path(__file__).parent / "template.yaml"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The schedule test waits for EventBridge's first rate(1 minute) tick: run it last, so that it overlaps
-    with the time the other tests take instead of adding to it."""
-    items.sort(key=lambda item: "schedule" in item.nodeid)
+    """Run the schedule test first, right after the probe stack is deployed.
+
+    It waits for EventBridge's first rate(1 minute) tick. Run last (to overlap that wait with other tests),
+    it failed whenever the reliability suite ran before it: no rule fired at all in the 8 minutes after
+    those tests had deployed, faulted and deleted their stacks (a LocalStack scheduler issue, not
+    investigated yet: see the closing note). Waiting a minute up front keeps the check independent.
+    """
+    items.sort(key=lambda item: "test_schedule" not in item.nodeid)
 
 
 @pytest.fixture(scope="session")
