@@ -525,18 +525,10 @@ def deploy_naive(stack_name: str) -> str:
     from bench.naive.package import PACKAGE
 
     deploy = deploy_helpers()
-    deploy.sam(
-        "deploy",
+    deploy.sam_deploy(
+        stack_name,
         "--template-file",
         str(REPO / "bench/naive/template.yaml"),
-        "--stack-name",
-        stack_name,
-        "--resolve-s3",
-        "--no-confirm-changeset",
-        "--no-fail-on-empty-changeset",
-        "--capabilities",
-        "CAPABILITY_IAM",
-        "CAPABILITY_AUTO_EXPAND",
         "--parameter-overrides",
         f"CodeDir={PACKAGE.resolve()}",
     )

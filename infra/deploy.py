@@ -57,6 +57,22 @@ def sam(*args: str) -> None:
     say(f"sam {args[0]} done in {time.monotonic() - started:.1f} s")
 
 
+def sam_deploy(stack_name: str, *extra: str) -> None:
+    """``sam deploy`` without prompts: the flags every deploy of ours (app, benchmark stacks) shares."""
+    sam(
+        "deploy",
+        "--stack-name",
+        stack_name,
+        "--resolve-s3",
+        "--no-confirm-changeset",
+        "--no-fail-on-empty-changeset",
+        "--capabilities",
+        "CAPABILITY_IAM",
+        "CAPABILITY_AUTO_EXPAND",
+        *extra,
+    )
+
+
 def stack_outputs(cloudformation: Any, stack: str) -> dict[str, str]:
     described = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
     return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
@@ -110,19 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     subprocess.run([sys.executable, "layers/encoder/build.py", "--variant", "int8"], cwd=REPO, check=True)
     if not args.skip_build:
         sam("build", "--cached", "--parallel")
-    overrides = ["--parameter-overrides", *args.param] if args.param else []
-    sam(
-        "deploy",
-        "--stack-name",
-        args.stack_name,
-        "--resolve-s3",
-        "--no-confirm-changeset",
-        "--no-fail-on-empty-changeset",
-        "--capabilities",
-        "CAPABILITY_IAM",
-        "CAPABILITY_AUTO_EXPAND",
-        *overrides,
-    )
+    sam_deploy(args.stack_name, *(["--parameter-overrides", *args.param] if args.param else []))
 
     outputs = stack_outputs(boto3.client("cloudformation"), args.stack_name)
     registry = Registry(bucket=outputs["ArtifactsBucketName"], table=outputs["RegistryTableName"])
