@@ -23,7 +23,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 WORK = REPO / "build" / "bench"
-ENDPOINT = "http://127.0.0.1:4566"
+ENDPOINT = f"http://127.0.0.1:{os.environ.get('LOCALCLOUD_PORT', '4566')}"  # the local cloud's port
 REGION = "us-east-1"
 LOCAL_ENV = {
     "AWS_ENDPOINT_URL": ENDPOINT,
