@@ -193,16 +193,21 @@ class Runtime:
         self.server.server_close()
 
 
-class _RuntimeApiHandler(http.server.BaseHTTPRequestHandler):
-    """The Lambda Runtime API, as far as awslambdaric uses it."""
+class _QuietHandler(http.server.BaseHTTPRequestHandler):
+    """Keep-alive HTTP/1.1 on loopback, no access log, no Nagle delay."""
 
     protocol_version = "HTTP/1.1"
     # headers and body go out in separate writes: without TCP_NODELAY, Nagle + delayed ACK add ~40 ms
     disable_nagle_algorithm = True
-    server: _RuntimeApiServer
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+class _RuntimeApiHandler(_QuietHandler):
+    """The Lambda Runtime API, as far as awslambdaric uses it."""
+
+    server: _RuntimeApiServer
 
     def _body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -288,15 +293,10 @@ class _RuntimeApiServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         super().__init__(address, _RuntimeApiHandler)
 
 
-class _InvokeHandler(http.server.BaseHTTPRequestHandler):
+class _InvokeHandler(_QuietHandler):
     """LocalStack's side of the protocol: it POSTs /invoke and expects 202, results come back by callback."""
 
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
     server: _InvokeServer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
