@@ -49,8 +49,8 @@ models-if-missing: $(STAMP)
 test: $(STAMP) models-if-missing localcloud  ## the whole suite: unit, functional, security and LocalStack end-to-end tests
 	$(PY) -m pytest tests -m "not slow and not network"
 
-test-slow: $(STAMP) models-if-missing localcloud  ## the long reliability runs: 5,000 SQS requests under faults, 10-minute soak
-	$(PY) -m pytest tests/e2e/reliability -m slow -s
+test-slow: $(STAMP) models-if-missing localcloud  ## the long runs: 10,000 property cases per route, 5,000 SQS requests under faults, 10-minute soak
+	$(PY) -m pytest tests -m slow -s
 
 test-unit: $(STAMP)  ## fast unit tests only
 	$(PY) -m pytest tests/unit

@@ -74,7 +74,7 @@ def submit_and_wait(client: Client, texts: list[str], timeout: float = 600) -> t
     deadline = time.monotonic() + timeout
     body: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        status, body = client.results(batch_id)
+        status, body = client.results(batch_id, limit=1)
         done = body.get("completed", 0) if status == 200 else 0
         if done != last:
             print(
@@ -85,7 +85,8 @@ def submit_and_wait(client: Client, texts: list[str], timeout: float = 600) -> t
         if done >= len(requests):
             break
         time.sleep(0.5)
-    return body, time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    return client.all_results(batch_id)[1], elapsed
 
 
 def report(body: dict[str, Any], labels: list[str]) -> None:

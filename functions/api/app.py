@@ -16,7 +16,15 @@ from topicserve.errors import RegistryError, UnknownModelError
 from topicserve.observability import install_error_handlers, json_response, make_logger
 from topicserve.queue import send_all
 from topicserve.registry.manifest import encoder_model_name
-from topicserve.requests import event_body, parse_batch_submission
+from topicserve.requests import (
+    NothingValidError,
+    check_batch_id,
+    encode_page_token,
+    event_body,
+    parse_batch_submission,
+    parse_page_request,
+)
+from topicserve.responses import error_body
 from topicserve.results import ResultsStore
 from topicserve.settings import Settings
 
@@ -58,24 +66,55 @@ def unknown_model(model: str) -> Response:
     raise UnknownModelError(f"unknown model {model!r}; served: {sorted(settings.models)}")
 
 
+@app.exception_handler(NothingValidError)
+def nothing_valid(exc: NothingValidError) -> Response:
+    return json_response(400, {**error_body(exc), "rejected": [r.to_dict() for r in exc.rejected]})
+
+
 @app.post("/v1/batches")
 def submit_batch() -> Response:
-    requests = parse_batch_submission(event_body(app.current_event), settings, settings.models)
-    batch_id = requests[0].batch_id
-    results.create_batch(batch_id, len(requests))
-    send_all(sqs, settings.requests_queue_url, [r.to_message() for r in requests])
-    logger.info("batch accepted", extra={"batch_id": batch_id, "requests": len(requests)})
+    """Queue the valid items; answer the rejected ones at once with error results, so the batch
+    completes with one result per item either way."""
+    submission = parse_batch_submission(event_body(app.current_event), settings, settings.models)
+    batch_id = submission.batch_id
+    results.create_batch(batch_id, submission.count)
+    if submission.rejected:
+        results.put_results(
+            [
+                (batch_id, r.request_id, {"status": "error", **error_body(r.error)})
+                for r in submission.rejected
+            ]
+        )
+    send_all(sqs, settings.requests_queue_url, [r.to_message() for r in submission.accepted])
+    logger.info(
+        "batch accepted",
+        extra={
+            "batch_id": batch_id,
+            "queued": len(submission.accepted),
+            "rejected": len(submission.rejected),
+        },
+    )
     return json_response(
-        202, {"batch_id": batch_id, "count": len(requests), "status_url": f"/v1/batches/{batch_id}"}
+        202,
+        {
+            "batch_id": batch_id,
+            "count": submission.count,
+            "queued": len(submission.accepted),
+            "rejected": [r.to_dict() for r in submission.rejected],
+            "status_url": f"/v1/batches/{batch_id}",
+        },
     )
 
 
 @app.get("/v1/batches/<batch_id>")
 def get_batch(batch_id: str) -> Response:
-    view = results.get_batch(batch_id)
-    if view is None:
+    """One page of results: ``?limit=N`` (default 100, at most 1,000), then ``?next=<token>``."""
+    page_request = parse_page_request(app.current_event.query_string_parameters)
+    page = results.get_page(check_batch_id(batch_id), limit=page_request.limit, after=page_request.after)
+    if page is None:
         return json_response(404, {"error": {"type": "NotFound", "message": f"no batch {batch_id!r}"}})
-    return json_response(200, view.to_dict())
+    token = encode_page_token(page.last_request_id) if page.last_request_id else None
+    return json_response(200, page.to_dict(next_token=token))
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -53,17 +53,22 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         write_results,
         runtime.settings,
         log=lambda message, extra: logger.warning(message, extra=extra),
+        remaining_ms=context.get_remaining_time_in_millis if context else None,
     )
     if tuner is not None and records:
         tuner.observe(records)
     metrics.add_metric(name="BatchSize", unit=MetricUnit.Count, value=len(records))
     metrics.add_metric(name="FailedMessages", unit=MetricUnit.Count, value=len(outcome.failed_message_ids))
     metrics.add_metric(name="ErrorResults", unit=MetricUnit.Count, value=outcome.error_results)
+    metrics.add_metric(name="IsolatedMessages", unit=MetricUnit.Count, value=outcome.isolated)
+    metrics.add_metric(name="InferencePasses", unit=MetricUnit.Count, value=outcome.passes)
     summary = {
         "batch_size": len(records),
         "results": outcome.results,
         "error_results": outcome.error_results,
         "malformed": outcome.malformed,
+        "isolated": outcome.isolated,
+        "passes": outcome.passes,
         "failed": len(outcome.failed_message_ids),
     }
     if outcome.stats is not None:

@@ -24,6 +24,7 @@ from topicserve.observability import (
 )
 from topicserve.requests import event_body, parse_predict
 from topicserve.responses import model_predictions
+from topicserve.service import predict_isolating
 from topicserve.warming import handle_warm_event, is_warm_event
 
 logger = make_logger("predict")
@@ -42,7 +43,7 @@ def predict(model: str) -> dict[str, Any]:
         raise UnknownModelError(f"this function serves {MODEL!r}, not {model!r}")
     started = time.perf_counter()
     texts = parse_predict(event_body(app.current_event), runtime.settings)
-    result = runtime.service.predict(texts, [MODEL])
+    result = predict_isolating(runtime.service, texts, [MODEL])
     latency_ms = (time.perf_counter() - started) * 1000
     record_stats(metrics, result.stats, latency_ms=latency_ms)
     logger.info("predicted", extra={**stats_log(result.stats), "latency_ms": round(latency_ms, 2)})

@@ -54,7 +54,8 @@ BAD_BODIES = [
     ({"texts": []}, False, 400, "empty list"),
     ({"texts": ["ok", None]}, False, 400, r"texts[1]"),
     ({"text": "   "}, False, 400, "whitespace"),
-    ({"text": "x" * 20_001}, False, 400, "limit is 20000"),
+    ({"text": "\u0301\u0302 \u200b"}, False, 400, "nothing the encoder can read"),
+    ("[" * 50_000 + "]" * 50_000, True, 400, "nested too deeply"),
     ({"text": "a", "texts": ["b"]}, False, 400, "exactly one"),
     ({"txt": "a"}, False, 400, "unexpected field"),
     ({"texts": ["a"] * 65}, False, 400, "limit is 64"),
@@ -69,6 +70,28 @@ def test_bad_input_is_a_clear_4xx(
     assert response["statusCode"] == status
     error = body_of(response)["error"]
     assert message in error["message"] and error["type"]
+
+
+def test_long_documents_are_classified_from_their_beginning(handlers: dict[str, ModuleType]) -> None:
+    """Over the encoder's 256 tokens: classified like the first 256 tokens alone, and said so."""
+    head = "The shuttle crew tested the orbital docking system before the launch window opened. " * 12
+    doc = head + "Unrelated hockey scores follow. " * 20_000  # ~640 kB: more than MAX_TEXT_CHARS
+    long = body_of(predict(handlers, "logreg", {"texts": [doc, "a short text about hockey"]}))
+    assert [p["truncated"] for p in long["predictions"]] == [True, False]
+    service = handlers["logreg"].runtime.service
+    ids = service.encoder.tokenize([doc])[0].ids
+    assert len(ids) == service.encoder.max_length
+    alone = service.heads["logreg"].predict_proba(service.encoder.encode_tokens([ids])).argmax()
+    assert long["predictions"][0]["label_id"] == int(alone)
+
+
+def test_lone_surrogates_and_invisible_characters_do_not_break_a_request(
+    handlers: dict[str, ModuleType],
+) -> None:
+    raw = '{"texts": ["graphics \\ud800card\\u0000 drivers", "\\udfff\\ud800 hockey \\u200b game"]}'
+    response = predict(handlers, "mlp", raw, raw=True)
+    assert response["statusCode"] == 200, response["body"]
+    assert len(body_of(response)["predictions"]) == 2
 
 
 def test_empty_body_and_unknown_model(handlers: dict[str, ModuleType]) -> None:
@@ -108,7 +131,7 @@ def test_batcher_dedups_reports_malformed_and_answers_invalid(
     failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
     assert failed == {event["Records"][30]["messageId"], event["Records"][31]["messageId"]}
 
-    view = handlers["api"].results.get_batch("b1")
+    view = handlers["api"].results.get_page("b1", limit=1000)
     by_id = {r["request_id"]: r for r in view.results}
     assert len(by_id) == 32
     assert by_id["bad-text"]["status"] == "error" and "whitespace" in by_id["bad-text"]["error"]["message"]
@@ -156,7 +179,48 @@ def test_batches_route_enqueues_and_reports_progress(
         invoke(api, api_event("GET", f"/v1/batches/{batch_id}", resource="/v1/batches/{batch_id}"))
     )
     assert done["status"] == "complete" and [r["request_id"] for r in done["results"]] == ["0", "1", "2"]
-    assert set(done["results"][0]["models"]) == {"logreg"}
+    assert set(done["results"][0]["models"]) == {"logreg"} and done["results"][0]["truncated"] is False
+    assert done["next"] is None
+
+
+def test_bulk_submissions_keep_their_valid_items_and_pages_cover_them(
+    handlers: dict[str, ModuleType], stack: dict[str, Any]
+) -> None:
+    api = handlers["api"]
+    texts: list[Any] = [f"text number {i} about space" for i in range(23)]
+    texts[4], texts[9], texts[15] = "", 42, "   "
+    response = invoke(api, api_event("POST", "/v1/batches", {"texts": texts, "models": ["rf"]}))
+    assert response["statusCode"] == 202, response["body"]
+    body = body_of(response)
+    assert body["count"] == 23 and body["queued"] == 20
+    assert [(r["index"], r["id"], r["error"]["type"]) for r in body["rejected"]] == [
+        (4, "4", "EmptyTextError"),
+        (9, "9", "TextTypeError"),
+        (15, "15", "EmptyTextError"),
+    ]
+    bodies: list[str] = []
+    while len(bodies) < 20:
+        got = stack["sqs"].receive_message(QueueUrl=stack["queue_url"], MaxNumberOfMessages=10)
+        bodies += [m["Body"] for m in got.get("Messages", [])]
+        for m in got.get("Messages", []):
+            stack["sqs"].delete_message(QueueUrl=stack["queue_url"], ReceiptHandle=m["ReceiptHandle"])
+    invoke(handlers["batcher"], sqs_event(bodies))
+
+    seen: list[dict[str, Any]] = []
+    query: dict[str, str] = {"limit": "7"}
+    for _ in range(10):
+        event = api_event("GET", f"/v1/batches/{body['batch_id']}", resource="/v1/batches/{batch_id}")
+        event["queryStringParameters"] = query
+        event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()}
+        page = body_of(invoke(api, event))
+        assert len(page["results"]) <= 7 and page["status"] == "complete"
+        seen += page["results"]
+        if page["next"] is None:
+            break
+        query = {"limit": "7", "next": page["next"]}
+    assert sorted(r["request_id"] for r in seen) == sorted(str(i) for i in range(23))
+    errors = {r["request_id"] for r in seen if r["status"] == "error"}
+    assert errors == {"4", "9", "15"}
 
 
 def test_models_and_health(handlers: dict[str, ModuleType]) -> None:
@@ -175,9 +239,9 @@ def test_bad_batch_submissions(handlers: dict[str, ModuleType]) -> None:
     for body, message_part in [
         ({"texts": []}, "empty list"),
         ({"texts": ["a"], "models": ["bert"]}, "unknown model"),
-        ({"requests": [{"id": "x", "text": "a"}, {"id": "x", "text": "b"}]}, "not unique"),
+        ({"texts": ["", " "]}, "no valid item"),
         ({"requests": [{"id": "bad id!", "text": "a"}]}, "must match"),
-        ({"requests": "nope"}, "list of objects"),
+        ({"requests": "nope"}, "must be a list"),
     ]:
         response = invoke(api, api_event("POST", "/v1/batches", body))
         assert 400 <= response["statusCode"] < 500, body

@@ -13,6 +13,7 @@ import pytest
 from moto import mock_aws
 
 from tests.helpers import CACHE_KEYS, REGISTRY_KEYS, create_table
+from topicserve.encoder import Tokens
 from topicserve.registry import Registry
 
 
@@ -51,14 +52,27 @@ class FakeEncoder:
         self.dim = dim
         self.calls: list[list[str]] = []
 
-    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        self.calls.append(list(texts))
+    max_length = 64  # "tokens" are characters here; longer texts are reported truncated
+
+    def tokenize(self, texts: Sequence[str]) -> list[Tokens]:
+        cls, sep = 101, 102
+        return [
+            Tokens([cls, *(ord(c) for c in t[: self.max_length - 2]), sep], len(t) > self.max_length - 2)
+            for t in texts
+        ]
+
+    def encode_tokens(self, ids: Sequence[Sequence[int]], batch_size: int = 32) -> np.ndarray:
+        texts = ["".join(map(chr, x[1:-1])) for x in ids]
+        self.calls.append(texts)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             rng = np.random.default_rng(zlib.crc32(text.encode()))
             vec = rng.standard_normal(self.dim).astype(np.float32)
             out[row] = vec / np.linalg.norm(vec)
         return out
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        return self.encode_tokens([t.ids for t in self.tokenize(texts)], batch_size)
 
     @property
     def encoded(self) -> list[str]:

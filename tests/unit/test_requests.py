@@ -8,26 +8,50 @@ from topicserve.errors import (
     InvalidRequestError,
     MalformedMessageError,
     PayloadTooLargeError,
+    TextTypeError,
     TooManyTextsError,
     UnknownModelError,
 )
 from topicserve.requests import (
     MessageError,
+    NothingValidError,
+    PageRequest,
     QueuedRequest,
+    decode_page_token,
+    encode_page_token,
     parse_batch_submission,
     parse_message,
+    parse_page_request,
     parse_predict,
 )
 from topicserve.settings import Settings
+from topicserve.text import CheckedText
 
 SERVED = ["logreg", "rf", "hgb", "mlp"]
 S = Settings(max_body_bytes=10_000, max_message_bytes=2_000, max_text_chars=500, max_texts_per_request=4)
 
 
+def texts_of(checked: list[CheckedText]) -> list[str]:
+    return [t.text for t in checked]
+
+
 def test_predict_accepts_text_or_texts_and_normalises() -> None:
-    assert parse_predict(json.dumps({"text": "  a\n b "}), S) == ["a b"]
-    assert parse_predict(json.dumps({"texts": ["x", "y"]}), S) == ["x", "y"]
-    assert parse_predict(json.dumps({"text": "z"}).encode(), S) == ["z"]
+    assert texts_of(parse_predict(json.dumps({"text": "  a\n b "}), S)) == ["a b"]
+    assert texts_of(parse_predict(json.dumps({"texts": ["x", "y"]}), S)) == ["x", "y"]
+    assert texts_of(parse_predict(json.dumps({"text": "z"}).encode(), S)) == ["z"]
+
+
+def test_predict_cuts_long_texts_and_reads_lone_surrogates() -> None:
+    [long] = parse_predict(json.dumps({"text": "w " * 400}), S)
+    assert long.cut and len(long.text) <= S.max_text_chars
+    [odd] = parse_predict('{"text": "a\\ud800b \\udc00"}', S)  # lone surrogates as JSON escapes
+    assert odd == CheckedText("ab")
+
+
+def test_deep_nesting_is_a_400_not_a_recursion_error() -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(InvalidRequestError, match="nested too deeply"):
+        parse_predict(deep, Settings())
 
 
 @pytest.mark.parametrize(
@@ -50,15 +74,69 @@ def test_predict_refusals(body: Any, error: type[Exception]) -> None:
 
 
 def test_batch_submission_forms() -> None:
-    reqs = parse_batch_submission(json.dumps({"texts": ["a", "b"], "models": ["rf"]}), S, SERVED)
+    sub = parse_batch_submission(json.dumps({"texts": ["a", "b"], "models": ["rf"]}), S, SERVED)
+    reqs = sub.accepted
     assert [(r.request_id, r.text, r.models) for r in reqs] == [("0", "a", ["rf"]), ("1", "b", ["rf"])]
-    assert len({r.batch_id for r in reqs}) == 1
+    assert {r.batch_id for r in reqs} == {sub.batch_id} and not sub.rejected and sub.count == 2
     reqs = parse_batch_submission(
         json.dumps({"requests": [{"id": "q1", "text": "a"}, {"text": "b", "models": ["mlp", "mlp"]}]}),
         S,
         SERVED,
-    )
+    ).accepted
     assert [(r.request_id, r.models) for r in reqs] == [("q1", SERVED), ("1", ["mlp"])]
+
+
+def test_batch_submission_keeps_valid_items_and_lists_the_rejected() -> None:
+    sub = parse_batch_submission(json.dumps({"texts": ["a", "", 7, "  ", "b", "w " * 400]}), S, SERVED)
+    assert [r.request_id for r in sub.accepted] == ["0", "4", "5"]
+    assert sub.accepted[2].truncated and '"truncated":true' in sub.accepted[2].to_message()
+    assert [(r.index, r.request_id, type(r.error)) for r in sub.rejected] == [
+        (1, "1", EmptyTextError),
+        (2, "2", TextTypeError),
+        (3, "3", EmptyTextError),
+    ]
+    assert sub.count == 6
+    assert sub.rejected[0].to_dict()["error"]["type"] == "EmptyTextError"
+
+
+def test_rejected_requests_keep_their_own_id_when_it_is_usable() -> None:
+    items = [
+        {"id": "x", "text": "ok"},
+        {"id": "x", "text": "duplicate id"},
+        {"id": "bad id!", "text": "invalid id"},
+        {"id": "y", "text": ""},
+        {"id": "z", "text": "a", "models": ["bert"]},
+        "not an object",
+        {"id": "w", "text": "a", "colour": "red"},
+    ]
+    sub = parse_batch_submission(json.dumps({"requests": items}), S, SERVED)
+    assert [r.request_id for r in sub.accepted] == ["x"]
+    assert [r.request_id for r in sub.rejected] == ["~1", "~2", "y", "z", "5", "w"]
+    assert sub.count == len(items)
+
+
+def test_a_batch_with_nothing_valid_is_refused_with_every_rejection() -> None:
+    with pytest.raises(NothingValidError) as caught:
+        parse_batch_submission(json.dumps({"texts": ["", " "]}), S, SERVED)
+    assert [r.index for r in caught.value.rejected] == [0, 1]
+
+
+def test_page_requests() -> None:
+    assert parse_page_request(None) == PageRequest(100, None)
+    token = encode_page_token("r-17")
+    assert parse_page_request({"limit": "5", "next": token}) == PageRequest(5, "r-17")
+    assert decode_page_token(encode_page_token("~12")) == "~12"
+    for bad in (
+        {"limit": "0"},
+        {"limit": "1001"},
+        {"limit": "x"},
+        {"limit": "٣"},
+        {"next": "%%"},
+        {"next": encode_page_token("a b")},
+        {"page": "2"},
+    ):
+        with pytest.raises(InvalidRequestError):
+            parse_page_request(bad)
 
 
 def test_batch_submission_refuses_unknown_models_and_empty() -> None:
@@ -71,6 +149,8 @@ def test_batch_submission_refuses_unknown_models_and_empty() -> None:
 def test_message_roundtrip() -> None:
     q = QueuedRequest("b", "r", "héllo", ["rf"])
     assert parse_message(q.to_message(), S, SERVED) == q
+    cut = QueuedRequest("b", "r", "héllo", ["rf"], truncated=True)
+    assert parse_message(cut.to_message(), S, SERVED) == cut
 
 
 @pytest.mark.parametrize(
@@ -94,7 +174,15 @@ def test_oversized_message_is_malformed() -> None:
 
 
 @pytest.mark.parametrize(
-    "extra", [{"text": ""}, {"text": 4}, {"text": "a", "models": ["bert"]}, {"text": "a", "extra": 1}]
+    "extra",
+    [
+        {"text": ""},
+        {"text": 4},
+        {"text": "a", "models": ["bert"]},
+        {"text": "a", "extra": 1},
+        {"text": "a", "truncated": "yes"},
+        {"text": "\u200b"},
+    ],
 )
 def test_invalid_but_parseable_messages_get_an_error_result(extra: dict[str, Any]) -> None:
     parsed = parse_message(json.dumps({"batch_id": "b", "request_id": "r", **extra}), S, SERVED)

@@ -15,21 +15,39 @@ def results(ddb: Any) -> ResultsStore:
 
 
 def test_batch_progress_and_one_result_per_request(results: ResultsStore) -> None:
-    assert results.get_batch("nope") is None
+    assert results.get_page("nope", limit=10) is None
     results.create_batch("b", 12)
-    assert results.get_batch("b").status == "pending"  # type: ignore[union-attr]
+    empty = results.get_page("b", limit=10)
+    assert empty is not None and empty.status == "pending" and empty.results == []
     rows = [("b", str(i), {"status": "ok", "n": i}) for i in range(12)]
     results.put_results(rows[:5])
     results.put_results(rows[3:] + rows[:2])  # duplicate deliveries
-    view = results.get_batch("b")
-    assert view is not None and view.status == "complete"
-    assert [r["request_id"] for r in view.results] == [str(i) for i in range(12)]
-    assert view.to_dict()["completed"] == 12
+    page = results.get_page("b", limit=100)
+    assert page is not None and page.status == "complete" and page.last_request_id is None
+    assert sorted(r["request_id"] for r in page.results) == sorted(str(i) for i in range(12))
+    assert page.to_dict()["completed"] == 12 and page.to_dict()["next"] is None
+
+
+@pytest.mark.parametrize("limit", [1, 5, 12, 13])
+def test_pages_cover_every_result_once(results: ResultsStore, limit: int) -> None:
+    ids = [str(i) for i in range(12)] + ["~3", "-a", "z.z"]
+    results.create_batch("b", len(ids))
+    results.put_results([("b", r, {"status": "ok"}) for r in ids])
+    seen: list[str] = []
+    after = None
+    for _ in range(100):
+        page = results.get_page("b", limit=limit, after=after)
+        assert page is not None and len(page.results) <= limit and page.completed == len(ids)
+        seen += [r["request_id"] for r in page.results]
+        after = page.last_request_id
+        if after is None:
+            break
+    assert seen == sorted(ids)  # every result once, in request-id (string) order, the meta item never
 
 
 def test_batch_without_meta_has_unknown_size(results: ResultsStore) -> None:
     results.put_results([("direct", "0", {"status": "ok"})])
-    assert results.get_batch("direct").status == "unknown_size"  # type: ignore[union-attr]
+    assert results.get_page("direct", limit=10).status == "unknown_size"  # type: ignore[union-attr]
 
 
 def test_send_all_uses_batches_of_ten(aws: None) -> None:

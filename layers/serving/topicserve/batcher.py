@@ -1,25 +1,32 @@
-"""The SQS batcher's logic: one vectorised pass over a whole SQS batch.
+"""The SQS batcher's logic: one vectorised pass over a whole SQS batch, with failure isolation.
 
 Messages are parsed one by one (a bad one never fails the others), then every valid request of the batch
 goes through :class:`~topicserve.service.InferenceService` together, so texts repeated across messages are
-encoded once and each head runs once. Outcomes per message:
+encoded once and each head runs once. When that pass fails, :func:`~topicserve.isolation.isolate` bisects
+the batch within the same invocation to find the messages that fail on their own and serves the rest.
+Outcomes per message:
 
 * malformed (not JSON, no ids): reported in ``batchItemFailures`` -> retried -> dead-letter queue;
 * parseable but invalid (bad text, unknown model): an error *result*, message deleted;
+* failing on its own in the pipeline (any stage, deterministically): an error result, message deleted;
 * valid: a result with every model it asked for;
-* results that could not be written: reported as failures so SQS delivers them again.
+* caught by a transient failure (a backend down), by a broken model (a known-good probe fails too), or
+  left untried when the invocation's time ran out, or whose result could not be written: reported as
+  failures so SQS delivers them again.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from topicserve.errors import BackendUnavailableError, MalformedMessageError
+from topicserve.isolation import isolate
 from topicserve.requests import MessageError, QueuedRequest, parse_message
 from topicserve.responses import error_body
-from topicserve.service import InferenceService, Stats
+from topicserve.service import PROBE_TEXT, BatchResult, InferenceService, Stats
 from topicserve.settings import Settings
 
 ResultRow = tuple[str, str, dict[str, Any]]
@@ -31,11 +38,27 @@ class BatchOutcome:
     results: int = 0
     error_results: int = 0
     malformed: int = 0
+    isolated: int = 0  # messages answered with their own pipeline error instead of failing the batch
+    passes: int = 0  # vectorised passes (1 when nothing failed)
     stats: Stats | None = None
 
     def response(self) -> dict[str, Any]:
         """The ReportBatchItemFailures response shape."""
         return {"batchItemFailures": [{"itemIdentifier": m} for m in self.failed_message_ids]}
+
+
+def shape_answer(q: QueuedRequest, result: BatchResult, i: int) -> dict[str, Any]:
+    """The stored result of request ``q``, row ``i`` of ``result``; must serialise as UTF-8 JSON."""
+    answer = {
+        "status": "ok",
+        "models": {
+            m: {"model_version": result.versions[m], **result.predictions[m][i].to_dict()} for m in q.models
+        },
+        "encoder_version": result.encoder_version[:16],
+        "truncated": result.truncated[i],
+    }
+    json.dumps(answer, ensure_ascii=False).encode("utf-8")  # fail here, for this message, not at the write
+    return answer
 
 
 def process_records(
@@ -44,13 +67,18 @@ def process_records(
     write: Callable[[list[ResultRow]], None],
     settings: Settings,
     log: Callable[[str, dict[str, Any]], None] = lambda msg, extra: None,
+    *,
+    remaining_ms: Callable[[], float] | None = None,
+    reserve_ms: float = 3_000.0,
 ) -> BatchOutcome:
+    """Serve one SQS batch. ``remaining_ms`` is the invocation's time left (the Lambda context's); the
+    isolation passes stop ``reserve_ms`` before the end, so the results are still written in time."""
     outcome = BatchOutcome()
     valid: list[tuple[str, QueuedRequest]] = []
     rows: list[ResultRow] = []
     row_owner: list[str] = []  # message id of each row, to retry it if the write fails
     for record in records:
-        message_id = record["messageId"]
+        message_id = record.get("messageId", "")
         try:
             parsed = parse_message(record.get("body", ""), settings, service.models)
         except MalformedMessageError as exc:
@@ -67,28 +95,43 @@ def process_records(
 
     if valid:
         models = list(dict.fromkeys(m for _, q in valid for m in q.models))
-        try:
-            result = service.predict([q.text for _, q in valid], models)
-        except Exception as exc:  # a model fault: give the messages back to SQS rather than lose them
-            log("inference failed; messages will be retried", {"error": repr(exc), "messages": len(valid)})
-            outcome.failed_message_ids.extend(mid for mid, _ in valid)
-            valid = []
-        else:
-            outcome.stats = result.stats
-            for i, (message_id, q) in enumerate(valid):
-                answer = {
-                    "status": "ok",
-                    "models": {
-                        m: {
-                            "model_version": result.versions[m],
-                            **result.predictions[m][i].to_dict(),
-                        }
-                        for m in q.models
-                    },
-                    "encoder_version": result.encoder_version[:16],
-                }
+        stats: list[Stats] = []
+
+        def run(group: list[int]) -> list[dict[str, Any]]:
+            requests = [valid[i][1] for i in group]
+            result = service.predict([q.text for q in requests], models, cut=[q.truncated for q in requests])
+            service.faults.check("shape", [q.text for q in requests])
+            answers = [shape_answer(q, result, k) for k, q in enumerate(requests)]
+            stats.append(result.stats)
+            return answers
+
+        iso = isolate(
+            len(valid),
+            run,
+            remaining_ms=remaining_ms,
+            reserve_ms=reserve_ms,
+            probe=lambda: service.predict([PROBE_TEXT], models),
+        )
+        outcome.passes = iso.passes
+        outcome.stats = _sum_stats(stats) if stats else None
+        for group, answers in iso.served:
+            for i, answer in zip(group, answers, strict=True):
+                message_id, q = valid[i]
                 rows.append((q.batch_id, q.request_id, answer))
                 row_owner.append(message_id)
+        for i, exc in sorted(iso.failed.items()):
+            message_id, q = valid[i]
+            rows.append((q.batch_id, q.request_id, {"status": "error", **error_body(exc)}))
+            row_owner.append(message_id)
+            log("message isolated: it fails on its own", {"message_id": message_id, "error": repr(exc)})
+        outcome.isolated = iso.isolated
+        outcome.error_results += iso.isolated
+        if iso.retry:
+            log(
+                "messages will be retried",
+                {"messages": len(iso.retry), "errors": sorted({repr(e) for e in iso.retry.values()})[:5]},
+            )
+            outcome.failed_message_ids.extend(valid[i][0] for i in sorted(iso.retry))
 
     if rows:
         try:
@@ -99,3 +142,11 @@ def process_records(
             return outcome
         outcome.results = len(rows)
     return outcome
+
+
+def _sum_stats(parts: list[Stats]) -> Stats:
+    total = Stats()
+    for part in parts:
+        for name, value in vars(part).items():
+            setattr(total, name, getattr(total, name) + value)
+    return total

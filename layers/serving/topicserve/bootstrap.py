@@ -116,6 +116,7 @@ def make_registry(settings: Settings, dynamodb: Any) -> Any:
 
 
 def build_runtime(settings: Settings | None = None) -> Runtime:
+    from topicserve.faults import StageFaults
     from topicserve.service import InferenceService
 
     started = time.perf_counter()
@@ -131,5 +132,6 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         prediction_store=cache_store(settings, "prediction", settings.prediction_cache_table, dynamodb),
         encode_batch_size=settings.encode_batch_size,
         dedup=settings.dedup,
+        faults=StageFaults.parse(settings.fault_markers),
     )
     return Runtime(settings, service, time.perf_counter() - started, dynamodb)

@@ -1,14 +1,15 @@
 """``topicserve``: the command-line client of a deployed stack (LocalStack or AWS).
 
     topicserve predict logreg "The shuttle launch was delayed" ["another text" ...]
-    topicserve submit texts.jsonl [--models logreg,mlp] [--wait 60]
+    topicserve submit texts.jsonl [--models logreg,mlp] [--wait 60] [--via api|sqs]
     topicserve results <batch_id> [--wait 60] [--expect N]
     topicserve models
 
 Connection details come from ``build/stack.json`` (written by ``make deploy``; ``--stack`` to use
-another). ``predict``, ``results`` and ``models`` go through the REST API with the ``x-api-key`` header;
-``submit`` writes straight to the requests queue with SendMessageBatch (10 messages per call), one message
-per JSONL line, in the documented SQS message format.
+another). Everything goes through the REST API with the ``x-api-key`` header: ``submit`` posts the JSONL
+lines to ``POST /v1/batches`` in submissions of at most 1,000 and prints what each rejected, ``results``
+follows the pages of ``GET /v1/batches/{id}``. ``submit --via sqs`` writes straight to the requests queue
+instead (SendMessageBatch, one message per line, in the documented SQS message format).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -63,21 +65,45 @@ class Client:
         body = {"text": texts[0]} if len(texts) == 1 else {"texts": list(texts)}
         return self.call("POST", f"/v1/predict/{model}", body)
 
-    def results(self, batch_id: str) -> tuple[int, Any]:
-        return self.call("GET", f"/v1/batches/{batch_id}")
+    def results(
+        self, batch_id: str, *, limit: int | None = None, next_token: str | None = None
+    ) -> tuple[int, Any]:
+        """One page of a batch's results."""
+        query = urllib.parse.urlencode(
+            {k: v for k, v in (("limit", limit), ("next", next_token)) if v is not None}
+        )
+        return self.call("GET", f"/v1/batches/{batch_id}" + (f"?{query}" if query else ""))
+
+    def all_results(self, batch_id: str, *, limit: int = 1_000) -> tuple[int, Any]:
+        """Every page of a batch, merged into one view (``next`` is then always None)."""
+        status, view = self.results(batch_id, limit=limit)
+        while status == 200 and view.get("next"):
+            status, page = self.results(batch_id, limit=limit, next_token=view["next"])
+            if status == 200:
+                view = {**page, "results": view["results"] + page["results"]}
+        return status, view
 
     def wait_results(self, batch_id: str, *, expect: int | None, timeout: float, poll: float = 0.5) -> Any:
-        """Poll until the batch is complete (or ``expect`` results are in), or ``timeout`` passes."""
+        """Poll (one small page) until the batch is complete (or ``expect`` results are in), or ``timeout``
+        passes; then read every page."""
         deadline = time.monotonic() + timeout
-        body: Any = None
         while time.monotonic() < deadline:
-            status, body = self.results(batch_id)
+            status, body = self.results(batch_id, limit=1)
             if status == 200:
                 done = body["status"] == "complete" or (expect is not None and body["completed"] >= expect)
                 if done:
-                    return body
+                    break
             time.sleep(poll)
-        return body
+        return self.all_results(batch_id)[1]
+
+    def submit_batches(self, items: Sequence[dict[str, Any]], *, size: int = 1_000) -> list[dict[str, Any]]:
+        """``POST /v1/batches`` in submissions of ``size`` items (``{"id"?, "text", "models"?}`` each); the
+        202 (or 400) body of each submission, in order."""
+        answers = []
+        for start in range(0, len(items), size):
+            status, body = self.call("POST", "/v1/batches", {"requests": list(items[start : start + size])})
+            answers.append({"status": status, **(body if isinstance(body, dict) else {"body": body})})
+        return answers
 
     # -- SQS --------------------------------------------------------------------------------------------
     def submit(self, requests: Sequence[QueuedRequest]) -> int:
@@ -94,21 +120,52 @@ class Client:
         return send_all(sqs, self.stack["queue_url"], [r.to_message() for r in requests])
 
 
-def read_jsonl(path: str | Path, default_models: list[str], batch_id: str) -> Iterator[QueuedRequest]:
-    """Each line: a JSON string, or an object ``{"text": ..., "id"?: ..., "models"?: [...]}``."""
+def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Each line: a JSON string, or an object ``{"text": ..., "id"?: ..., "models"?: [...]}``; the id
+    defaults to the line number."""
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle):
             if not line.strip():
                 continue
             item = json.loads(line)
-            if isinstance(item, str):
-                item = {"text": item}
-            yield QueuedRequest(
-                batch_id=batch_id,
-                request_id=str(item.get("id", number)),
-                text=item["text"],
-                models=item.get("models", default_models),
+            item = {"text": item} if not isinstance(item, dict) else item
+            yield {"id": str(number), **item}
+
+
+def submit(client: Client, items: list[dict[str, Any]], *, via: str, wait: float) -> tuple[int, Any]:
+    """The ``submit`` command: every item queued or reported rejected (on stderr), then the results."""
+    if via == "sqs":
+        batch_id = new_batch_id()
+        requests = [QueuedRequest(batch_id, str(i["id"]), i["text"], i["models"]) for i in items]
+        calls = client.submit(requests)
+        print(
+            f"batch {batch_id}: {len(requests)} requests sent in {calls} SendMessageBatch calls",
+            file=sys.stderr,
+        )
+        answers = [{"status": 202, "batch_id": batch_id, "count": len(requests), "rejected": []}]
+    else:
+        answers = client.submit_batches(items)
+    worst = 200
+    for answer in answers:
+        worst = max(worst, answer["status"])
+        rejected = answer.get("rejected", [])
+        queued = answer.get("queued", answer.get("count", 0))
+        print(
+            f"batch {answer.get('batch_id', '-')}: HTTP {answer['status']}, {queued} queued, "
+            f"{len(rejected)} rejected",
+            file=sys.stderr,
+        )
+        for r in rejected:
+            print(
+                f"  rejected item {r['index']} (id {r['id']}): {r['error']['type']}: {r['error']['message']}",
+                file=sys.stderr,
             )
+    if wait:
+        answers = [
+            client.wait_results(a["batch_id"], expect=a.get("count"), timeout=wait) if "batch_id" in a else a
+            for a in answers
+        ]
+    return worst, answers[0] if len(answers) == 1 else {"batches": answers}
 
 
 def _print(value: Any) -> None:
@@ -127,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("file")
     s.add_argument("--models", default="logreg,rf,hgb,mlp")
     s.add_argument("--wait", type=float, default=0, help="seconds to wait for the results")
+    s.add_argument("--via", choices=("api", "sqs"), default="api", help="POST /v1/batches, or the queue")
     r = sub.add_parser("results", help="status and results of a batch")
     r.add_argument("batch_id")
     r.add_argument("--wait", type=float, default=0)
@@ -140,21 +198,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "models":
         status, body = client.call("GET", "/v1/models")
     elif args.command == "submit":
-        batch_id = new_batch_id()
-        requests = list(read_jsonl(args.file, args.models.split(","), batch_id))
-        calls = client.submit(requests)
-        print(
-            f"batch {batch_id}: {len(requests)} requests sent in {calls} SendMessageBatch calls",
-            file=sys.stderr,
-        )
-        status, body = 200, {"batch_id": batch_id, "count": len(requests)}
-        if args.wait:
-            body = client.wait_results(batch_id, expect=len(requests), timeout=args.wait)
+        items = [{"models": args.models.split(","), **item} for item in read_jsonl(args.file)]
+        status, body = submit(client, items, via=args.via, wait=args.wait)
     else:
         if args.wait:
             status, body = 200, client.wait_results(args.batch_id, expect=args.expect, timeout=args.wait)
         else:
-            status, body = client.results(args.batch_id)
+            status, body = client.all_results(args.batch_id)
     _print(body)
     return 0 if status < 400 else 1
 

@@ -14,19 +14,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from topicserve.errors import BackendUnavailableError
+from topicserve.errors import TRANSIENT_CODES, BackendUnavailableError
 
 GET_CHUNK = 100
 WRITE_CHUNK = 25
 T = TypeVar("T")
-
-_RETRYABLE_CODES = {
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "InternalServerError",
-    "ServiceUnavailable",
-}
 
 
 def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -49,7 +41,7 @@ def _retryable(exc: Exception) -> bool:
     from botocore.exceptions import ClientError
 
     if isinstance(exc, ClientError):
-        return exc.response.get("Error", {}).get("Code") in _RETRYABLE_CODES
+        return exc.response.get("Error", {}).get("Code") in TRANSIENT_CODES
     return True  # connection errors, timeouts: worth another try
 
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import onnxruntime as ort
@@ -31,6 +33,25 @@ ATTENTION_MASK = "attention_mask"
 TOKEN_TYPE_IDS = "token_type_ids"
 OUTPUT = "sentence_embedding"
 DEFAULT_MAX_LENGTH = 256
+#: Characters of a text fed to the tokenizer first, per token the encoder reads (English averages ~4-5
+#: characters a token, so one pass almost always suffices; see Encoder.tokenize).
+PREFIX_CHARS_PER_TOKEN = 12
+
+
+class Tokens(NamedTuple):
+    """One text's token ids as the encoder reads them, and whether tokens were dropped (text too long)."""
+
+    ids: list[int]
+    truncated: bool
+
+
+def _separator_between(text: str, start: int) -> bool:
+    """Whether a whitespace or punctuation character lies in ``text[start:]``.
+
+    BERT's pre-tokenizer splits words at both, so a cut after such a character cannot change the tokens of
+    anything before it.
+    """
+    return any(c.isspace() or unicodedata.category(c).startswith("P") for c in reversed(text[start:]))
 
 
 def _read_artifact(path: str | os.PathLike, what: str) -> bytes:
@@ -114,6 +135,7 @@ class Encoder:
 
         self._tokenizer = self._load_tokenizer(tokenizer_path, max_length)
         self._pad_id = self._tokenizer.token_to_id("[PAD]") or 0
+        self.prefix_chars: int = max_length * PREFIX_CHARS_PER_TOKEN
         self.load_seconds: float = time.perf_counter() - t0
 
     @staticmethod
@@ -128,21 +150,46 @@ class Encoder:
         tok.no_padding()  # we pad per sub-batch ourselves (dynamic padding), see encode()
         return tok
 
-    def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+    def tokenize(self, texts: Sequence[str]) -> list[Tokens]:
+        """Token ids of each text as the encoder reads them (its first ``max_length`` tokens).
+
+        The tokenizer is fed a bounded prefix, so a huge text costs no more than a long one. The result is
+        exactly what tokenising the whole text and truncating would give (sentence-transformers' rule): a
+        prefix is accepted only when the tokens kept end before a separator that precedes the cut, so the
+        word the cut splits contributes no token; otherwise the prefix grows (x4) up to the whole text.
+        """
         if isinstance(texts, str):
             raise TextTypeError("texts must be a sequence of strings, not a single string")
         texts = list(texts)
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise TextTypeError(f"text {i} is {type(t).__name__}, not str")
-        return [e.ids for e in self._tokenizer.encode_batch(texts)]
+        out: list[Tokens | None] = [None] * len(texts)
+        pending, limit = list(range(len(texts))), self.prefix_chars
+        while pending:
+            chunks = [texts[i][:limit] for i in pending]
+            undecided = []
+            for i, chunk, enc in zip(pending, chunks, self._tokenizer.encode_batch(chunks), strict=True):
+                if len(chunk) == len(texts[i]):
+                    out[i] = Tokens(enc.ids, truncated=bool(enc.overflowing))
+                elif enc.overflowing and _separator_between(chunk, enc.offsets[-2][1]):
+                    out[i] = Tokens(enc.ids, truncated=True)
+                else:
+                    undecided.append(i)
+            pending, limit = undecided, limit * 4
+        return [t for t in out if t is not None]
 
     def token_lengths(self, texts: Sequence[str]) -> list[int]:
         """Token count of each text after truncation (with [CLS]/[SEP]), for callers' length bucketing."""
-        return [len(ids) for ids in self._tokenize(texts)]
+        return [len(t.ids) for t in self.tokenize(texts)]
 
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """Embed ``texts``; returns (len(texts), dim) float32 rows in input order, each of unit L2 norm.
+        """Embed ``texts``; returns (len(texts), dim) float32 rows in input order, each of unit L2 norm."""
+        return self.encode_tokens([t.ids for t in self.tokenize(texts)], batch_size=batch_size)
+
+    def encode_tokens(self, ids: Sequence[Sequence[int]], batch_size: int = 32) -> np.ndarray:
+        """Embed already tokenised texts (from :meth:`tokenize`), so a caller that needed the tokens
+        anyway (for the truncation flag) does not tokenise twice.
 
         Texts are sorted by token length and cut into sub-batches of ``batch_size``; each sub-batch is
         padded to its own longest text. Sorting matters: attention costs O(seq^2) and padding tokens are
@@ -150,7 +197,6 @@ class Encoder:
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        ids = self._tokenize(texts)
         out = np.empty((len(ids), self.dim), dtype=np.float32)
         if not ids:
             return out

@@ -19,10 +19,6 @@ class TextTypeError(InvalidInputError, TypeError):
     """A text is not a string."""
 
 
-class TextTooLongError(InvalidInputError):
-    """A text exceeds the configured character limit."""
-
-
 class EmptyTextError(InvalidInputError):
     """A text is empty or whitespace only (documented behaviour: refused, never silently predicted)."""
 
@@ -58,6 +54,11 @@ class InvalidEmbeddingsError(TopicServeError, ValueError):
     """
 
 
+class UnprocessableTextError(InvalidInputError):
+    """Valid texts that still fail on their own in the model pipeline (maps to HTTP 422), found by isolation
+    while the rest of the pipeline serves other texts fine."""
+
+
 class InvalidRequestError(InvalidInputError):
     """A request body that is not valid JSON or not of the documented shape."""
 
@@ -76,3 +77,36 @@ class MalformedMessageError(TopicServeError):
 
 class BackendUnavailableError(TopicServeError):
     """An AWS backend (DynamoDB, S3, SQS) could not be reached or kept refusing work after retries."""
+
+
+#: DynamoDB / SQS / S3 error codes that mean "try again later", not "this request is wrong"
+TRANSIENT_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "RequestTimeout",
+        "SlowDown",
+    }
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failure says the environment is unwell (retry the work) rather than the work is bad.
+
+    Backend outages, throttling, timeouts and memory exhaustion are transient; everything else, model
+    faults included, is a property of the input (or of a broken model, which isolation tells apart).
+    """
+    if isinstance(exc, BackendUnavailableError | TimeoutError | ConnectionError | MemoryError):
+        return True
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+    except ImportError:  # pragma: no cover - botocore is in every environment that talks to AWS
+        return False
+    if isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code") in TRANSIENT_CODES
+    return isinstance(exc, BotoCoreError) and not isinstance(exc, ParamValidationError)

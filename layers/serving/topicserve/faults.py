@@ -1,4 +1,5 @@
-"""Chaos switch of the SQS batcher: inject failures and environment deaths to prove nothing is lost.
+"""Chaos switches for test stacks: batch faults and environment deaths (nothing is lost), and per-text
+stage faults (one poison input never takes down its neighbours). All off by default.
 
 Off by default (both rates 0) and meant for test stacks only: the reliability tests turn it on by setting
 ``FAULT_RATE`` / ``FAULT_KILL_RATE`` on the batcher function's configuration, then turn it off again.
@@ -20,9 +21,11 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from topicserve.errors import BackendUnavailableError
 
 Row = TypeVar("Row")
 KILL_EXIT_CODE = 137  # what a SIGKILLed process reports: the OOM killer's signature
@@ -71,3 +74,39 @@ class FaultInjector:
             raise InjectedFault(f"injected fault after writing {half} of {len(rows)} results")
 
         return faulty_write
+
+
+#: Where a stage fault can strike: the service's pipeline steps, the batcher's shaping of a result, and
+#: ``transient`` (a backend outage: the request must be retried, not answered with an error).
+STAGES = ("transient", "tokenize", "encode", "head", "shape")
+
+
+@dataclass(frozen=True)
+class StageFaults:
+    """Deterministic per-text faults, to prove failure isolation end to end (``FAULT_MARKERS``).
+
+    ``FAULT_MARKERS="encode=FAULTENCODE,head=FAULTHEAD"`` makes any pass over a text containing the marker
+    fail at that stage, every time: exactly the shape of a poison input that breaks one stage, which the
+    batcher must pin on its message and answer with an error result while serving the rest. Empty (the
+    default) in production; every check is then a dictionary lookup.
+    """
+
+    markers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, raw: str) -> StageFaults:
+        markers: dict[str, str] = {}
+        for part in filter(None, (p.strip() for p in raw.split(","))):
+            stage, _, marker = part.partition("=")
+            if stage not in STAGES or not marker:
+                raise ValueError(f"FAULT_MARKERS entries are stage=marker with a stage in {STAGES}: {part!r}")
+            markers[stage] = marker
+        return cls(markers)
+
+    def check(self, stage: str, texts: Iterable[str]) -> None:
+        marker = self.markers.get(stage)
+        if marker is None or not any(marker in t for t in texts):
+            return
+        if stage == "transient":
+            raise BackendUnavailableError(f"injected transient fault ({marker})")
+        raise InjectedFault(f"injected {stage} fault ({marker})")

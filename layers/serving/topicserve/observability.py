@@ -81,7 +81,9 @@ def json_response(status: int, body: dict[str, Any]) -> Response:
 
 
 def install_error_handlers(app: APIGatewayRestResolver, logger: Logger) -> None:
-    """Typed input errors -> 4xx with the message; unknown routes -> 404; backend outages -> 503."""
+    """Typed input errors -> 4xx with the message; unknown routes -> 404; backend outages -> 503; anything
+    else -> a logged 500 with a JSON body, never an exception escaping the handler (API Gateway would turn
+    that into a bare 502, and the environment's state would be in doubt)."""
 
     @app.exception_handler(InvalidInputError)
     def _invalid(exc: InvalidInputError) -> Response:
@@ -91,6 +93,11 @@ def install_error_handlers(app: APIGatewayRestResolver, logger: Logger) -> None:
     def _unavailable(exc: BackendUnavailableError) -> Response:
         logger.warning("backend unavailable", extra={"error": str(exc)})
         return json_response(503, error_body(exc))
+
+    @app.exception_handler(Exception)
+    def _server_fault(exc: Exception) -> Response:
+        logger.exception("unhandled error")
+        return json_response(500, {"error": {"type": "InternalError", "message": "internal error; logged"}})
 
     @app.not_found
     def _not_found(exc: Exception) -> Response:

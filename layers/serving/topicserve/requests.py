@@ -4,9 +4,13 @@ The documented shapes (also in the README and the OpenAPI description):
 
 * ``POST /v1/predict/{model}``: ``{"text": "..."}`` or ``{"texts": ["...", ...]}``
 * ``POST /v1/batches``: ``{"texts": [...], "models": [...]}`` or
-  ``{"requests": [{"id": "...", "text": "...", "models": [...]}, ...]}`` (ids optional, unique)
-* SQS message body: ``{"batch_id": "...", "request_id": "...", "text": "...", "models": [...]}``
-  (``models`` optional: every model)
+  ``{"requests": [{"id": "...", "text": "...", "models": [...]}, ...]}`` (ids optional, unique); items
+  are judged one by one: valid ones are queued, invalid ones rejected (listed, and answered with an
+  error result), and only a body with nothing valid is refused
+* ``GET /v1/batches/{id}?limit=N&next=TOKEN``: one page of results
+* SQS message body: ``{"batch_id": "...", "request_id": "...", "text": "...", "models": [...],
+  "truncated": true}`` (``models`` optional: every model; ``truncated`` optional: the submitter cut the
+  text to fit the message)
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ import binascii
 import json
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from topicserve.errors import (
+    EmptyTextError,
     InvalidInputError,
     InvalidRequestError,
     MalformedMessageError,
@@ -28,10 +33,15 @@ from topicserve.errors import (
     TooManyTextsError,
     UnknownModelError,
 )
+from topicserve.responses import error_body
 from topicserve.settings import Settings
-from topicserve.text import validate_text, validate_texts
+from topicserve.text import CheckedText, validate_text, validate_texts
 
 _ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+#: Result ids of rejected items that had no usable id of their own ("~" never occurs in a request id)
+_REJECTED_ID = re.compile(r"^~[0-9]{1,9}$")
+DEFAULT_PAGE_LIMIT = 100  # results of ~1-2 KB each: a page stays far below Lambda's 6 MB response limit
+MAX_PAGE_LIMIT = 1_000
 
 
 def event_body(event: Any) -> str | bytes | None:
@@ -61,6 +71,8 @@ def _load_json_object(body: str | bytes | None, *, max_bytes: int, what: str = "
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequestError(f"the {what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidRequestError(f"the {what} is nested too deeply to be a valid request") from None
     if not isinstance(data, dict):
         raise InvalidRequestError(f"the {what} must be a JSON object, got {type(data).__name__}")
     return data
@@ -83,7 +95,7 @@ def check_models(models: object, served: Sequence[str], *, where: str = "models"
     return list(dict.fromkeys(models))
 
 
-def parse_predict(body: str | bytes | None, settings: Settings) -> list[str]:
+def parse_predict(body: str | bytes | None, settings: Settings) -> list[CheckedText]:
     """The validated, normalised texts of a predict body (one text is a list of one)."""
     data = _load_json_object(body, max_bytes=settings.max_body_bytes)
     _check_keys(data, {"text", "texts"}, "the body")
@@ -104,70 +116,126 @@ class QueuedRequest:
     request_id: str
     text: str
     models: list[str]
+    truncated: bool = False  # the text was cut to the character limit before it was queued
 
     def to_message(self) -> str:
-        return json.dumps(
-            {
-                "batch_id": self.batch_id,
-                "request_id": self.request_id,
-                "text": self.text,
-                "models": self.models,
-            },
-            ensure_ascii=False,
-            separators=(",", ":"),
-        )
+        message: dict[str, Any] = {
+            "batch_id": self.batch_id,
+            "request_id": self.request_id,
+            "text": self.text,
+            "models": self.models,
+        }
+        if self.truncated:
+            message["truncated"] = True
+        return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
 
 
 def new_batch_id() -> str:
     return uuid.uuid4().hex
 
 
-def parse_batch_submission(
-    body: str | bytes | None, settings: Settings, served: Sequence[str]
-) -> list[QueuedRequest]:
-    """Validate a whole ``POST /v1/batches`` body up front: a batch is accepted entirely or refused."""
+@dataclass(frozen=True)
+class Rejected:
+    """An item of a bulk submission that cannot be queued: answered at once with an error result."""
+
+    index: int
+    request_id: str  # its own id, or "~<index>" when it had no usable one
+    error: InvalidInputError
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "id": self.request_id, **error_body(self.error)}
+
+
+@dataclass(frozen=True)
+class Submission:
+    batch_id: str
+    accepted: list[QueuedRequest]
+    rejected: list[Rejected]
+
+    @property
+    def count(self) -> int:
+        """Results the batch will hold: one per item, accepted or rejected."""
+        return len(self.accepted) + len(self.rejected)
+
+
+def parse_batch_submission(body: str | bytes | None, settings: Settings, served: Sequence[str]) -> Submission:
+    """Validate a ``POST /v1/batches`` body item by item.
+
+    Body-level faults (not JSON, wrong shape, too many items, invalid default ``models``) refuse the whole
+    body; an invalid item is rejected alone. A body with no valid item at all is refused too, with every
+    rejection listed (:class:`NothingValidError`).
+    """
     data = _load_json_object(body, max_bytes=settings.max_body_bytes)
     _check_keys(data, {"texts", "requests", "models"}, "the body")
     if ("texts" in data) == ("requests" in data):
         raise InvalidRequestError('send exactly one of "texts" (a list of strings) or "requests" (a list)')
     default_models = check_models(data["models"], served) if "models" in data else list(served)
-    batch_id = new_batch_id()
-    if "texts" in data:
-        texts = validate_texts(
-            data["texts"], max_chars=settings.max_text_chars, max_texts=settings.max_requests_per_batch
-        )
-        return [QueuedRequest(batch_id, str(i), t, default_models) for i, t in enumerate(texts)]
-
-    items = data["requests"]
+    key = "texts" if "texts" in data else "requests"
+    items = data[key]
     if not isinstance(items, list):
-        raise InvalidRequestError('"requests" must be a list of objects')
+        raise InvalidRequestError(f'"{key}" must be a list')
     if not items:
-        raise InvalidRequestError('"requests" is an empty list')
+        raise EmptyTextError(f'"{key}" is an empty list')
     if len(items) > settings.max_requests_per_batch:
         raise TooManyTextsError(
-            f"{len(items)} requests in one batch; the limit is {settings.max_requests_per_batch}"
+            f"{len(items)} items in one batch; the limit is {settings.max_requests_per_batch}"
         )
-    out: list[QueuedRequest] = []
+    submission = Submission(new_batch_id(), [], [])
     seen: set[str] = set()
     for i, item in enumerate(items):
-        where = f"requests[{i}]"
-        if not isinstance(item, dict):
-            raise InvalidRequestError(f"{where} must be an object")
-        _check_keys(item, {"id", "text", "models"}, where)
-        request_id = item.get("id", str(i))
-        if not isinstance(request_id, str) or not _ID.match(request_id):
-            raise InvalidRequestError(f"{where}.id must match {_ID.pattern}")
-        if request_id in seen:
-            raise InvalidRequestError(f"{where}.id {request_id!r} is not unique in this batch")
-        seen.add(request_id)
-        models = (
-            check_models(item["models"], served, where=f"{where}.models")
-            if "models" in item
-            else default_models
-        )
-        text = validate_text(item.get("text"), max_chars=settings.max_text_chars, index=i)
-        out.append(QueuedRequest(batch_id, request_id, text, models))
-    return out
+        try:
+            request_id = str(i) if key == "texts" else _claim_id(item, i, seen)
+        except InvalidInputError as exc:
+            submission.rejected.append(Rejected(i, f"~{i}", exc))
+            continue
+        try:
+            text, models = (item, default_models) if key == "texts" else _item_fields(item, i, served)
+            checked = validate_text(text, max_chars=settings.max_text_chars, index=i)
+            queued = QueuedRequest(
+                submission.batch_id, request_id, checked.text, models or default_models, checked.cut
+            )
+            size = len(queued.to_message().encode("utf-8"))
+            if size > settings.max_message_bytes:
+                raise PayloadTooLargeError(
+                    f"item {i} makes a {size}-byte message; the queue takes {settings.max_message_bytes}"
+                )
+        except InvalidInputError as exc:
+            submission.rejected.append(Rejected(i, request_id, exc))
+        else:
+            submission.accepted.append(queued)
+    if not submission.accepted:
+        raise NothingValidError(submission.rejected)
+    return submission
+
+
+def _claim_id(item: object, i: int, seen: set[str]) -> str:
+    """The id of ``requests[i]`` (default: its index), valid and not taken by an earlier item."""
+    request_id = item.get("id", str(i)) if isinstance(item, dict) else str(i)
+    if not isinstance(request_id, str) or not _ID.match(request_id):
+        raise InvalidRequestError(f"requests[{i}].id must match {_ID.pattern}")
+    if request_id in seen:
+        raise InvalidRequestError(f"requests[{i}].id {request_id!r} is not unique in this batch")
+    seen.add(request_id)
+    return request_id
+
+
+def _item_fields(item: object, i: int, served: Sequence[str]) -> tuple[object, list[str] | None]:
+    """The raw text and the models (None: the batch's default) of ``requests[i]``."""
+    where = f"requests[{i}]"
+    if not isinstance(item, dict):
+        raise InvalidRequestError(f"{where} must be an object")
+    _check_keys(item, {"id", "text", "models"}, where)
+    models = check_models(item["models"], served, where=f"{where}.models") if "models" in item else None
+    return item.get("text"), models
+
+
+class NothingValidError(InvalidRequestError):
+    """A bulk submission none of whose items can be queued (HTTP 400, every rejection listed)."""
+
+    def __init__(self, rejected: list[Rejected]) -> None:
+        first = rejected[0].error if rejected else None
+        super().__init__(f"no valid item in the batch ({len(rejected)} rejected); the first: {first}")
+        self.rejected = rejected
 
 
 @dataclass(frozen=True)
@@ -196,9 +264,57 @@ def parse_message(body: str, settings: Settings, served: Sequence[str]) -> Queue
             raise MalformedMessageError(f"message field {name} must match {_ID.pattern}, got {value!r}")
     assert isinstance(batch_id, str) and isinstance(request_id, str)
     try:
-        _check_keys(data, {"batch_id", "request_id", "text", "models"}, "the message")
+        _check_keys(data, {"batch_id", "request_id", "text", "models", "truncated"}, "the message")
         models = check_models(data["models"], served) if "models" in data else list(served)
-        text = validate_text(data.get("text"), max_chars=settings.max_text_chars)
+        truncated = data.get("truncated", False)
+        if not isinstance(truncated, bool):
+            raise InvalidRequestError("message field truncated must be true or false")
+        checked = validate_text(data.get("text"), max_chars=settings.max_text_chars)
     except InvalidInputError as exc:
         return MessageError(batch_id, request_id, exc)
-    return QueuedRequest(batch_id, request_id, text, models)
+    return QueuedRequest(batch_id, request_id, checked.text, models, truncated or checked.cut)
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    limit: int = DEFAULT_PAGE_LIMIT
+    after: str | None = None  # the last request id of the previous page
+
+
+def parse_page_request(query: Mapping[str, str] | None) -> PageRequest:
+    """``limit`` (1..1000, default 100) and ``next`` (the opaque token of the previous page)."""
+    query = query or {}
+    _check_keys(dict(query), {"limit", "next"}, "the query string")
+    limit = DEFAULT_PAGE_LIMIT
+    if "limit" in query:
+        raw = query["limit"]
+        if not (isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 4):
+            raise InvalidRequestError(f"limit must be an integer from 1 to {MAX_PAGE_LIMIT}")
+        limit = int(raw)
+        if not 1 <= limit <= MAX_PAGE_LIMIT:
+            raise InvalidRequestError(f"limit must be an integer from 1 to {MAX_PAGE_LIMIT}, got {limit}")
+    after = decode_page_token(query["next"]) if "next" in query else None
+    return PageRequest(limit, after)
+
+
+def encode_page_token(request_id: str) -> str:
+    return base64.urlsafe_b64encode(request_id.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def decode_page_token(token: object) -> str:
+    bad = InvalidRequestError("next is not a token this API returned; pass the previous page's next")
+    if not isinstance(token, str) or not token.isascii() or len(token) > 200:
+        raise bad
+    try:
+        request_id = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise bad from None
+    if not (_ID.match(request_id) or _REJECTED_ID.match(request_id)):
+        raise bad
+    return request_id
+
+
+def check_batch_id(batch_id: object) -> str:
+    if not isinstance(batch_id, str) or not _ID.match(batch_id):
+        raise InvalidRequestError(f"batch ids match {_ID.pattern}")
+    return batch_id

@@ -2,8 +2,10 @@
 
 Table shape: partition key ``batch_id`` (S), sort key ``request_id`` (S), TTL attribute ``ttl``. The item
 ``request_id = "#meta"`` (``#`` is not allowed in request ids) records how many requests the batch holds,
-so ``GET /v1/batches/{id}`` can tell pending from complete. One item per (batch, request): a duplicate
-SQS delivery overwrites the same key with the same answer, so it can never produce a second result.
+so ``GET /v1/batches/{id}`` can tell pending from complete; results are read a page at a time. One item
+per (batch, request): a duplicate SQS delivery overwrites the same key with the same answer, so it can
+never produce a second result. Rejected submission items without a usable id of their own are stored
+under ``~<index>`` (``~`` is not allowed in request ids either).
 """
 
 from __future__ import annotations
@@ -21,26 +23,31 @@ META = "#meta"
 
 
 @dataclass(frozen=True)
-class BatchView:
+class BatchPage:
+    """One page of a batch's results, in request-id order (string order), and the batch's progress."""
+
     batch_id: str
     expected: int | None  # None: the batch was submitted straight to SQS, not through the API
+    completed: int
     created_at: str | None
     results: list[dict[str, Any]]
+    last_request_id: str | None  # set when more results follow this page
 
     @property
     def status(self) -> str:
         if self.expected is None:
             return "unknown_size"
-        return "complete" if len(self.results) >= self.expected else "pending"
+        return "complete" if self.completed >= self.expected else "pending"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, next_token: str | None = None) -> dict[str, Any]:
         return {
             "batch_id": self.batch_id,
             "status": self.status,
             "expected": self.expected,
-            "completed": len(self.results),
+            "completed": self.completed,
             "created_at": self.created_at,
             "results": self.results,
+            "next": next_token,
         }
 
 
@@ -94,32 +101,58 @@ class ResultsStore:
         ]
         batch_put(self.client, self.table, items, retry=self.retry)
 
-    def get_batch(self, batch_id: str) -> BatchView | None:
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
+    def get_page(self, batch_id: str, *, limit: int, after: str | None = None) -> BatchPage | None:
+        """Up to ``limit`` results after request id ``after``; None when the batch has no item at all.
+
+        Result rows sort after the ``#meta`` item (every request id character sorts after "#"), so the
+        key condition ``request_id > after-or-#meta`` skips the meta item without a filter, and a page of
+        ``limit`` results is exactly ``limit`` items read. ``completed`` is a COUNT query over the batch.
+        """
+        meta = self.client.get_item(
+            TableName=self.table,
+            Key={"batch_id": {"S": batch_id}, "request_id": {"S": META}},
+            ConsistentRead=True,
+        ).get("Item")
+        key_condition = {
             "TableName": self.table,
-            "KeyConditionExpression": "batch_id = :b",
-            "ExpressionAttributeValues": {":b": {"S": batch_id}},
+            "KeyConditionExpression": "batch_id = :b AND request_id > :after",
+            "ExpressionAttributeValues": {":b": {"S": batch_id}, ":after": {"S": after or META}},
             "ConsistentRead": True,
         }
-        while True:
+        items: list[dict[str, Any]] = []
+        more = False
+        kwargs: dict[str, Any] = {**key_condition, "Limit": limit}
+        while len(items) < limit:
             page = self.client.query(**kwargs)
             items.extend(page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
+            more = "LastEvaluatedKey" in page
+            if not more:
                 break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        if not items:
+            kwargs.update(ExclusiveStartKey=page["LastEvaluatedKey"], Limit=limit - len(items))
+        completed = self._count(batch_id)
+        if meta is None and completed == 0:
             return None
-        meta = next((i for i in items if i["request_id"]["S"] == META), None)
-        results = [
-            {"request_id": i["request_id"]["S"], **json.loads(i["result"]["S"])}
-            for i in items
-            if i["request_id"]["S"] != META
-        ]
-        results.sort(key=lambda r: (len(r["request_id"]), r["request_id"]))  # "2" before "10"
-        return BatchView(
+        return BatchPage(
             batch_id=batch_id,
             expected=int(meta["expected"]["N"]) if meta else None,
+            completed=completed,
             created_at=meta["created_at"]["S"] if meta else None,
-            results=results,
+            results=[{"request_id": i["request_id"]["S"], **json.loads(i["result"]["S"])} for i in items],
+            last_request_id=items[-1]["request_id"]["S"] if more and items else None,
         )
+
+    def _count(self, batch_id: str) -> int:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "batch_id = :b AND request_id > :meta",
+            "ExpressionAttributeValues": {":b": {"S": batch_id}, ":meta": {"S": META}},
+            "Select": "COUNT",
+            "ConsistentRead": True,
+        }
+        total = 0
+        while True:
+            page = self.client.query(**kwargs)
+            total += page.get("Count", 0)
+            if "LastEvaluatedKey" not in page:
+                return total
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

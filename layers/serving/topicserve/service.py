@@ -4,10 +4,12 @@ For a batch of texts and a set of heads it does the least work the caches allow:
 
 1. hash every (already validated, normalised) text and deduplicate: each distinct text is handled once
    (common-subexpression elimination of the expensive encoder pass);
-2. look up every (text, head) prediction in the prediction cache, in one store round;
-3. for the texts some head still needs, look up their embeddings in the embedding cache, in one round;
-4. encode only the texts with no cached embedding, in one encoder call (the encoder length-buckets them);
-5. run each head once on the stacked embeddings it still needs, and write back what was computed.
+2. tokenise each distinct text once (bounded prefix): that says whether the encoder reads all of it (the
+   ``truncated`` flag of every answer) and refuses texts with nothing the encoder can read;
+3. look up every (text, head) prediction in the prediction cache, in one store round;
+4. for the texts some head still needs, look up their embeddings in the embedding cache, in one round;
+5. encode only the texts with no cached embedding, in one encoder call (the encoder length-buckets them);
+6. run each head once on the stacked embeddings it still needs, and write back what was computed.
 
 Nothing here knows about Lambda, HTTP, SQS or DynamoDB: the caches are injected, the encoder and heads are
 duck-typed, and the result carries counters that the handlers turn into metrics and logs.
@@ -25,14 +27,32 @@ import numpy as np
 from topicserve.batching import dedupe
 from topicserve.cache.store import CacheStore
 from topicserve.cache.typed import EmbeddingCache, PredictionCache
-from topicserve.errors import UnknownModelError
-from topicserve.text import text_hash
+from topicserve.errors import (
+    EmptyTextError,
+    InvalidInputError,
+    UnknownModelError,
+    UnprocessableTextError,
+    is_transient,
+)
+from topicserve.faults import StageFaults
+from topicserve.isolation import isolate
+from topicserve.text import CheckedText, text_hash
+
+#: [CLS] and [SEP]: a text with no more tokens than these gives the encoder nothing to read
+SPECIAL_TOKENS = 2
+
+
+class TokensLike(Protocol):
+    ids: list[int]
+    truncated: bool
 
 
 class EncoderLike(Protocol):
     version: str
 
-    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray: ...
+    def tokenize(self, texts: Sequence[str]) -> Sequence[TokensLike]: ...
+
+    def encode_tokens(self, ids: Sequence[Sequence[int]], batch_size: int = 32) -> np.ndarray: ...
 
 
 class HeadLike(Protocol):
@@ -85,6 +105,7 @@ class BatchResult:
     predictions: dict[str, list[Prediction]]  # model name -> one Prediction per input text, in input order
     versions: dict[str, str]  # model name -> head version that produced it
     encoder_version: str
+    truncated: list[bool] = field(default_factory=list)  # per input text: the encoder read only its start
     stats: Stats = field(default_factory=Stats)
 
 
@@ -107,6 +128,7 @@ class InferenceService:
         top: int = 3,
         encode_batch_size: int = 32,
         dedup: bool = True,
+        faults: StageFaults | None = None,
     ) -> None:
         self.encoder = encoder
         self.heads = dict(heads)
@@ -119,6 +141,7 @@ class InferenceService:
         self.top = top
         self.encode_batch_size = encode_batch_size
         self.dedup = dedup  # False: encode every occurrence of a repeated text (benchmark baseline only)
+        self.faults = faults or StageFaults()  # test stacks only: see topicserve.faults
 
     @property
     def models(self) -> list[str]:
@@ -130,18 +153,31 @@ class InferenceService:
             raise UnknownModelError(f"unknown model(s) {unknown}; served: {self.models}")
         return list(dict.fromkeys(models))
 
-    def predict(self, texts: Sequence[str], models: Sequence[str]) -> BatchResult:
-        """Predict every model for every text. ``texts`` must already be validated and normalised."""
+    def predict(
+        self, texts: Sequence[str], models: Sequence[str], *, cut: Sequence[bool] | None = None
+    ) -> BatchResult:
+        """Predict every model for every text. ``texts`` must already be validated and normalised;
+        ``cut[i]`` says the caller's text i was longer than what was passed (it is reported truncated)."""
         models = self.check_models(models)
         stats = Stats(texts=len(texts))
+        self.faults.check("transient", texts)
         errors_before = self._cache_errors()
         hashes = [text_hash(t) for t in texts]
         dd = dedupe(hashes)
         unique_hashes = dd.unique
-        first_text = {h: texts[i] for i, h in reversed(list(enumerate(hashes)))}
+        first_index = {h: i for i, h in reversed(list(enumerate(hashes)))}
+        unique_texts = [texts[first_index[h]] for h in unique_hashes]
         stats.unique_texts = len(unique_hashes)
 
-        # 2. prediction cache, every model in one round
+        # 2. tokens of every distinct text: the truncation flag, and nothing-to-read texts refused
+        self.faults.check("tokenize", unique_texts)
+        tokens = dict(zip(unique_hashes, self.encoder.tokenize(unique_texts), strict=True))
+        for h, tok in tokens.items():
+            if len(tok.ids) <= SPECIAL_TOKENS:
+                where = f"texts[{first_index[h]}]" if len(texts) > 1 else "text"
+                raise EmptyTextError(f"{where} has nothing the encoder can read (no word, only marks)")
+
+        # 3. prediction cache, every model in one round
         started = time.perf_counter()
         cached_probs = self._cached_predictions(models, unique_hashes)
         stats.cache_seconds += time.perf_counter() - started
@@ -150,15 +186,17 @@ class InferenceService:
         wanted = {m: [h for h in unique_hashes if h not in cached_probs[m]] for m in models}
         need_embedding = list(dict.fromkeys(h for m in models for h in wanted[m]))
 
-        # 3-4. embeddings: cache first, then encode the misses once
+        # 4-5. embeddings: cache first, then encode the misses once
         occurrences = None if self.dedup else hashes
-        embeddings, from_cache = self._embeddings(need_embedding, first_text, stats, occurrences)
+        self.faults.check("encode", [texts[first_index[h]] for h in need_embedding])
+        embeddings, from_cache = self._embeddings(need_embedding, tokens, stats, occurrences)
 
-        # 5. heads on what is still missing
+        # 6. heads on what is still missing
         computed: dict[str, dict[str, np.ndarray]] = {}
         started = time.perf_counter()
         for m in models:
             if wanted[m]:
+                self.faults.check("head", [texts[first_index[h]] for h in wanted[m]])
                 matrix = np.stack([embeddings[h] for h in wanted[m]])
                 probs = self.heads[m].predict_proba(matrix)
                 computed[m] = dict(zip(wanted[m], probs, strict=True))
@@ -173,24 +211,28 @@ class InferenceService:
         predictions: dict[str, list[Prediction]] = {}
         for m in models:
             labels = self.heads[m].labels
-            per_hash: dict[str, Prediction] = {}
+            per_unique: list[Prediction] = []
             for h in unique_hashes:
                 hit = h in cached_probs[m]
                 probs = cached_probs[m][h] if hit else computed[m][h]
                 best = top_k(probs, labels, self.top)
-                per_hash[h] = Prediction(
-                    label=best[0]["label"],
-                    label_id=best[0]["label_id"],
-                    top=best,
-                    cached=hit,
-                    embedding_cached=hit or h in from_cache,
+                per_unique.append(
+                    Prediction(
+                        label=best[0]["label"],
+                        label_id=best[0]["label_id"],
+                        top=best,
+                        cached=hit,
+                        embedding_cached=hit or h in from_cache,
+                    )
                 )
-            predictions[m] = [per_hash[h] for h in hashes]
+            predictions[m] = [per_unique[u] for u in dd.inverse]
         stats.cache_errors = self._cache_errors() - errors_before
+        cut = cut or [False] * len(texts)
         return BatchResult(
             predictions=predictions,
             versions={m: self.heads[m].version for m in models},
             encoder_version=self.encoder.version,
+            truncated=[bool(c) or tokens[h].truncated for c, h in zip(cut, hashes, strict=True)],
             stats=stats,
         )
 
@@ -206,7 +248,7 @@ class InferenceService:
     def _embeddings(
         self,
         hashes: Sequence[str],
-        text_of: Mapping[str, str],
+        tokens: Mapping[str, TokensLike],
         stats: Stats,
         occurrences: Sequence[str] | None = None,
     ) -> tuple[dict[str, np.ndarray], set[str]]:
@@ -227,7 +269,7 @@ class InferenceService:
             started = time.perf_counter()
             missing = set(misses)
             order = misses if occurrences is None else [h for h in occurrences if h in missing]
-            vectors = self.encoder.encode([text_of[h] for h in order], batch_size=self.encode_batch_size)
+            vectors = self.encoder.encode_tokens([tokens[h].ids for h in order], self.encode_batch_size)
             stats.encode_seconds = time.perf_counter() - started
             stats.encoded = len(order)
             fresh = dict(zip(order, vectors, strict=True))
@@ -241,3 +283,40 @@ class InferenceService:
     def _cache_errors(self) -> int:
         caches = (self.embedding_cache, self.prediction_cache)
         return sum(getattr(c.store, "back_errors", 0) for c in caches if c is not None)
+
+
+#: A text every healthy model classifies: when nothing could be served, a pass over it tells a broken
+#: model (a server fault) from inputs that fail on their own.
+PROBE_TEXT = "probe"
+
+
+def predict_isolating(
+    service: InferenceService, texts: Sequence[CheckedText], models: Sequence[str]
+) -> BatchResult:
+    """A synchronous request is one unit: its answer, or :class:`UnprocessableTextError` (HTTP 422) naming
+    the texts that fail on their own while the pipeline serves others (found by bisection).
+
+    Input errors and transient failures propagate as they are (400 / 503); a failure that no text can be
+    blamed for (the probe fails too) propagates as the server fault it is.
+    """
+    values, cut = [t.text for t in texts], [t.cut for t in texts]
+    try:
+        return service.predict(values, models, cut=cut)
+    except InvalidInputError:
+        raise
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        fault = exc
+    iso = isolate(
+        len(values),
+        lambda group: service.predict([values[i] for i in group], models),
+        probe=lambda: service.predict([PROBE_TEXT], models),
+    )
+    if not iso.failed or iso.retry:
+        raise fault
+    where = (lambda i: f"texts[{i}]") if len(values) > 1 else (lambda i: "text")
+    raise UnprocessableTextError(
+        "could not classify "
+        + "; ".join(f"{where(i)} ({type(e).__name__}: {e})" for i, e in sorted(iso.failed.items()))
+    )

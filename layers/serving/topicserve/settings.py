@@ -104,6 +104,7 @@ class Settings:
     # chaos switch of the batcher (topicserve.faults), for reliability tests only: off (0) in production
     fault_rate: float = 0.0
     fault_kill_rate: float = 0.0
+    fault_markers: str = ""  # per-text stage faults (topicserve.faults.StageFaults), test stacks only
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -137,6 +138,7 @@ class Settings:
             latency_slo_ms=_int(env, "LATENCY_SLO_MS", 5_000),
             fault_rate=_float(env, "FAULT_RATE", 0.0),
             fault_kill_rate=_float(env, "FAULT_KILL_RATE", 0.0),
+            fault_markers=env.get("FAULT_MARKERS", ""),
         )
 
     def cache_enabled(self, which: str) -> bool:

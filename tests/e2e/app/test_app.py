@@ -101,7 +101,7 @@ BAD = [
     ("POST", "/v1/predict/rf", {"text": 42}, "must be a string"),
     ("POST", "/v1/predict/rf", {"texts": []}, "empty list"),
     ("POST", "/v1/predict/bert", {"text": "x"}, "unknown model"),
-    ("POST", "/v1/predict/mlp", {"text": "x" * 20_001}, "limit is 20000"),
+    ("POST", "/v1/predict/mlp", {"text": "\u200b\u0000"}, "empty or whitespace"),
     ("POST", "/v1/batches", {"texts": ["a"], "models": ["bert"]}, "unknown model"),
     ("DELETE", "/v1/health", None, "no route"),
     ("GET", "/v1/nothing/here", None, "no route"),
