@@ -18,11 +18,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from topicserve.catalogue import MODEL_NAMES
 from topicserve.client import Client
 from topicserve.requests import QueuedRequest, new_batch_id
 from topicserve.text import normalise
 
-MODELS = ("logreg", "rf", "hgb", "mlp")
+MODELS = MODEL_NAMES
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from topicserve.catalogue import MODEL_NAMES
 from training import data as data_mod
 from training import embed, export_encoder, fidelity, quantize
 from training.common import (
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         default="heads",
         help="stop after this stage (the manifest is written only by a complete build)",
     )
-    parser.add_argument("--heads", default="logreg,rf,hgb,mlp", help="comma-separated heads to build")
+    parser.add_argument("--heads", default=",".join(MODEL_NAMES), help="comma-separated heads to build")
     args = parser.parse_args(argv)
     setup_logging()
     s = Settings.from_env()

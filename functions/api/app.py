@@ -24,7 +24,7 @@ from topicserve.requests import (
     parse_batch_submission,
     parse_page_request,
 )
-from topicserve.responses import error_body
+from topicserve.responses import error_body, error_result
 from topicserve.results import ResultsStore
 from topicserve.settings import Settings
 
@@ -79,12 +79,7 @@ def submit_batch() -> Response:
     batch_id = submission.batch_id
     results.create_batch(batch_id, submission.count)
     if submission.rejected:
-        results.put_results(
-            [
-                (batch_id, r.request_id, {"status": "error", **error_body(r.error)})
-                for r in submission.rejected
-            ]
-        )
+        results.put_results([(batch_id, r.request_id, error_result(r.error)) for r in submission.rejected])
     send_all(sqs, settings.requests_queue_url, [r.to_message() for r in submission.accepted])
     logger.info(
         "batch accepted",

@@ -29,14 +29,12 @@ results = ResultsStore(
 write_results = FaultInjector(
     runtime.settings.fault_rate,
     runtime.settings.fault_kill_rate,
-    log=lambda message, extra: logger.warning(message, extra=extra),
 ).wrap_write(results.put_results)
 cold_start = ColdStart()
 tuner = tuner_from_settings(
     runtime.settings,
     aws_client,
     os.environ.get("AWS_LAMBDA_FUNCTION_NAME"),
-    log=lambda message, extra: logger.info(message, extra=extra),
 )
 logger.append_keys(models={m: h.version for m, h in runtime.service.heads.items()})
 
@@ -52,7 +50,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         runtime.service,
         write_results,
         runtime.settings,
-        log=lambda message, extra: logger.warning(message, extra=extra),
         remaining_ms=context.get_remaining_time_in_millis if context else None,
     )
     if tuner is not None and records:

@@ -23,11 +23,12 @@ import pytest
 from moto import mock_aws
 
 from tests.helpers import CACHE_KEYS, REGISTRY_KEYS, RESULTS_KEYS, create_table
+from topicserve.catalogue import MODEL_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "tests" / "events"
 MANIFEST = REPO / "build" / "models" / "manifest.json"
-MODELS = ("logreg", "rf", "hgb", "mlp")
+MODELS = MODEL_NAMES
 
 
 def load_module(path: Path) -> ModuleType:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from topicserve.catalogue import MODEL_NAMES
 from topicserve.encoder import Encoder
 from topicserve.heads import Head
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.models
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFEST = REPO / "build" / "models" / "manifest.json"
-HEADS = ("logreg", "rf", "hgb", "mlp")
+HEADS = MODEL_NAMES
 TARGET_ACCURACY = {"logreg": 0.675, "mlp": 0.67, "hgb": 0.635, "rf": 0.65}
 # QUICK build (1,500 train / 500 test texts, small forest and boosting): measured 0.664 / 0.672 / 0.51-0.55 /
 # 0.532; the bars leave room for run-to-run noise but would catch a broken export or a label mix-up (0.05).

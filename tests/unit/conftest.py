@@ -13,6 +13,7 @@ import pytest
 from moto import mock_aws
 
 from tests.helpers import CACHE_KEYS, REGISTRY_KEYS, create_table
+from topicserve.catalogue import MODEL_NAMES
 from topicserve.encoder import Tokens
 from topicserve.registry import Registry
 
@@ -104,7 +105,7 @@ def fake_encoder() -> FakeEncoder:
 
 @pytest.fixture
 def fake_heads() -> dict[str, FakeHead]:
-    return {name: FakeHead(name, seed=i) for i, name in enumerate(("logreg", "rf", "hgb", "mlp"))}
+    return {name: FakeHead(name, seed=i) for i, name in enumerate(MODEL_NAMES)}
 
 
 BUCKET, TABLE = "artifacts", "registry"

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from tests.unit.test_template import CfnLoader
-from topicserve.settings import ALL_MODELS, Settings
+from topicserve.catalogue import MODEL_NAMES
+from topicserve.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 OPENAPI = REPO / "docs" / "openapi.yaml"
@@ -37,7 +38,7 @@ def spec_routes(spec: dict[str, Any]) -> set[tuple[str, str]]:
     for path, item in spec["paths"].items():
         for method in item:
             if path == "/v1/predict/{model}":  # one parameterised route stands for the four functions
-                routes |= {(method, f"/v1/predict/{m}") for m in ALL_MODELS} | {(method, "/v1/predict/{m}")}
+                routes |= {(method, f"/v1/predict/{m}") for m in MODEL_NAMES} | {(method, "/v1/predict/{m}")}
             else:
                 routes.add((method, path))
     return routes
@@ -59,7 +60,7 @@ def test_limits_are_the_settings_defaults(spec: dict[str, Any]) -> None:
         listed = variant["properties"].get("texts") or variant["properties"]["requests"]
         assert listed["maxItems"] == settings.max_requests_per_batch
     assert str(settings.max_message_bytes) in schemas["QueueMessage"]["description"]
-    assert schemas["ModelName"]["enum"] == list(ALL_MODELS)
+    assert schemas["ModelName"]["enum"] == list(MODEL_NAMES)
 
 
 def test_every_route_needs_the_key_and_is_loadable(spec: dict[str, Any]) -> None:

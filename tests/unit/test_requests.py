@@ -3,6 +3,7 @@ from typing import Any
 
 import pytest
 
+from topicserve.catalogue import MODEL_NAMES
 from topicserve.errors import (
     EmptyTextError,
     InvalidRequestError,
@@ -27,7 +28,7 @@ from topicserve.requests import (
 from topicserve.settings import Settings
 from topicserve.text import CheckedText
 
-SERVED = ["logreg", "rf", "hgb", "mlp"]
+SERVED = list(MODEL_NAMES)
 S = Settings(max_body_bytes=10_000, max_message_bytes=2_000, max_text_chars=500, max_texts_per_request=4)
 
 

@@ -6,7 +6,9 @@ import pytest
 from tests.unit.conftest import FakeEncoder, FakeHead
 from topicserve.cache import LRUStore, TieredStore
 from topicserve.cache.dynamodb import DynamoDBStore
+from topicserve.catalogue import MODEL_NAMES
 from topicserve.errors import UnknownModelError
+from topicserve.responses import prediction_dict
 from topicserve.service import InferenceService
 
 TEXTS = ["space shuttle launch", "hockey playoffs", "space shuttle launch", "gpu drivers", "hockey playoffs"]
@@ -22,7 +24,7 @@ def test_each_distinct_text_is_encoded_once(
     fake_encoder: FakeEncoder, fake_heads: dict[str, FakeHead]
 ) -> None:
     svc = service(fake_encoder, fake_heads)
-    result = svc.predict(TEXTS, ["logreg", "rf", "hgb", "mlp"])
+    result = svc.predict(TEXTS, list(MODEL_NAMES))
     assert len(fake_encoder.calls) == 1
     assert sorted(fake_encoder.encoded) == sorted(set(TEXTS))
     assert result.stats.unique_texts == 3 and result.stats.duplicates == 2 and result.stats.encoded == 3
@@ -44,7 +46,7 @@ def test_prediction_matches_the_head_directly(
     assert pred.label == f"class{pred.label_id}"
     assert [t["probability"] for t in pred.top] == sorted((t["probability"] for t in pred.top), reverse=True)
     assert len(pred.top) == 3
-    assert pred.to_dict()["cached"] == {"prediction": False, "embedding": False}
+    assert prediction_dict(pred)["cached"] == {"prediction": False, "embedding": False}
 
 
 def test_second_request_is_served_from_the_prediction_cache(

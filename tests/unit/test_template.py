@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
+from topicserve.catalogue import HEADS, MODEL_NAMES
+
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 
 
@@ -44,14 +46,21 @@ def test_one_python_runtime_on_x86(template: dict[str, Any]) -> None:
         assert "Runtime" not in fn["Properties"], f"{name} overrides the runtime"
 
 
-def test_one_predict_function_per_head(template: dict[str, Any]) -> None:
+def test_the_template_serves_the_catalogue(template: dict[str, Any]) -> None:
+    """One predict function per head of topicserve.catalogue, under the logical id it names; the batcher
+    and the API serve the whole catalogue; the warmer and the outputs name every predict function."""
     fns = resources(template, "AWS::Serverless::Function")
-    models = {
-        fn["Properties"]["Environment"]["Variables"]["MODEL_NAMES"]
-        for fn in fns.values()
+    predict = {
+        name: fn["Properties"]["Environment"]["Variables"]["MODEL_NAMES"]
+        for name, fn in fns.items()
         if fn["Properties"]["CodeUri"] == "functions/predict/"
     }
-    assert models == {"logreg", "rf", "hgb", "mlp"}
+    assert predict == {h.function: h.name for h in HEADS}
+    for name in ("BatcherFunction", "ApiFunction"):
+        assert fns[name]["Properties"]["Environment"]["Variables"]["MODEL_NAMES"] == ",".join(MODEL_NAMES)
+    text = TEMPLATE.read_text()
+    for head in HEADS:
+        assert text.count(f"!Ref {head.function}") >= 3, head  # warmer targets, invoke policy, outputs
 
 
 def test_queue_visibility_is_at_least_six_function_timeouts(template: dict[str, Any]) -> None:

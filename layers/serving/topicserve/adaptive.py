@@ -27,12 +27,15 @@ at most once per ``cooldown_s``: each update restarts the poller, so flapping wo
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 AWS_MAX_BATCH_WITHOUT_WINDOW = 10
 
@@ -143,14 +146,12 @@ class MappingTuner:
         *,
         cooldown_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
-        log: Callable[[str, dict[str, Any]], None] = lambda msg, extra: None,
     ) -> None:
         self.controller = controller
         self.client = lambda_client
         self.function_name = function_name
         self.cooldown_s = cooldown_s
         self.clock = clock
-        self.log = log
         self.mapping_uuid: str | None = None
         self.applied: BatchingConfig | None = None
         self._last_update = -math.inf
@@ -177,7 +178,7 @@ class MappingTuner:
         try:
             mappings = self.client.list_event_source_mappings(FunctionName=self.function_name)
         except Exception as exc:
-            self.log("cannot list event source mappings", {"error": repr(exc)})
+            logger.warning("cannot list event source mappings", extra={"error": repr(exc)})
             return
         found = [m for m in mappings.get("EventSourceMappings", []) if ":sqs:" in m.get("EventSourceArn", "")]
         if found:
@@ -196,11 +197,13 @@ class MappingTuner:
                 MaximumBatchingWindowInSeconds=decision.window_s,
             )
         except Exception as exc:  # never fail the batch over tuning
-            self.log("batching update failed", {"error": repr(exc)})
+            logger.warning("batching update failed", extra={"error": repr(exc)})
             return
         finally:
             self._last_update = self.clock()
-        self.log("batching updated", {"batch_size": decision.batch_size, "window_s": decision.window_s})
+        logger.info(
+            "batching updated", extra={"batch_size": decision.batch_size, "window_s": decision.window_s}
+        )
         self.applied = decision
 
 
@@ -208,10 +211,9 @@ def tuner_from_settings(
     settings: Any,
     client_factory: Callable[[str], Any],
     function_name: str | None,
-    log: Callable[[str, dict[str, Any]], None] = lambda msg, extra: None,
 ) -> MappingTuner | None:
     """The batcher's tuner when ``ADAPTIVE_BATCHING`` is on (and the function knows its own name)."""
     if not settings.adaptive_batching or not function_name:
         return None
     controller = AimdController(slo_ms=float(settings.latency_slo_ms))
-    return MappingTuner(controller, client_factory("lambda"), function_name, cooldown_s=3.0, log=log)
+    return MappingTuner(controller, client_factory("lambda"), function_name, cooldown_s=3.0)

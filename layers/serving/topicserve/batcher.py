@@ -18,6 +18,7 @@ Outcomes per message:
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,9 +26,11 @@ from typing import Any
 from topicserve.errors import BackendUnavailableError, MalformedMessageError
 from topicserve.isolation import isolate
 from topicserve.requests import MessageError, QueuedRequest, parse_message
-from topicserve.responses import error_body
+from topicserve.responses import error_result, request_result
 from topicserve.service import PROBE_TEXT, BatchResult, InferenceService, Stats
 from topicserve.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 ResultRow = tuple[str, str, dict[str, Any]]
 
@@ -48,16 +51,10 @@ class BatchOutcome:
 
 
 def shape_answer(q: QueuedRequest, result: BatchResult, i: int) -> dict[str, Any]:
-    """The stored result of request ``q``, row ``i`` of ``result``; must serialise as UTF-8 JSON."""
-    answer = {
-        "status": "ok",
-        "models": {
-            m: {"model_version": result.versions[m], **result.predictions[m][i].to_dict()} for m in q.models
-        },
-        "encoder_version": result.encoder_version[:16],
-        "truncated": result.truncated[i],
-    }
-    json.dumps(answer, ensure_ascii=False).encode("utf-8")  # fail here, for this message, not at the write
+    """The stored result of request ``q``; serialised here, so a result that cannot be stored as UTF-8
+    JSON fails this message alone, not the write of the whole batch."""
+    answer = request_result(q.models, result, i)
+    json.dumps(answer, ensure_ascii=False).encode("utf-8")
     return answer
 
 
@@ -66,7 +63,6 @@ def process_records(
     service: InferenceService,
     write: Callable[[list[ResultRow]], None],
     settings: Settings,
-    log: Callable[[str, dict[str, Any]], None] = lambda msg, extra: None,
     *,
     remaining_ms: Callable[[], float] | None = None,
     reserve_ms: float = 3_000.0,
@@ -84,10 +80,10 @@ def process_records(
         except MalformedMessageError as exc:
             outcome.malformed += 1
             outcome.failed_message_ids.append(message_id)
-            log("malformed message", {"message_id": message_id, "reason": str(exc)})
+            logger.warning("malformed message", extra={"message_id": message_id, "reason": str(exc)})
             continue
         if isinstance(parsed, MessageError):
-            rows.append((parsed.batch_id, parsed.request_id, {"status": "error", **error_body(parsed.error)}))
+            rows.append((parsed.batch_id, parsed.request_id, error_result(parsed.error)))
             row_owner.append(message_id)
             outcome.error_results += 1
         else:
@@ -121,15 +117,20 @@ def process_records(
                 row_owner.append(message_id)
         for i, exc in sorted(iso.failed.items()):
             message_id, q = valid[i]
-            rows.append((q.batch_id, q.request_id, {"status": "error", **error_body(exc)}))
+            rows.append((q.batch_id, q.request_id, error_result(exc)))
             row_owner.append(message_id)
-            log("message isolated: it fails on its own", {"message_id": message_id, "error": repr(exc)})
+            logger.warning(
+                "message isolated: it fails on its own", extra={"message_id": message_id, "error": repr(exc)}
+            )
         outcome.isolated = iso.isolated
         outcome.error_results += iso.isolated
         if iso.retry:
-            log(
+            logger.warning(
                 "messages will be retried",
-                {"messages": len(iso.retry), "errors": sorted({repr(e) for e in iso.retry.values()})[:5]},
+                extra={
+                    "messages": len(iso.retry),
+                    "errors": sorted({repr(e) for e in iso.retry.values()})[:5],
+                },
             )
             outcome.failed_message_ids.extend(valid[i][0] for i in sorted(iso.retry))
 
@@ -137,7 +138,9 @@ def process_records(
         try:
             write(rows)
         except BackendUnavailableError as exc:
-            log("result write failed; messages will be retried", {"error": str(exc), "rows": len(rows)})
+            logger.warning(
+                "result write failed; messages will be retried", extra={"error": str(exc), "rows": len(rows)}
+            )
             outcome.failed_message_ids.extend(dict.fromkeys(row_owner))
             return outcome
         outcome.results = len(rows)

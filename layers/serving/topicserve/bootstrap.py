@@ -8,8 +8,8 @@ version, downloaded to /tmp and sha256-verified, so serving never depends on wha
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,8 @@ from topicserve.cache.dynamodb import DynamoDBStore
 from topicserve.cache.store import CacheStore, LRUStore, TieredStore
 from topicserve.errors import ArtifactError, ChecksumMismatchError
 from topicserve.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 ENCODER_MODEL = "model.onnx"
 ENCODER_TOKENIZER = "tokenizer.json"
@@ -53,17 +55,17 @@ def load_encoder(settings: Settings) -> Any:
     )
 
 
-def load_heads(settings: Settings, registry: Any, log: Callable[[str], None] = print) -> dict[str, Any]:
+def load_heads(settings: Settings, registry: Any) -> dict[str, Any]:
     from topicserve.heads import Head
 
     heads = {}
     for name in settings.models:
-        record, path = fetch_head(settings, registry, name, log)
+        record, path = fetch_head(settings, registry, name)
         heads[name] = Head(path, name=name, version=str(record.version), labels=record.labels)
     return heads
 
 
-def fetch_head(settings: Settings, registry: Any, name: str, log: Callable[[str], None]) -> tuple[Any, Path]:
+def fetch_head(settings: Settings, registry: Any, name: str) -> tuple[Any, Path]:
     """Download the head to serve, refusing any artifact that fails its sha256 check.
 
     For the production stage, a refused artifact falls back to the versions that were in production
@@ -81,7 +83,10 @@ def fetch_head(settings: Settings, registry: Any, name: str, log: Callable[[str]
         try:
             return candidate, registry.download(candidate, settings.model_cache_dir)
         except ChecksumMismatchError as exc:
-            log(f"REFUSED {name} v{candidate.version}: {exc}")
+            logger.error(
+                "refused a head artifact that fails its sha256 check",
+                extra={"model": name, "version": candidate.version, "error": str(exc)},
+            )
             refused = refused or exc
     assert refused is not None
     raise refused

@@ -25,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from topicserve.catalogue import MODEL_NAMES
 from topicserve.requests import QueuedRequest, new_batch_id
 
 
@@ -182,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("texts", nargs="+")
     s = sub.add_parser("submit", help="send a JSONL file of texts to the requests queue")
     s.add_argument("file")
-    s.add_argument("--models", default="logreg,rf,hgb,mlp")
+    s.add_argument("--models", default=",".join(MODEL_NAMES))
     s.add_argument("--wait", type=float, default=0, help="seconds to wait for the results")
     s.add_argument("--via", choices=("api", "sqs"), default="api", help="POST /v1/batches, or the queue")
     r = sub.add_parser("results", help="status and results of a batch")

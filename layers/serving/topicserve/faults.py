@@ -19,6 +19,7 @@ not be lost.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from collections.abc import Callable, Iterable
@@ -26,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from topicserve.errors import BackendUnavailableError
+
+logger = logging.getLogger(__name__)
 
 Row = TypeVar("Row")
 KILL_EXIT_CODE = 137  # what a SIGKILLed process reports: the OOM killer's signature
@@ -41,7 +44,6 @@ class FaultInjector:
     kill_rate: float = 0.0
     rng: random.Random = field(default_factory=random.Random)
     exit: Callable[[int], Any] = os._exit
-    log: Callable[[str, dict[str, Any]], None] = lambda message, extra: None
 
     def __post_init__(self) -> None:
         for name, rate in (("FAULT_RATE", self.fail_rate), ("FAULT_KILL_RATE", self.kill_rate)):
@@ -68,9 +70,9 @@ class FaultInjector:
             if half:
                 write(rows[:half])
             if roll < self.kill_rate:
-                self.log("chaos: killing the execution environment mid-batch", {"written": half})
+                logger.warning("chaos: killing the execution environment mid-batch", extra={"written": half})
                 self.exit(KILL_EXIT_CODE)
-            self.log("chaos: failing the batch mid-write", {"written": half})
+            logger.warning("chaos: failing the batch mid-write", extra={"written": half})
             raise InjectedFault(f"injected fault after writing {half} of {len(rows)} results")
 
         return faulty_write

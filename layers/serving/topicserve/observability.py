@@ -7,11 +7,13 @@ to 4xx responses so every route answers bad input the same way.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit
 
 from topicserve.errors import BackendUnavailableError, InvalidInputError
@@ -22,7 +24,13 @@ NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "TopicServe")
 
 
 def make_logger(service: str) -> Logger:
-    return Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", service))
+    """The function's Powertools logger; the library's own loggers (``logging.getLogger(__name__)`` in
+    every ``topicserve`` module, as a library should) get its handler and JSON format, so one function
+    writes one kind of structured log line whichever module speaks."""
+    logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", service))
+    logging.getLogger("topicserve")  # register the package logger its modules propagate to
+    copy_config_to_registered_loggers(source_logger=logger, include={"topicserve"})
+    return logger
 
 
 def make_metrics(service: str) -> Metrics:

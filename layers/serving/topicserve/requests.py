@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from topicserve.catalogue import check_models
 from topicserve.errors import (
     EmptyTextError,
     InvalidInputError,
@@ -31,15 +32,15 @@ from topicserve.errors import (
     MalformedMessageError,
     PayloadTooLargeError,
     TooManyTextsError,
-    UnknownModelError,
 )
 from topicserve.responses import error_body
 from topicserve.settings import Settings
 from topicserve.text import CheckedText, validate_text, validate_texts
 
-_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# fullmatch only: "$" would also match before a trailing newline ("ok\n" is not an id)
+_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 #: Result ids of rejected items that had no usable id of their own ("~" never occurs in a request id)
-_REJECTED_ID = re.compile(r"^~[0-9]{1,9}$")
+_REJECTED_ID = re.compile(r"~[0-9]{1,9}")
 DEFAULT_PAGE_LIMIT = 100  # results of ~1-2 KB each: a page stays far below Lambda's 6 MB response limit
 MAX_PAGE_LIMIT = 1_000
 
@@ -64,11 +65,12 @@ def event_body(event: Any) -> str | bytes | None:
 def _load_json_object(body: str | bytes | None, *, max_bytes: int, what: str = "body") -> dict[str, Any]:
     if body is None or body == "" or body == b"":
         raise InvalidRequestError(f"the {what} is empty; send a JSON object")
-    size = len(body.encode("utf-8")) if isinstance(body, str) else len(body)
+    # surrogatepass: a str body can carry lone surrogates (the event's JSON had \ud800 escapes)
+    size = len(body.encode("utf-8", "surrogatepass")) if isinstance(body, str) else len(body)
     if size > max_bytes:
         raise PayloadTooLargeError(f"the {what} has {size} bytes; the limit is {max_bytes}")
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_int=_parse_int)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequestError(f"the {what} is not valid JSON: {exc}") from None
     except RecursionError:
@@ -78,21 +80,16 @@ def _load_json_object(body: str | bytes | None, *, max_bytes: int, what: str = "
     return data
 
 
+def _parse_int(digits: str) -> int | float:
+    """JSON integers past Python's 4,300-digit conversion limit parse as a float (inf) instead of failing
+    the whole document: a message with such a number elsewhere can still be tied to its request."""
+    return int(digits) if len(digits) <= 4_000 else float(digits)
+
+
 def _check_keys(data: dict[str, Any], allowed: set[str], what: str) -> None:
     extra = sorted(set(data) - allowed)
     if extra:
         raise InvalidRequestError(f"unexpected field(s) {extra} in {what}; allowed: {sorted(allowed)}")
-
-
-def check_models(models: object, served: Sequence[str], *, where: str = "models") -> list[str]:
-    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
-        raise InvalidRequestError(f"{where} must be a list of model names")
-    if not models:
-        raise InvalidRequestError(f"{where} is an empty list; omit it to ask every model")
-    unknown = [m for m in models if m not in served]
-    if unknown:
-        raise UnknownModelError(f"unknown model(s) {unknown}; served: {sorted(served)}")
-    return list(dict.fromkeys(models))
 
 
 def parse_predict(body: str | bytes | None, settings: Settings) -> list[CheckedText]:
@@ -190,7 +187,8 @@ def parse_batch_submission(body: str | bytes | None, settings: Settings, served:
             continue
         try:
             text, models = (item, default_models) if key == "texts" else _item_fields(item, i, served)
-            checked = validate_text(text, max_chars=settings.max_text_chars, index=i)
+            where = f"texts[{i}]" if key == "texts" else f"requests[{i}].text"
+            checked = validate_text(text, max_chars=settings.max_text_chars, where=where)
             queued = QueuedRequest(
                 submission.batch_id, request_id, checked.text, models or default_models, checked.cut
             )
@@ -211,7 +209,7 @@ def parse_batch_submission(body: str | bytes | None, settings: Settings, served:
 def _claim_id(item: object, i: int, seen: set[str]) -> str:
     """The id of ``requests[i]`` (default: its index), valid and not taken by an earlier item."""
     request_id = item.get("id", str(i)) if isinstance(item, dict) else str(i)
-    if not isinstance(request_id, str) or not _ID.match(request_id):
+    if not isinstance(request_id, str) or not _ID.fullmatch(request_id):
         raise InvalidRequestError(f"requests[{i}].id must match {_ID.pattern}")
     if request_id in seen:
         raise InvalidRequestError(f"requests[{i}].id {request_id!r} is not unique in this batch")
@@ -260,7 +258,7 @@ def parse_message(body: str, settings: Settings, served: Sequence[str]) -> Queue
         raise MalformedMessageError(str(exc)) from exc
     batch_id, request_id = data.get("batch_id"), data.get("request_id")
     for name, value in (("batch_id", batch_id), ("request_id", request_id)):
-        if not isinstance(value, str) or not _ID.match(value):
+        if not isinstance(value, str) or not _ID.fullmatch(value):
             raise MalformedMessageError(f"message field {name} must match {_ID.pattern}, got {value!r}")
     assert isinstance(batch_id, str) and isinstance(request_id, str)
     try:
@@ -309,12 +307,12 @@ def decode_page_token(token: object) -> str:
         request_id = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("utf-8")
     except (binascii.Error, ValueError):
         raise bad from None
-    if not (_ID.match(request_id) or _REJECTED_ID.match(request_id)):
+    if not (_ID.fullmatch(request_id) or _REJECTED_ID.fullmatch(request_id)):
         raise bad
     return request_id
 
 
 def check_batch_id(batch_id: object) -> str:
-    if not isinstance(batch_id, str) or not _ID.match(batch_id):
+    if not isinstance(batch_id, str) or not _ID.fullmatch(batch_id):
         raise InvalidRequestError(f"batch ids match {_ID.pattern}")
     return batch_id

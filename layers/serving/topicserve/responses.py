@@ -1,4 +1,6 @@
-"""Shaping what callers get back: predictions as JSON, and errors as HTTP status + a clear message."""
+"""Shaping what callers get back, the one place for it: predictions as JSON (the synchronous answer and
+the stored result of a queued request share :func:`prediction_dict`), and errors as HTTP status + a clear
+message."""
 
 from __future__ import annotations
 
@@ -10,24 +12,51 @@ from topicserve.errors import (
     UnknownModelError,
     UnprocessableTextError,
 )
-from topicserve.service import BatchResult
+from topicserve.service import BatchResult, Prediction
 
 #: Error messages quote what the caller sent; bound them so an error result stays small.
 MAX_ERROR_MESSAGE_CHARS = 1_000
 
 
+def prediction_dict(p: Prediction) -> dict[str, Any]:
+    return {
+        "label": p.label,
+        "label_id": p.label_id,
+        "top": p.top,
+        "cached": {"prediction": p.cached, "embedding": p.embedding_cached},
+    }
+
+
 def model_predictions(result: BatchResult, model: str) -> dict[str, Any]:
-    """One model's answer for the texts of a request."""
+    """The synchronous answer: one model's predictions for the texts of a request."""
     preds = result.predictions[model]
     return {
         "model": model,
         "model_version": result.versions[model],
         "encoder_version": result.encoder_version[:16],
         "predictions": [
-            {**p.to_dict(), "truncated": truncated}
+            {**prediction_dict(p), "truncated": truncated}
             for p, truncated in zip(preds, result.truncated, strict=True)
         ],
     }
+
+
+def request_result(models: list[str], result: BatchResult, i: int) -> dict[str, Any]:
+    """The stored result of one queued request (row ``i`` of ``result``), with every model it asked for."""
+    return {
+        "status": "ok",
+        "models": {
+            m: {"model_version": result.versions[m], **prediction_dict(result.predictions[m][i])}
+            for m in models
+        },
+        "encoder_version": result.encoder_version[:16],
+        "truncated": result.truncated[i],
+    }
+
+
+def error_result(exc: BaseException) -> dict[str, Any]:
+    """The stored result of a request that cannot be served: its error instead of predictions."""
+    return {"status": "error", **error_body(exc)}
 
 
 def status_for(exc: InvalidInputError) -> int:

@@ -27,10 +27,10 @@ import numpy as np
 from topicserve.batching import dedupe
 from topicserve.cache.store import CacheStore
 from topicserve.cache.typed import EmbeddingCache, PredictionCache
+from topicserve.catalogue import check_models
 from topicserve.errors import (
     EmptyTextError,
     InvalidInputError,
-    UnknownModelError,
     UnprocessableTextError,
     is_transient,
 )
@@ -72,14 +72,6 @@ class Prediction:
     top: list[dict[str, Any]]
     cached: bool  # served from the prediction cache
     embedding_cached: bool  # embedding came from a cache (or the prediction did, so no encoding at all)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "label": self.label,
-            "label_id": self.label_id,
-            "top": self.top,
-            "cached": {"prediction": self.cached, "embedding": self.embedding_cached},
-        }
 
 
 @dataclass
@@ -147,18 +139,12 @@ class InferenceService:
     def models(self) -> list[str]:
         return sorted(self.heads)
 
-    def check_models(self, models: Sequence[str]) -> list[str]:
-        unknown = [m for m in models if m not in self.heads]
-        if unknown:
-            raise UnknownModelError(f"unknown model(s) {unknown}; served: {self.models}")
-        return list(dict.fromkeys(models))
-
     def predict(
         self, texts: Sequence[str], models: Sequence[str], *, cut: Sequence[bool] | None = None
     ) -> BatchResult:
         """Predict every model for every text. ``texts`` must already be validated and normalised;
         ``cut[i]`` says the caller's text i was longer than what was passed (it is reported truncated)."""
-        models = self.check_models(models)
+        models = check_models(models, self.models)
         stats = Stats(texts=len(texts))
         self.faults.check("transient", texts)
         errors_before = self._cache_errors()
@@ -282,7 +268,7 @@ class InferenceService:
 
     def _cache_errors(self) -> int:
         caches = (self.embedding_cache, self.prediction_cache)
-        return sum(getattr(c.store, "back_errors", 0) for c in caches if c is not None)
+        return sum(c.store.errors for c in caches if c is not None)
 
 
 #: A text every healthy model classifies: when nothing could be served, a pass over it tells a broken

@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from topicserve.catalogue import MODEL_NAMES
 from topicserve.text import DEFAULT_MAX_CHARS
 
 T = TypeVar("T")
-
-ALL_MODELS = ("logreg", "rf", "hgb", "mlp")
 
 
 def _number(env: Mapping[str, str], name: str, default: T, cast: Callable[[str], T], kind: str) -> T:
@@ -76,7 +75,7 @@ def _default_model_cache_dir() -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    models: tuple[str, ...] = ALL_MODELS
+    models: tuple[str, ...] = MODEL_NAMES
     model_stage: str = "production"
     registry_bucket: str = ""
     registry_table: str = ""
@@ -111,7 +110,7 @@ class Settings:
         env = os.environ if env is None else env
         threads = _int(env, "ENCODER_THREADS", 0)
         return cls(
-            models=_list(env, "MODEL_NAMES", ALL_MODELS),
+            models=_list(env, "MODEL_NAMES", MODEL_NAMES),
             model_stage=env.get("MODEL_STAGE", "production"),
             registry_bucket=env.get("REGISTRY_BUCKET", ""),
             registry_table=env.get("REGISTRY_TABLE", ""),

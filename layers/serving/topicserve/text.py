@@ -67,14 +67,14 @@ def text_hash(normalised_text: str) -> str:
 
 
 def validate_text(
-    text: object, *, max_chars: int = DEFAULT_MAX_CHARS, index: int | None = None
+    text: object, *, max_chars: int = DEFAULT_MAX_CHARS, index: int | None = None, where: str | None = None
 ) -> CheckedText:
     """The normalised text, cut to ``max_chars``, or a typed :class:`~topicserve.errors.InvalidInputError`.
 
     Documented behaviour for empty and whitespace-only texts: they are refused with :class:`EmptyTextError`
     (a 4xx for the caller) rather than classified, because any label we gave them would be noise.
     """
-    where = f"texts[{index}]" if index is not None else "text"
+    where = where or (f"texts[{index}]" if index is not None else "text")
     if not isinstance(text, str):
         raise TextTypeError(f"{where} must be a string, got {type(text).__name__}")
     normalised = normalise(text)

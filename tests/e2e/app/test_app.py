@@ -14,12 +14,13 @@ import pytest
 from tests.e2e.app.conftest import deploy_module
 from tests.e2e.conftest import LocalCloud
 from tests.e2e.localcloud.conftest import Invocation
+from topicserve.catalogue import MODEL_NAMES
 from topicserve.client import Client
 from topicserve.requests import QueuedRequest, new_batch_id
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[3]
-MODELS = ("logreg", "rf", "hgb", "mlp")
+MODELS = MODEL_NAMES
 TEXTS = [
     "The space shuttle launch was delayed by a faulty sensor on the booster.",
     "Our goalie stopped forty shots and the team won the playoff game in overtime.",

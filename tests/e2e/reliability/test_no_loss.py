@@ -32,10 +32,11 @@ import pytest
 
 from tests.e2e.conftest import LocalCloud
 from tests.e2e.reliability.conftest import environments, json_logs, log_events
+from topicserve.catalogue import MODEL_NAMES
 from topicserve.requests import QueuedRequest
 
 pytestmark = pytest.mark.e2e
-MODELS = ["logreg", "rf", "hgb", "mlp"]
+MODELS = list(MODEL_NAMES)
 TOPICS = [
     "The shuttle's main engine was shut down seconds before launch",
     "The goalie made forty saves in the playoff game",

@@ -24,10 +24,11 @@ import pytest
 
 from tests.e2e.conftest import LocalCloud
 from tests.e2e.reliability.conftest import crashes, environments
+from topicserve.catalogue import MODEL_NAMES
 from topicserve.client import Client
 
 pytestmark = pytest.mark.e2e
-MODELS = ("logreg", "rf", "hgb", "mlp")
+MODELS = MODEL_NAMES
 MAX_GROWTH = 0.10
 CAPACITY_SECONDS = float(os.environ.get("CAPACITY_SECONDS", "20"))
 

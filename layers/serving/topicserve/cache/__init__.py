@@ -1,7 +1,7 @@
 """Embedding and prediction caches behind one small key/value interface.
 
-``keys`` and ``codec`` are pure; ``store`` holds the interface and the in-process LRU; ``dynamodb`` is the
-only module that talks to AWS.
+``keys`` is pure, ``typed`` owns the value encoding; ``store`` holds the interface and the in-process LRU;
+``dynamodb`` is the only module that talks to AWS.
 """
 
 from topicserve.cache.keys import embedding_key, prediction_key

@@ -30,6 +30,11 @@ class CacheStore(Protocol):
 
     def put_many(self, items: Mapping[str, bytes]) -> None: ...
 
+    @property
+    def errors(self) -> int:
+        """Back-end failures this store absorbed so far (it served without the back end instead)."""
+        ...
+
 
 class LRUStore:
     """Bounded, thread-safe, least-recently-used store held in process memory."""
@@ -43,6 +48,10 @@ class LRUStore:
 
     def __len__(self) -> int:
         return len(self._data)
+
+    @property
+    def errors(self) -> int:
+        return 0  # memory does not fail
 
     def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
@@ -69,26 +78,25 @@ class TieredStore:
     """A fast front store (the LRU) over a shared back store (DynamoDB).
 
     Reads try the front first and only ask the back for what is missing, then fill the front with what the
-    back had. Writes go to both. ``last_front_hits`` / ``last_back_hits`` let callers report where hits
-    came from without a second API.
+    back had. Writes go to both.
 
     A back store that is down or throttled must not take predictions down with it: its
-    :class:`CacheUnavailableError` is logged as a warning and counted in ``back_errors`` (callers turn
-    that into a metric), and the call carries on as if the back had no entry.
+    :class:`CacheUnavailableError` is logged as a warning and counted in ``errors`` (callers turn that
+    into a metric), and the call carries on as if the back had no entry.
     """
 
     def __init__(self, front: CacheStore, back: CacheStore | None) -> None:
         self.front = front
         self.back = back
-        self.last_front_hits = 0
-        self.last_back_hits = 0
-        self.back_errors = 0
+        self._errors = 0
+
+    @property
+    def errors(self) -> int:
+        return self._errors
 
     def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
         wanted = list(dict.fromkeys(keys))
         found = self.front.get_many(wanted)
-        self.last_front_hits = len(found)
-        self.last_back_hits = 0
         missing = [k for k in wanted if k not in found]
         if missing and self.back is not None:
             try:
@@ -96,7 +104,6 @@ class TieredStore:
             except CacheUnavailableError as exc:
                 self._degraded("read", exc)
                 return found
-            self.last_back_hits = len(from_back)
             if from_back:
                 self.front.put_many(from_back)
                 found.update(from_back)
@@ -111,5 +118,5 @@ class TieredStore:
                 self._degraded("write", exc)
 
     def _degraded(self, operation: str, exc: CacheUnavailableError) -> None:
-        self.back_errors += 1
+        self._errors += 1
         logger.warning("cache back store %s failed, serving without it: %s", operation, exc)

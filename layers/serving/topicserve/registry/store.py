@@ -63,16 +63,6 @@ class Registry:
         self.ddb = dynamodb_client
         self.prefix = prefix.strip("/")
 
-    @classmethod
-    def from_env(cls, **overrides: Any) -> Registry:
-        """Build from ``REGISTRY_BUCKET`` / ``REGISTRY_TABLE``, the settings every function receives."""
-        try:
-            settings = {"bucket": os.environ["REGISTRY_BUCKET"], "table": os.environ["REGISTRY_TABLE"]}
-        except KeyError as missing:
-            raise RegistryError(f"setting {missing.args[0]} is not set") from None
-        settings.update(overrides)
-        return cls(**settings)
-
     # -- writes --------------------------------------------------------------------------------------
     def register(
         self,
