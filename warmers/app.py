@@ -12,7 +12,9 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from topicserve.bootstrap import aws_client
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from topicserve.aws import aws_client
 from topicserve.observability import make_logger
 from topicserve.warming import warm_event
 
@@ -26,7 +28,7 @@ def _invoke(target: str, concurrency: int) -> dict[str, Any]:
     return {"error": response.get("FunctionError"), **(payload if isinstance(payload, dict) else {})}
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     targets = [t.strip() for t in os.environ.get("WARM_TARGETS", "").split(",") if t.strip()]
     concurrency = max(1, int(os.environ.get("WARM_CONCURRENCY", "1")))
     summary: dict[str, Any] = {}

@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from topicserve.bootstrap import aws_client, make_registry
+from topicserve.aws import aws_client
+from topicserve.bootstrap import make_registry
 from topicserve.errors import RegistryError, UnknownModelError
-from topicserve.observability import install_error_handlers, json_response, make_logger
+from topicserve.observability import JsonResponse, install_error_handlers, json_response, make_logger
 from topicserve.queue import send_all
 from topicserve.registry.manifest import encoder_model_name
 from topicserve.requests import (
@@ -62,17 +64,17 @@ def models() -> dict[str, Any]:
 
 
 @app.post("/v1/predict/<model>")
-def unknown_model(model: str) -> Response:
+def unknown_model(model: str) -> JsonResponse:
     raise UnknownModelError(f"unknown model {model!r}; served: {sorted(settings.models)}")
 
 
-@app.exception_handler(NothingValidError)
-def nothing_valid(exc: NothingValidError) -> Response:
+@app.exception_handler(NothingValidError)  # type: ignore[untyped-decorator]  # Powertools: unannotated
+def nothing_valid(exc: NothingValidError) -> JsonResponse:
     return json_response(400, {**error_body(exc), "rejected": [r.to_dict() for r in exc.rejected]})
 
 
 @app.post("/v1/batches")
-def submit_batch() -> Response:
+def submit_batch() -> JsonResponse:
     """Queue the valid items; answer the rejected ones at once with error results, so the batch
     completes with one result per item either way."""
     submission = parse_batch_submission(event_body(app.current_event), settings, settings.models)
@@ -102,7 +104,7 @@ def submit_batch() -> Response:
 
 
 @app.get("/v1/batches/<batch_id>")
-def get_batch(batch_id: str) -> Response:
+def get_batch(batch_id: str) -> JsonResponse:
     """One page of results: ``?limit=N`` (default 100, at most 1,000), then ``?next=<token>``."""
     page_request = parse_page_request(app.current_event.query_string_parameters)
     page = results.get_page(check_batch_id(batch_id), limit=page_request.limit, after=page_request.after)
@@ -113,5 +115,5 @@ def get_batch(batch_id: str) -> Response:
 
 
 @logger.inject_lambda_context(log_event=False)
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

@@ -10,10 +10,12 @@ import os
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from topicserve.adaptive import tuner_from_settings
+from topicserve.aws import aws_client
 from topicserve.batcher import process_records
-from topicserve.bootstrap import aws_client, build_runtime
+from topicserve.bootstrap import build_runtime
 from topicserve.faults import FaultInjector
 from topicserve.observability import ColdStart, make_logger, make_metrics, record_stats, stats_log
 from topicserve.results import ResultsStore
@@ -39,7 +41,7 @@ tuner = tuner_from_settings(
 logger.append_keys(models={m: h.version for m, h in runtime.service.heads.items()})
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     cold = cold_start.take()
     logger.append_keys(cold_start=cold)
     if is_warm_event(event):

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from topicserve.bootstrap import build_runtime
 from topicserve.observability import (
@@ -47,7 +48,7 @@ def predict(model: str) -> dict[str, Any]:
     return model_predictions(result, MODEL)
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     cold = cold_start.take()
     logger.append_keys(cold_start=cold)
     if is_warm_event(event):

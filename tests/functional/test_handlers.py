@@ -249,6 +249,14 @@ def test_bad_batch_submissions(handlers: dict[str, ModuleType]) -> None:
 
 
 def test_embeddings_are_float32_binary(stack: dict[str, Any], handlers: dict[str, ModuleType]) -> None:
-    items = stack["ddb"].scan(TableName="emb", Limit=1)["Items"]
-    assert items and len(items[0]["v"]["B"]) == 384 * 4
-    assert np.isclose(np.linalg.norm(np.frombuffer(items[0]["v"]["B"], dtype="<f4")), 1.0, atol=1e-3)
+    """Self-contained: it serves its own text and reads that text's own cache item."""
+    from topicserve.cache.keys import embedding_key
+    from topicserve.text import normalise, text_hash
+
+    text = "A text only this test sends, about binary embeddings in DynamoDB."
+    assert predict(handlers, "hgb", {"text": text})["statusCode"] == 200
+    version = handlers["hgb"].runtime.service.encoder.version
+    key = embedding_key(text_hash(normalise(text)), version)
+    item = stack["ddb"].get_item(TableName="emb", Key={"k": {"S": key}})["Item"]
+    assert len(item["v"]["B"]) == 384 * 4
+    assert np.isclose(np.linalg.norm(np.frombuffer(item["v"]["B"], dtype="<f4")), 1.0, atol=1e-3)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -97,6 +98,8 @@ def test_artifacts_exist_and_match_checksums(manifest):
 
 
 def test_encoder_fidelity_recorded(manifest):
+    """What the build measured against sentence-transformers itself (torch is not loaded here; the
+    re-measured int8-vs-fp32 check is test_int8_fidelity_is_remeasured)."""
     fid8, fid32 = manifest["encoder"]["int8"]["fidelity"], manifest["encoder"]["fp32"]["fidelity"]
     assert fid32["cos_min"] > 0.9999
     assert fid8["cos_mean"] >= 0.99 and fid8["cos_min"] >= 0.95
@@ -141,15 +144,40 @@ def test_end_to_end_predictions(heads, encoder, manifest):
     assert hits >= 9, f"only {hits}/12 obvious texts classified correctly"
 
 
-def test_build_targets(manifest):
-    """The issue's targets on a full build; on a QUICK build (1,500 train texts, a 60-tree forest, a
-    30-iteration HGB: see docs/MODELS.md) the lower bars that subset reaches, so CI still checks that
-    training, export and evaluation produce working classifiers."""
+@pytest.fixture(scope="module")
+def test_sample(manifest, encoder) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Re-measured, not read back: the first 500 documents of the build's own test split (the whole QUICK
+    test split), embedded now by the int8 and fp32 encoders; (int8, fp32, labels)."""
+    from training.data import load
+
+    data_home = Path(os.environ.get("DATA_HOME", REPO.parent / "shared" / "data"))
+    data = load(data_home, quick=manifest["quick"])
+    texts = data.test.texts[:500]  # as the build embedded them (the empty ones too)
+    e = manifest["encoder"]["fp32"]
+    fp32 = Encoder(REPO / e["path"], REPO / e["tokenizer_path"], max_length=e["max_length"])
+    return encoder.encode(texts), fp32.encode(texts), np.asarray(data.test.y[:500])
+
+
+def test_int8_fidelity_is_remeasured(test_sample):
+    """Cosine of the int8 encoder to the fp32 one on 500 test documents: the build's own fidelity bar."""
+    int8, fp32, _ = test_sample
+    cos = (int8 * fp32).sum(axis=1)
+    assert float(cos.mean()) >= 0.99 and float(cos.min()) >= 0.95, (cos.mean(), cos.min())
+
+
+def test_build_targets(manifest, heads, test_sample):
+    """Accuracy re-measured on the test documents against the issue's targets on a full build; on a QUICK
+    build (1,500 train texts, a 60-tree forest, a 30-iteration HGB: see docs/MODELS.md) the lower bars
+    that subset reaches. The manifest's own figure must agree with what is measured now: exactly on a QUICK
+    build (the same 500 documents), within sampling noise on a full one (500 of 7,532)."""
+    int8, _, y = test_sample
     targets = QUICK_TARGET_ACCURACY if manifest["quick"] else TARGET_ACCURACY
+    slack = 0.0 if manifest["quick"] else 0.04  # a 500-document sample of a full build
     for name, target in targets.items():
-        m = manifest["heads"][name]["metrics"]
-        assert m["accuracy"] >= target, (name, m)
-        assert 0 < m["macro_f1"] <= 1 and 0 < m["accuracy_fp32_embeddings"] <= 1
+        measured = float((heads[name].predict(int8) == y).mean())
+        recorded = manifest["heads"][name]["metrics"]["accuracy"]
+        assert measured >= target - slack, (name, measured, target)
+        assert abs(measured - recorded) <= (0.005 if manifest["quick"] else 0.06), (name, measured, recorded)
     rf = manifest["heads"]["rf"]
     assert rf["size_bytes"] <= RF_MAX_BYTES
     assert rf["load_seconds"] <= RF_MAX_LOAD_S

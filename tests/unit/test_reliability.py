@@ -41,10 +41,14 @@ def test_chaos_switch_is_off_by_default_and_costs_nothing() -> None:
 
 
 def test_chaos_settings_are_read_and_checked() -> None:
-    settings = Settings.from_env({"FAULT_RATE": "0.05", "FAULT_KILL_RATE": "0.1"})
-    assert (settings.fault_rate, settings.fault_kill_rate) == (0.05, 0.1)
+    chaos = {"FAULT_RATE": "0.05", "FAULT_KILL_RATE": "0.1", "FAULT_MARKERS": "encode=X"}
+    settings = Settings.from_env({**chaos, "TEST_SWITCHES": "true"})
+    assert (settings.fault_rate, settings.fault_kill_rate, settings.fault_markers) == (0.05, 0.1, "encode=X")
     with pytest.raises(ValueError, match="FAULT_RATE must be a number"):
-        Settings.from_env({"FAULT_RATE": "often"})
+        Settings.from_env({"FAULT_RATE": "often", "TEST_SWITCHES": "true"})
+    # a stack deployed without TestSwitches ignores the chaos variables entirely
+    off = Settings.from_env({**chaos, "FAULT_RATE": "often"})
+    assert (off.fault_rate, off.fault_kill_rate, off.fault_markers) == (0.0, 0.0, "")
     with pytest.raises(ValueError, match=r"lie in \[0, 1\]"):
         FaultInjector(fail_rate=1.5)
     with pytest.raises(ValueError, match="must not exceed 1"):

@@ -33,7 +33,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from topicserve.aws import AwsClient
+
+if TYPE_CHECKING:
+    from topicserve.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +146,7 @@ class MappingTuner:
     def __init__(
         self,
         controller: AimdController,
-        lambda_client: Any,
+        lambda_client: AwsClient,
         function_name: str,
         *,
         cooldown_s: float = 5.0,
@@ -208,8 +213,8 @@ class MappingTuner:
 
 
 def tuner_from_settings(
-    settings: Any,
-    client_factory: Callable[[str], Any],
+    settings: Settings,
+    client_factory: Callable[[str], AwsClient],
     function_name: str | None,
 ) -> MappingTuner | None:
     """The batcher's tuner when ``ADAPTIVE_BATCHING`` is on (and the function knows its own name)."""

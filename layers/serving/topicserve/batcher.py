@@ -115,12 +115,13 @@ def process_records(
                 message_id, q = valid[i]
                 rows.append((q.batch_id, q.request_id, answer))
                 row_owner.append(message_id)
-        for i, exc in sorted(iso.failed.items()):
+        for i, error in sorted(iso.failed.items()):
             message_id, q = valid[i]
-            rows.append((q.batch_id, q.request_id, error_result(exc)))
+            rows.append((q.batch_id, q.request_id, error_result(error)))
             row_owner.append(message_id)
             logger.warning(
-                "message isolated: it fails on its own", extra={"message_id": message_id, "error": repr(exc)}
+                "message isolated: it fails on its own",
+                extra={"message_id": message_id, "error": repr(error)},
             )
         outcome.isolated = iso.isolated
         outcome.error_results += iso.isolated

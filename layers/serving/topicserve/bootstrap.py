@@ -12,12 +12,20 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from topicserve.aws import AwsClient, aws_client
 from topicserve.cache.dynamodb import DynamoDBStore
 from topicserve.cache.store import CacheStore, LRUStore, TieredStore
 from topicserve.errors import ArtifactError, ChecksumMismatchError
 from topicserve.settings import Settings
+
+if TYPE_CHECKING:  # imported lazily below: the API function loads no model, so it needs no numpy / onnx
+    from topicserve.encoder import Encoder
+    from topicserve.heads import Head
+    from topicserve.registry.model import ModelVersion
+    from topicserve.registry.store import Registry
+    from topicserve.service import InferenceService
 
 logger = logging.getLogger(__name__)
 
@@ -26,17 +34,7 @@ ENCODER_TOKENIZER = "tokenizer.json"
 ENCODER_INFO = "encoder.json"
 
 
-def aws_client(service: str) -> Any:
-    """A boto3 client with short timeouts: a backend outage must cost a request milliseconds, not the
-    default 60 s read timeout, so the degraded path (serve without the cache) stays fast."""
-    import boto3
-    from botocore.config import Config
-
-    config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"})
-    return boto3.client(service, config=config)
-
-
-def load_encoder(settings: Settings) -> Any:
+def load_encoder(settings: Settings) -> Encoder:
     from topicserve.encoder import Encoder
 
     folder = Path(settings.encoder_dir) if settings.encoder_dir else None
@@ -55,7 +53,7 @@ def load_encoder(settings: Settings) -> Any:
     )
 
 
-def load_heads(settings: Settings, registry: Any) -> dict[str, Any]:
+def load_heads(settings: Settings, registry: Registry) -> dict[str, Head]:
     from topicserve.heads import Head
 
     heads = {}
@@ -65,7 +63,7 @@ def load_heads(settings: Settings, registry: Any) -> dict[str, Any]:
     return heads
 
 
-def fetch_head(settings: Settings, registry: Any, name: str) -> tuple[Any, Path]:
+def fetch_head(settings: Settings, registry: Registry, name: str) -> tuple[ModelVersion, Path]:
     """Download the head to serve, refusing any artifact that fails its sha256 check.
 
     For the production stage, a refused artifact falls back to the versions that were in production
@@ -92,7 +90,7 @@ def fetch_head(settings: Settings, registry: Any, name: str) -> tuple[Any, Path]
     raise refused
 
 
-def cache_store(settings: Settings, which: str, table: str, dynamodb: Any) -> CacheStore | None:
+def cache_store(settings: Settings, which: str, table: str, dynamodb: AwsClient) -> CacheStore | None:
     if not settings.cache_enabled(which):
         return None
     back = DynamoDBStore(table, client=dynamodb, ttl_seconds=settings.cache_ttl_seconds) if table else None
@@ -104,12 +102,12 @@ class Runtime:
     """What one execution environment holds between invocations."""
 
     settings: Settings
-    service: Any
+    service: InferenceService
     init_seconds: float
-    dynamodb: Any
+    dynamodb: AwsClient
 
 
-def make_registry(settings: Settings, dynamodb: Any) -> Any:
+def make_registry(settings: Settings, dynamodb: AwsClient) -> Registry:
     from topicserve.registry.store import Registry
 
     return Registry(

@@ -143,7 +143,9 @@ def submit(client: Client, items: list[dict[str, Any]], *, via: str, wait: float
             f"batch {batch_id}: {len(requests)} requests sent in {calls} SendMessageBatch calls",
             file=sys.stderr,
         )
-        answers = [{"status": 202, "batch_id": batch_id, "count": len(requests), "rejected": []}]
+        answers: list[dict[str, Any]] = [
+            {"status": 202, "batch_id": batch_id, "count": len(requests), "rejected": []}
+        ]
     else:
         answers = client.submit_batches(items)
     worst = 200

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from topicserve.aws import AwsClient
 from topicserve.errors import TRANSIENT_CODES, BackendUnavailableError
 
 GET_CHUNK = 100
@@ -79,7 +80,7 @@ def _call_until_done(
 
 
 def batch_get(
-    client: Any,
+    client: AwsClient,
     table: str,
     keys: Sequence[dict[str, Any]],
     *,
@@ -107,7 +108,7 @@ def batch_get(
     return items
 
 
-def batch_put(client: Any, table: str, items: Sequence[dict[str, Any]], *, retry: RetryPolicy) -> None:
+def batch_put(client: AwsClient, table: str, items: Sequence[dict[str, Any]], *, retry: RetryPolicy) -> None:
     for chunk in chunks(items, WRITE_CHUNK):
         _call_until_done(
             lambda req: client.batch_write_item(RequestItems=req),

@@ -54,7 +54,7 @@ def _separator_between(text: str, start: int) -> bool:
     return any(c.isspace() or unicodedata.category(c).startswith("P") for c in reversed(text[start:]))
 
 
-def _read_artifact(path: str | os.PathLike, what: str) -> bytes:
+def _read_artifact(path: str | os.PathLike[str], what: str) -> bytes:
     """Read a whole artifact, turning every OS-level failure into :class:`ArtifactError`."""
     try:
         return Path(path).read_bytes()
@@ -81,7 +81,7 @@ def session_options(intra_op_threads: int | None) -> ort.SessionOptions:
 
 
 def load_session(
-    data: bytes, path: str | os.PathLike, intra_op_threads: int | None, providers: Sequence[str] | None
+    data: bytes, path: str | os.PathLike[str], intra_op_threads: int | None, providers: Sequence[str] | None
 ) -> ort.InferenceSession:
     """Create an inference session from bytes already read (hashed once, parsed once)."""
     try:
@@ -103,8 +103,8 @@ class Encoder:
 
     def __init__(
         self,
-        model_path: str | os.PathLike,
-        tokenizer_path: str | os.PathLike,
+        model_path: str | os.PathLike[str],
+        tokenizer_path: str | os.PathLike[str],
         *,
         max_length: int = DEFAULT_MAX_LENGTH,
         intra_op_threads: int | None = None,
@@ -139,7 +139,7 @@ class Encoder:
         self.load_seconds: float = time.perf_counter() - t0
 
     @staticmethod
-    def _load_tokenizer(path: str | os.PathLike, max_length: int) -> Tokenizer:
+    def _load_tokenizer(path: str | os.PathLike[str], max_length: int) -> Tokenizer:
         """Load tokenizer.json and replace its built-in truncation 128 / fixed padding 128."""
         raw = _read_artifact(path, "tokenizer")
         try:
@@ -204,7 +204,7 @@ class Encoder:
             out[bucket] = self._run([ids[i] for i in bucket])
         return out
 
-    def _run(self, batch: list[list[int]]) -> np.ndarray:
+    def _run(self, batch: Sequence[Sequence[int]]) -> np.ndarray:
         width = max(len(x) for x in batch)
         input_ids = np.full((len(batch), width), self._pad_id, dtype=np.int64)
         mask = np.zeros((len(batch), width), dtype=np.int64)
@@ -214,7 +214,8 @@ class Encoder:
         feed = {INPUT_IDS: input_ids, ATTENTION_MASK: mask}
         if self._needs_token_type_ids:
             feed[TOKEN_TYPE_IDS] = np.zeros_like(input_ids)
-        return self._session.run([OUTPUT], feed)[0]
+        embeddings: np.ndarray = self._session.run([OUTPUT], feed)[0]  # onnxruntime is untyped
+        return embeddings
 
     def __repr__(self) -> str:
         return f"Encoder(version={self.version[:12]}..., max_length={self.max_length}, dim={self.dim})"

@@ -26,7 +26,7 @@ class Head:
 
     def __init__(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike[str],
         *,
         name: str,
         version: str = "",
@@ -84,7 +84,7 @@ class Head:
             return np.zeros((0, self.n_classes), dtype=np.float32)
         if not np.isfinite(embeddings).all():
             raise InvalidEmbeddingsError("embeddings contain NaN or infinite values")
-        out = self._session.run([OUTPUT], {INPUT: np.ascontiguousarray(embeddings)})[0]
+        out: np.ndarray = self._session.run([OUTPUT], {INPUT: np.ascontiguousarray(embeddings)})[0]
         if out.shape != (n, self.n_classes):
             raise ArtifactError(
                 f"head {self.name!r} returned shape {out.shape}, expected {(n, self.n_classes)}"
@@ -93,7 +93,8 @@ class Head:
 
     def predict(self, embeddings: np.ndarray) -> np.ndarray:
         """Index of the most probable class of each row."""
-        return self.predict_proba(embeddings).argmax(axis=1)
+        best: np.ndarray = self.predict_proba(embeddings).argmax(axis=1)
+        return best
 
     def __repr__(self) -> str:
         return f"Head(name={self.name!r}, version={self.version!r}, n_classes={self.n_classes})"

@@ -82,9 +82,9 @@ def isolate(
             ms_per_item = max(ms_per_item, (clock() - started) * 1000 / len(group))
     suspect = {i: e for i, e in outcome.failed.items() if not isinstance(e, InvalidInputError)}
     if suspect and not outcome.served and probe is not None and not _probe_passes(probe):
-        for i, exc in suspect.items():
+        for i, error in suspect.items():
             del outcome.failed[i]
-            outcome.retry[i] = exc
+            outcome.retry[i] = error
     return outcome
 
 

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+
+from topicserve.aws import AwsClient
 
 GENERATION = "ENVIRONMENT_GENERATION"
 
 
-def environment(lam: Any, name: str) -> dict[str, str]:
+def environment(lam: AwsClient, name: str) -> dict[str, str]:
     config = lam.get_function_configuration(FunctionName=name)
     return dict(config.get("Environment", {}).get("Variables", {}))
 
 
-def update_environment(lam: Any, name: str, changes: Mapping[str, str | None], *, wait: bool = True) -> None:
+def update_environment(
+    lam: AwsClient, name: str, changes: Mapping[str, str | None], *, wait: bool = True
+) -> None:
     """Set (or, with None, remove) environment variables of a function; wait for the update by default."""
     variables = environment(lam, name)
     for key, value in changes.items():
@@ -33,7 +36,7 @@ def update_environment(lam: Any, name: str, changes: Mapping[str, str | None], *
         lam.get_waiter("function_updated_v2").wait(FunctionName=name)
 
 
-def renew_environments(lam: Any, names: Iterable[str]) -> None:
+def renew_environments(lam: AwsClient, names: Iterable[str]) -> None:
     """Make functions start fresh execution environments (and so re-run their init) without a deploy:
     bump a harmless variable on each, then wait for all of them."""
     names = list(names)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import Any, TypeAlias
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -21,6 +21,8 @@ from topicserve.responses import error_body, status_for
 from topicserve.service import Stats
 
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "TopicServe")
+#: What the routes answer with a status of their own: a JSON object body
+JsonResponse: TypeAlias = Response[dict[str, Any]]
 
 
 def make_logger(service: str) -> Logger:
@@ -84,7 +86,7 @@ def stats_log(stats: Stats) -> dict[str, Any]:
     }
 
 
-def json_response(status: int, body: dict[str, Any]) -> Response:
+def json_response(status: int, body: dict[str, Any]) -> JsonResponse:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
 
 
@@ -93,22 +95,23 @@ def install_error_handlers(app: APIGatewayRestResolver, logger: Logger) -> None:
     else -> a logged 500 with a JSON body, never an exception escaping the handler (API Gateway would turn
     that into a bare 502, and the environment's state would be in doubt)."""
 
-    @app.exception_handler(InvalidInputError)
-    def _invalid(exc: InvalidInputError) -> Response:
+    # Powertools' exception_handler is unannotated (returns Any), so each registration needs the ignore
+    @app.exception_handler(InvalidInputError)  # type: ignore[untyped-decorator]
+    def _invalid(exc: InvalidInputError) -> JsonResponse:
         return json_response(status_for(exc), error_body(exc))
 
-    @app.exception_handler(BackendUnavailableError)
-    def _unavailable(exc: BackendUnavailableError) -> Response:
+    @app.exception_handler(BackendUnavailableError)  # type: ignore[untyped-decorator]  # (see above)
+    def _unavailable(exc: BackendUnavailableError) -> JsonResponse:
         logger.warning("backend unavailable", extra={"error": str(exc)})
         return json_response(503, error_body(exc))
 
-    @app.exception_handler(Exception)
-    def _server_fault(exc: Exception) -> Response:
+    @app.exception_handler(Exception)  # type: ignore[untyped-decorator]  # (see above)
+    def _server_fault(exc: Exception) -> JsonResponse:
         logger.exception("unhandled error")
         return json_response(500, {"error": {"type": "InternalError", "message": "internal error; logged"}})
 
     @app.not_found
-    def _not_found(exc: Exception) -> Response:
+    def _not_found(exc: Exception) -> JsonResponse:
         event = app.current_event
         return json_response(
             404,

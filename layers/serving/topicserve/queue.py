@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
+from topicserve.aws import AwsClient
 from topicserve.dynamo import RetryPolicy, chunks
 from topicserve.errors import BackendUnavailableError
 
 SQS_BATCH = 10
 
 
-def send_all(client: Any, queue_url: str, bodies: Sequence[str], *, retry: RetryPolicy | None = None) -> int:
+def send_all(
+    client: AwsClient, queue_url: str, bodies: Sequence[str], *, retry: RetryPolicy | None = None
+) -> int:
     """Send every body; returns the number of SendMessageBatch calls. Raises if an entry keeps failing,
     so an API caller gets an error instead of a batch that silently lacks requests."""
     retry = retry or RetryPolicy()

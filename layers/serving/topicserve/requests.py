@@ -22,7 +22,7 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from topicserve.catalogue import check_models
 from topicserve.errors import (
@@ -45,7 +45,17 @@ DEFAULT_PAGE_LIMIT = 100  # results of ~1-2 KB each: a page stays far below Lamb
 MAX_PAGE_LIMIT = 1_000
 
 
-def event_body(event: Any) -> str | bytes | None:
+class ProxyEvent(Protocol):
+    """What :func:`event_body` reads of an API Gateway proxy event (Powertools' ``APIGatewayProxyEvent``)."""
+
+    @property
+    def body(self) -> str | None: ...
+
+    @property
+    def is_base64_encoded(self) -> bool | None: ...
+
+
+def event_body(event: ProxyEvent) -> str | bytes | None:
     """The raw body of an API Gateway proxy event, as bytes when API Gateway base64-encoded it.
 
     API Gateway base64-encodes bodies it cannot pass as text (binary, invalid UTF-8). Powertools'

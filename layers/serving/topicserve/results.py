@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from topicserve.aws import AwsClient, aws_client
 from topicserve.dynamo import RetryPolicy, batch_put
 
 META = "#meta"
@@ -56,14 +57,11 @@ class ResultsStore:
         self,
         table: str,
         *,
-        client: Any = None,
+        client: AwsClient | None = None,
         ttl_seconds: int = 24 * 3600,
         retry: RetryPolicy | None = None,
     ) -> None:
-        if client is None:
-            import boto3
-
-            client = boto3.client("dynamodb")
+        client = client or aws_client("dynamodb", serving=False)
         self.table = table
         self.client = client
         self.ttl_seconds = ttl_seconds
@@ -152,7 +150,8 @@ class ResultsStore:
         total = 0
         while True:
             page = self.client.query(**kwargs)
-            total += page.get("Count", 0)
+            count: int = page.get("Count", 0)
+            total += count
             if "LastEvaluatedKey" not in page:
                 return total
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -18,7 +18,7 @@ duck-typed, and the result carries counters that the handlers turn into metrics 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -43,8 +43,11 @@ SPECIAL_TOKENS = 2
 
 
 class TokensLike(Protocol):
-    ids: list[int]
-    truncated: bool
+    @property
+    def ids(self) -> Sequence[int]: ...
+
+    @property
+    def truncated(self) -> bool: ...
 
 
 class EncoderLike(Protocol):
@@ -58,7 +61,9 @@ class EncoderLike(Protocol):
 class HeadLike(Protocol):
     name: str
     version: str
-    labels: Sequence[str]
+
+    @property
+    def labels(self) -> Sequence[str] | None: ...  # None: the head can score, but not name a class
 
     def predict_proba(self, embeddings: np.ndarray) -> np.ndarray: ...
 
@@ -199,6 +204,8 @@ class InferenceService:
             labels = self.heads[m].labels
             per_unique: list[Prediction] = []
             for h in unique_hashes:
+                if labels is None:
+                    raise TypeError(f"head {m!r} has no labels to answer with")
                 hit = h in cached_probs[m]
                 probs = cached_probs[m][h] if hit else computed[m][h]
                 best = top_k(probs, labels, self.top)
@@ -301,7 +308,7 @@ def predict_isolating(
     )
     if not iso.failed or iso.retry:
         raise fault
-    where = (lambda i: f"texts[{i}]") if len(values) > 1 else (lambda i: "text")
+    where: Callable[[int], str] = (lambda i: f"texts[{i}]") if len(values) > 1 else (lambda i: "text")
     raise UnprocessableTextError(
         "could not classify "
         + "; ".join(f"{where(i)} ({type(e).__name__}: {e})" for i, e in sorted(iso.failed.items()))

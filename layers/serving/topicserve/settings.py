@@ -100,7 +100,9 @@ class Settings:
     dedup: bool = True  # in-batch common-subexpression elimination; off only to measure what it saves
     adaptive_batching: bool = False  # the batcher tunes its own SQS mapping (topicserve.adaptive)
     latency_slo_ms: int = 5_000  # end-to-end SQS latency target of the adaptive batcher
-    # chaos switch of the batcher (topicserve.faults), for reliability tests only: off (0) in production
+    # chaos switches (topicserve.faults), for test stacks only: read only when the stack was deployed with
+    # TestSwitches=true (TEST_SWITCHES), so setting FAULT_* on a production function does nothing
+    test_switches: bool = False
     fault_rate: float = 0.0
     fault_kill_rate: float = 0.0
     fault_markers: str = ""  # per-text stage faults (topicserve.faults.StageFaults), test stacks only
@@ -109,6 +111,8 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         threads = _int(env, "ENCODER_THREADS", 0)
+        switches = _bool(env, "TEST_SWITCHES", False)
+        chaos = env if switches else {}
         return cls(
             models=_list(env, "MODEL_NAMES", MODEL_NAMES),
             model_stage=env.get("MODEL_STAGE", "production"),
@@ -135,9 +139,10 @@ class Settings:
             dedup=_bool(env, "DEDUP", True),
             adaptive_batching=_bool(env, "ADAPTIVE_BATCHING", False),
             latency_slo_ms=_int(env, "LATENCY_SLO_MS", 5_000),
-            fault_rate=_float(env, "FAULT_RATE", 0.0),
-            fault_kill_rate=_float(env, "FAULT_KILL_RATE", 0.0),
-            fault_markers=env.get("FAULT_MARKERS", ""),
+            test_switches=switches,
+            fault_rate=_float(chaos, "FAULT_RATE", 0.0),
+            fault_kill_rate=_float(chaos, "FAULT_KILL_RATE", 0.0),
+            fault_markers=chaos.get("FAULT_MARKERS", ""),
         )
 
     def cache_enabled(self, which: str) -> bool:

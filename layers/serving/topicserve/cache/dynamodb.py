@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from topicserve.aws import AwsClient, aws_client
 from topicserve.cache.store import CacheUnavailableError
 from topicserve.dynamo import RetryPolicy, batch_get, batch_put
 from topicserve.errors import BackendUnavailableError
@@ -22,7 +23,7 @@ class DynamoDBStore:
         self,
         table_name: str,
         *,
-        client: Any = None,
+        client: AwsClient | None = None,
         ttl_seconds: int | None = 7 * 24 * 3600,
         max_attempts: int = 6,
         base_delay: float = 0.05,
@@ -30,10 +31,7 @@ class DynamoDBStore:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if client is None:
-            import boto3  # imported lazily: the pure parts of the library must not need boto3
-
-            client = boto3.client("dynamodb")
+        client = client or aws_client("dynamodb", serving=False)
         self.table_name = table_name
         self.client = client
         self.ttl_seconds = ttl_seconds

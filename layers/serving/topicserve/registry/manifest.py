@@ -25,7 +25,8 @@ def encoder_model_name(variant: str) -> str:
 
 def load_manifest(path: str | Path) -> dict[str, Any]:
     with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+        manifest: dict[str, Any] = json.load(handle)
+    return manifest
 
 
 def register_manifest(

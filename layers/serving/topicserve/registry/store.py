@@ -15,6 +15,7 @@ production versions.
 
 from __future__ import annotations
 
+import builtins  # `list` in the body of Registry is its method: annotations there say builtins.list
 import dataclasses
 import datetime as dt
 import hashlib
@@ -23,6 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from topicserve.aws import AwsClient, aws_client
 from topicserve.errors import ArtifactError, ChecksumMismatchError, RegistryError
 from topicserve.registry.model import Lineage, ModelVersion, Stage
 
@@ -48,15 +50,12 @@ class Registry:
         *,
         bucket: str,
         table: str,
-        s3_client: Any = None,
-        dynamodb_client: Any = None,
+        s3_client: AwsClient | None = None,
+        dynamodb_client: AwsClient | None = None,
         prefix: str = "models",
     ) -> None:
-        if s3_client is None or dynamodb_client is None:
-            import boto3
-
-            s3_client = s3_client or boto3.client("s3")
-            dynamodb_client = dynamodb_client or boto3.client("dynamodb")
+        s3_client = s3_client or aws_client("s3", serving=False)
+        dynamodb_client = dynamodb_client or aws_client("dynamodb", serving=False)
         self.bucket = bucket
         self.table = table
         self.s3 = s3_client
@@ -215,14 +214,14 @@ class Registry:
             raise RegistryError(f"{name} has no version at stage {stage.value}")
         return max(candidates, key=lambda v: v.version)
 
-    def production_history(self, name: str) -> list[int]:
+    def production_history(self, name: str) -> builtins.list[int]:
         """Versions that have been in production, newest first (the current one included, first)."""
         return list(reversed(self._head(name).get("history", [])))
 
     def find_by_sha256(self, name: str, sha256: str) -> ModelVersion | None:
         return next((v for v in self.list(name) if v.sha256 == sha256), None)
 
-    def lineage(self, name: str, version: int) -> list[ModelVersion]:
+    def lineage(self, name: str, version: int) -> builtins.list[ModelVersion]:
         """The version and its ancestors, newest first."""
         chain = [self.show(name, version)]
         while (parent := chain[-1].lineage.parent_version) is not None:
@@ -289,7 +288,9 @@ class Registry:
             ExpressionAttributeValues={":s": {"S": stage.value}},
         )
 
-    def _switch_production(self, name: str, *, old: int | None, new: int, history: list[int]) -> None:
+    def _switch_production(
+        self, name: str, *, old: int | None, new: int, history: builtins.list[int]
+    ) -> None:
         if old is None:
             guard = "attribute_not_exists(production)"
             guard_values: dict[str, Any] = {}
