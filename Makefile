@@ -13,7 +13,7 @@ PY        := $(VENV)/bin/python
 PIP       := $(PY) -m pip --quiet
 STAMP     := $(VENV)/.installed
 MANIFEST  := build/models/manifest.json
-LOCALCLOUD := python3 infra/localstack/localcloud.py
+LOCALCLOUD := python3 -m infra.localstack.localcloud
 export DATA_HOME ?= $(abspath ../shared/data)
 export PYTHONUNBUFFERED := 1
 # The local cloud: the same SAM/boto3 commands as on AWS, pointed at LocalStack with dummy credentials.
@@ -55,9 +55,10 @@ test-slow: $(STAMP) models-if-missing localcloud  ## the long runs: 10,000 prope
 test-unit: $(STAMP)  ## fast unit tests only
 	$(PY) -m pytest tests/unit
 
-lint: $(STAMP) localcloud  ## ruff, cfn-lint, sam validate --lint, IAM least privilege (SAM transform + checkov)
+lint: $(STAMP) localcloud  ## ruff, mypy, cfn-lint, sam validate --lint, IAM least privilege (SAM transform + checkov)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy  # files and settings: [tool.mypy] in pyproject.toml (layers/, functions/, warmers/)
 	$(VENV)/bin/cfn-lint template.yaml
 	AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 .localcloud/sam-venv/bin/sam validate --lint --template template.yaml
 	.localcloud/sam-venv/bin/python infra/lint_iam.py --out build/lint/template.cfn.json

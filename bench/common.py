@@ -20,23 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from bench.lambda_report import Invocation
+from infra.localstack.localcloud import clients, supervisor
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 WORK = REPO / "build" / "bench"
-ENDPOINT = f"http://127.0.0.1:{os.environ.get('LOCALCLOUD_PORT', '4566')}"  # the local cloud's port
-REGION = "us-east-1"
-LOCAL_ENV = {
-    "AWS_ENDPOINT_URL": ENDPOINT,
-    "AWS_ACCESS_KEY_ID": "test",
-    "AWS_SECRET_ACCESS_KEY": "test",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_REGION": REGION,
-    "SAM_CLI_TELEMETRY": "0",
-}
-sys.path.insert(0, str(REPO / "infra" / "localstack"))
-sys.path.insert(0, str(REPO / "infra"))
-import localcloud  # noqa: E402  (stdlib-only: health, PID file)
-from bench.lambda_report import Invocation  # noqa: E402
 
 
 def say(message: str) -> None:
@@ -93,7 +82,7 @@ def save(name: str, data: dict[str, Any], command: str) -> Path:
     path = RESULTS / f"{name}.json"
     payload = {"name": name, "command": command, "machine": machine_info(), **data}
     path.write_text(json.dumps(payload, indent=1, default=_json_default) + "\n")
-    say(f"wrote {path.relative_to(REPO)}")
+    say(f"wrote {path}")
     return path
 
 
@@ -123,13 +112,9 @@ def local_cloud() -> Iterator[bool]:
     sessions may be using it.
     """
     started = False
-    if localcloud.health() is None:
-        say(f"starting the local cloud (localcloud.py up) with {BENCH_CLOUD_ENV}")
-        subprocess.run(
-            [sys.executable, str(REPO / "infra/localstack/localcloud.py"), "up"],
-            check=True,
-            env={**os.environ, **BENCH_CLOUD_ENV},
-        )
+    if supervisor.health() is None:
+        say(f"starting the local cloud (localcloud up) with {BENCH_CLOUD_ENV}")
+        _localcloud("up", check=True, env={**os.environ, **BENCH_CLOUD_ENV})
         started = True
     else:
         say("reusing the running local cloud")
@@ -137,40 +122,33 @@ def local_cloud() -> Iterator[bool]:
         yield started
     finally:
         if started:
-            say("stopping the local cloud we started (localcloud.py down)")
-            subprocess.run(
-                [sys.executable, str(REPO / "infra/localstack/localcloud.py"), "down"], check=False
-            )
+            say("stopping the local cloud we started (localcloud down)")
+            _localcloud("down", check=False)
+
+
+def _localcloud(command: str, **kwargs: Any) -> None:
+    subprocess.run([sys.executable, "-m", "infra.localstack.localcloud", command], cwd=REPO, **kwargs)
 
 
 def client(service: str, read_timeout: float = 120) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    cfg = Config(
+    """A boto3 client of the local cloud, with room for the benchmarks' concurrency."""
+    return clients.client(
+        service,
         retries={"max_attempts": 2, "mode": "standard"},
         read_timeout=read_timeout,
         connect_timeout=5,
         max_pool_connections=64,
-    )
-    return boto3.client(
-        service,
-        endpoint_url=ENDPOINT,
-        region_name=REGION,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=cfg,
     )
 
 
 def deploy_stack(name: str, params: dict[str, str]) -> dict[str, Any]:
     """infra/deploy.py (sam build + deploy + model registration) into the local cloud; returns stack.json."""
     output = WORK / f"stack-{name}.json"
-    command = [sys.executable, "infra/deploy.py", "--stack-name", name, "--output", str(output)]
+    command = [sys.executable, "-m", "infra.deploy", "--stack-name", name, "--output", str(output)]
     for key, value in params.items():
         command += ["--param", f"{key}={value}"]
     say(f"deploying stack {name} ({' '.join(f'{k}={v}' for k, v in params.items())})")
-    subprocess.run(command, cwd=REPO, env={**os.environ, **LOCAL_ENV}, check=True, stdout=sys.stderr)
+    subprocess.run(command, cwd=REPO, env={**os.environ, **clients.aws_env()}, check=True, stdout=sys.stderr)
     return json.loads(output.read_text())
 
 
@@ -182,13 +160,6 @@ def delete_stack(name: str) -> None:
             StackName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 90}
         )
         say(f"deleted stack {name}")
-
-
-def deploy_helpers() -> Any:
-    """infra/deploy.py as a module (renew_environments, sam)."""
-    import deploy
-
-    return deploy
 
 
 # -- Lambda invocations -----------------------------------------------------------------------------------
@@ -218,21 +189,6 @@ def apigw_event(model: str, body: dict[str, Any]) -> dict[str, Any]:
         "body": json.dumps(body),
         "isBase64Encoded": False,
     }
-
-
-def set_env(lambda_client: Any, function_name: str, changes: dict[str, str | None]) -> None:
-    """Change environment variables (None removes one); Lambda then starts fresh environments."""
-    config = lambda_client.get_function_configuration(FunctionName=function_name)
-    variables = dict(config.get("Environment", {}).get("Variables", {}))
-    for key, value in changes.items():
-        if value is None:
-            variables.pop(key, None)
-        else:
-            variables[key] = value
-    lambda_client.update_function_configuration(
-        FunctionName=function_name, Environment={"Variables": variables}
-    )
-    lambda_client.get_waiter("function_updated_v2").wait(FunctionName=function_name)
 
 
 def dir_size(path: Path) -> int:

@@ -19,9 +19,10 @@ import numpy as np
 
 from bench.common import REPO, WORK, pct, ratio, say, summary
 from bench.texts import salted
+from topicserve.catalogue import MODEL_NAMES
 
 MANIFEST = REPO / "build" / "models" / "manifest.json"
-MODELS = ("logreg", "rf", "hgb", "mlp")
+MODELS = MODEL_NAMES
 
 
 def load_encoder(variant: str = "int8") -> Any:
@@ -94,9 +95,7 @@ def ceiling(texts: list[str], batch_sizes: list[int], n_rounds: int) -> dict[str
 def peer_and_heads(texts: list[str], n_rounds: int, peer_texts: int) -> dict[str, Any]:
     """Interleaved: the naive peer loop, our service one request at a time, our service batched, and our
     service with one head versus all four heads (same texts, caches off: every text is encoded)."""
-    sys.path.insert(0, str(REPO / "bench" / "naive" / "function"))
-    from app import NaiveClassifier  # bench/naive/function/app.py: the same code as the naive Lambda
-
+    from bench.naive.function.app import NaiveClassifier  # the same code as the naive Lambda
     from bench.naive.package import PACKAGE, build
     from topicserve.service import InferenceService
 

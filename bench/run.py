@@ -21,8 +21,9 @@ import time
 from typing import Any
 
 from bench import report
-from bench.common import BENCH_CLOUD_ENV, LOCAL_ENV, delete_stack, deploy_stack, local_cloud, save, say
+from bench.common import BENCH_CLOUD_ENV, delete_stack, deploy_stack, local_cloud, save, say
 from bench.texts import salted, test_texts, zipf_stream
+from infra.localstack.localcloud.clients import aws_env
 
 STACK = "topicserve-bench"
 NAIVE_STACK = "topicserve-bench-naive"
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("keepalive_s", "warm_every_s", "slo_ms"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
-    os.environ.update(LOCAL_ENV)
+    os.environ.update(aws_env())
     started = time.monotonic()
     results: dict[str, Any] = {"profile": cfg, "quick": args.quick, "sections": {}}
 
@@ -134,7 +135,10 @@ def run_cloud(
     keep: bool,
     checkpoint: Any,
 ) -> None:
-    from bench import cloud
+    from bench.cloud import coldstarts, http_path, sqs_path
+    from bench.cloud.stack import MODEL, Stack
+    from bench.cloud.sweep import sweep
+    from bench.cloud.warmers import warmers
 
     sections = results["sections"]
     unique = texts[3000:]
@@ -158,19 +162,21 @@ def run_cloud(
             )
             # the batcher encodes with the encoder's best batch size measured in this run (the ceiling's)
             best = sections.get("inprocess", {}).get("ceiling", {}).get("best_batch")
-            st = cloud.Stack(info, encode_batch_size=best)
+            st = Stack(info, encode_batch_size=best)
             results["local_cloud"]["encode_batch_size"] = best
             say("== capacity of the SQS path (backlog drain, unique texts) and the HTTP path (2 callers)")
-            st.configure_batcher(cloud.SQS_VARIANTS["+prediction_cache"])
-            cloud.warm_batcher(st, [cloud.MODEL])
-            sqs_cap = st.sqs_capacity(
+            st.configure_batcher(sqs_path.SQS_VARIANTS["+prediction_cache"])
+            sqs_path.warm_batcher(st, [MODEL])
+            sqs_cap = sqs_path.sqs_capacity(
+                st,
                 salted(unique[: cfg["capacity_texts"]], f"cap{time.time_ns()}"),
                 cfg["drain_s"] * 4,
-                [cloud.MODEL],
+                [MODEL],
             )
             st.configure_predict("all")
-            st.prewarm(4)
-            http_cap = st.http_capacity(salted(unique, f"hc{time.time_ns()}"), cfg["http_capacity_s"])
+            http_path.prewarm(st, 4)
+            http_texts = salted(unique, f"hc{time.time_ns()}")
+            http_cap = http_path.http_capacity(st, http_texts, cfg["http_capacity_s"])
             capacity = {"sqs": sqs_cap["sustained_texts_per_s"], "http": http_cap}
             sections["capacity"] = {"sqs": sqs_cap, "http_rps": http_cap}
             say(f"   SQS sustained {capacity['sqs']:.1f} texts/s; HTTP {http_cap:.1f} req/s")
@@ -180,10 +186,10 @@ def run_cloud(
             stream = zipf_stream(zipf_pool, cfg["zipf_texts"])
             sat = {}
             for variant in cfg["saturation_variants"]:
-                st.configure_batcher(cloud.SQS_VARIANTS[variant])
-                cloud.warm_batcher(st, [cloud.MODEL])
-                sat[variant] = st.sqs_capacity(
-                    salted(stream, f"sat{time.time_ns()}"), cfg["drain_s"] * 4, [cloud.MODEL]
+                st.configure_batcher(sqs_path.SQS_VARIANTS[variant])
+                sqs_path.warm_batcher(st, [MODEL])
+                sat[variant] = sqs_path.sqs_capacity(
+                    st, salted(stream, f"sat{time.time_ns()}"), cfg["drain_s"] * 4, [MODEL]
                 )
                 say(
                     f"   {variant}: {sat[variant]['sustained_texts_per_s']:.1f} texts/s, "
@@ -199,11 +205,11 @@ def run_cloud(
                 for f in cfg["http_fractions" if key.startswith("http") else "fractions"]
                 for w in ws
             ]
-            cloud.SQS_VARIANTS["adaptive"]["slo_ms"] = cfg["slo_ms"]
+            sqs_path.SQS_VARIANTS["adaptive"]["slo_ms"] = cfg["slo_ms"]
             sections["sweep"] = {
                 "capacity": capacity,
                 "slo_ms": cfg["slo_ms"],
-                "points": cloud.sweep(
+                "points": sweep(
                     st,
                     {"unique": unique, "zipf": zipf_stream(zipf_pool, 3000)},
                     plan,
@@ -215,7 +221,7 @@ def run_cloud(
             checkpoint()
 
             say("== warmers on a bursty trace")
-            sections["warmers"] = cloud.warmers(
+            sections["warmers"] = warmers(
                 st,
                 cfg["warm_duration_s"],
                 cfg["keepalive_s"],
@@ -228,12 +234,12 @@ def run_cloud(
             from bench.naive.package import build as build_naive
 
             naive_size = build_naive()["unzipped_bytes"]
-            fp32 = cloud.fp32_function(st)
-            naive_fn = cloud.deploy_naive(NAIVE_STACK)
+            fp32 = coldstarts.fp32_function(st)
+            naive_fn = coldstarts.deploy_naive(NAIVE_STACK)
             variants = {"ours_int8": st.predict_fn, "fp32": fp32[0], "naive": naive_fn}
             st.configure_predict("")
-            cs = cloud.cold_starts(st.lam, variants, cfg["cold_rounds"], texts[:50])
-            cs["package_sizes"] = cloud.package_sizes(st, fp32[2], naive_size)
+            cs = coldstarts.cold_starts(st.lam, variants, cfg["cold_rounds"], texts[:50])
+            cs["package_sizes"] = coldstarts.package_sizes(st, fp32[2], naive_size)
             cs["naive_note"] = (
                 "the naive package is mounted as a folder (LocalStack hot-reload code) because its size is "
                 "over Lambda's 250 MB limit; on AWS it needs a container image"
@@ -243,7 +249,7 @@ def run_cloud(
         finally:
             if not keep:
                 if st is not None and fp32 is not None:
-                    cloud.delete_fp32_function(st, fp32[0], fp32[1])
+                    coldstarts.delete_fp32_function(st, fp32[0], fp32[1])
                 delete_stack(NAIVE_STACK)
                 delete_stack(STACK)
 

@@ -48,15 +48,11 @@ def test_texts(n: int = 200, repeats: int = 20) -> tuple[list[str], list[str], l
 
 def renew_environments(function_names: list[str]) -> None:
     """Retire the functions' warm environments (infra/deploy.py does the same after a promotion)."""
-    import importlib.util
-
     import boto3
 
-    spec = importlib.util.spec_from_file_location("topicserve_deploy", REPO / "infra" / "deploy.py")
-    assert spec and spec.loader
-    deploy = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(deploy)
-    deploy.renew_environments(boto3.client("lambda"), function_names)
+    from topicserve.lambda_config import renew_environments as renew
+
+    renew(boto3.client("lambda"), function_names)
 
 
 def timed_predict(client: Client, model: str, text: str) -> tuple[float, int, Any]:

@@ -1,12 +1,13 @@
 """Build and deploy the stack with the AWS SAM CLI, register the models, write ``build/stack.json``.
 
     python infra/deploy.py [--stack-name topicserve] [--param Key=Value ...] [--no-promote]
+    (or python -m infra.deploy ...)
 
 The same ``sam build`` / ``sam deploy`` commands serve AWS and LocalStack: with ``AWS_ENDPOINT_URL`` unset
 this deploys to the AWS account of your credentials; ``make deploy`` sets it to the local cloud
 (http://127.0.0.1:4566) with dummy credentials. Steps, each printed as it runs:
 
-1. assemble the encoder layer from ``build/models`` (``layers/encoder/build.py``);
+1. assemble the encoder layer from ``build/models`` (``infra/encoder_layer.py``);
 2. ``sam build --cached``: the serving layer's wheels for python3.13 / manylinux x86_64, the functions;
 3. ``sam deploy`` of template.yaml (CloudFormation), parameters from ``--param``;
 4. register what ``make models`` built in the stack's registry (idempotent: by sha256) and promote it
@@ -26,12 +27,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "infra" / "localstack"))
-import localcloud  # noqa: E402  (stdlib-only helper: where SAM and Python 3.13 are)
+from infra import encoder_layer
+from infra.localstack.localcloud.interpreters import python313
+from infra.localstack.localcloud.settings import SAM_VENV
+from topicserve.catalogue import MODEL_NAMES, SERVED_ENCODER
+from topicserve.lambda_config import renew_environments
 
+REPO = Path(__file__).resolve().parents[1]
 STACK_JSON = REPO / "build" / "stack.json"
 MANIFEST = REPO / "build" / "models" / "manifest.json"
+#: ``sam deploy`` without prompts: the flags every deploy of ours shares (app, benchmark and test stacks)
+SAM_DEPLOY_FLAGS = (
+    "--resolve-s3",
+    "--no-confirm-changeset",
+    "--no-fail-on-empty-changeset",
+    "--capabilities",
+    "CAPABILITY_IAM",
+    "CAPABILITY_AUTO_EXPAND",
+)
 
 
 def say(message: str) -> None:
@@ -41,16 +54,14 @@ def say(message: str) -> None:
 def sam_env() -> dict[str, str]:
     """SAM needs a real ``python3.13`` first on PATH to build python3.13 layers (a pyenv shim won't do)."""
     env = dict(os.environ)
-    env["PATH"] = os.pathsep.join(
-        [str(localcloud.python313().parent), str(localcloud.SAM_VENV / "bin"), env["PATH"]]
-    )
+    env["PATH"] = os.pathsep.join([str(python313().parent), str(SAM_VENV / "bin"), env["PATH"]])
     env.setdefault("SAM_CLI_TELEMETRY", "0")
     env.setdefault("AWS_DEFAULT_REGION", env.get("AWS_REGION", "us-east-1"))
     return env
 
 
 def sam(*args: str) -> None:
-    command = [str(localcloud.SAM_VENV / "bin" / "sam"), *args]
+    command = [str(SAM_VENV / "bin" / "sam"), *args]
     say(" ".join(command[0:1] + list(args[:2])) + " ...")
     started = time.monotonic()
     subprocess.run(command, cwd=REPO, env=sam_env(), check=True)
@@ -58,19 +69,8 @@ def sam(*args: str) -> None:
 
 
 def sam_deploy(stack_name: str, *extra: str) -> None:
-    """``sam deploy`` without prompts: the flags every deploy of ours (app, benchmark stacks) shares."""
-    sam(
-        "deploy",
-        "--stack-name",
-        stack_name,
-        "--resolve-s3",
-        "--no-confirm-changeset",
-        "--no-fail-on-empty-changeset",
-        "--capabilities",
-        "CAPABILITY_IAM",
-        "CAPABILITY_AUTO_EXPAND",
-        *extra,
-    )
+    """``sam deploy`` of ``stack_name`` without prompts (app and benchmark stacks)."""
+    sam("deploy", "--stack-name", stack_name, *SAM_DEPLOY_FLAGS, *extra)
 
 
 def stack_outputs(cloudformation: Any, stack: str) -> dict[str, str]:
@@ -87,21 +87,6 @@ def api_base_url(outputs: dict[str, str]) -> str:
     if endpoint:  # LocalStack serves every REST API under one path-based URL
         return f"{endpoint.rstrip('/')}/_aws/execute-api/{outputs['ApiId']}/{outputs['ApiStage']}"
     return outputs["ApiUrl"]
-
-
-def renew_environments(lambda_client: Any, function_names: list[str]) -> None:
-    """Make Lambda start fresh execution environments (and so re-resolve the registry at init).
-
-    Any configuration change publishes a new $LATEST; environments of the old one are retired. We bump a
-    harmless environment variable rather than redeploying code.
-    """
-    for name in function_names:
-        config = lambda_client.get_function_configuration(FunctionName=name)
-        variables = dict(config.get("Environment", {}).get("Variables", {}))
-        variables["ENVIRONMENT_GENERATION"] = str(time.time_ns())
-        lambda_client.update_function_configuration(FunctionName=name, Environment={"Variables": variables})
-    for name in function_names:
-        lambda_client.get_waiter("function_updated_v2").wait(FunctionName=name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,14 +108,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     target = local_endpoint() or "AWS"
     say(f"deploying stack {args.stack_name!r} to {target}")
-    subprocess.run([sys.executable, "layers/encoder/build.py", "--variant", "int8"], cwd=REPO, check=True)
+    layer = encoder_layer.build(
+        MANIFEST, SERVED_ENCODER, REPO / "build" / "layers" / f"encoder-{SERVED_ENCODER}"
+    )
+    say(f"encoder layer: {layer.relative_to(REPO)}")
     if not args.skip_build:
         sam("build", "--cached", "--parallel")
     sam_deploy(args.stack_name, *(["--parameter-overrides", *args.param] if args.param else []))
 
     outputs = stack_outputs(boto3.client("cloudformation"), args.stack_name)
     registry = Registry(bucket=outputs["ArtifactsBucketName"], table=outputs["RegistryTableName"])
-    before = {name: _production(registry, name) for name in ("logreg", "rf", "hgb", "mlp")}
+    before = {name: _production(registry, name) for name in MODEL_NAMES}
     say("registering models from build/models/manifest.json")
     register_manifest(registry, load_manifest(MANIFEST), root=REPO, promote_new=not args.no_promote, log=say)
     after = {name: _production(registry, name) for name in before}
@@ -158,9 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             "results": outputs["ResultsTableName"],
         },
         "functions": {
-            "predict": dict(
-                zip(("logreg", "rf", "hgb", "mlp"), outputs["PredictFunctionNames"].split(","), strict=True)
-            ),
+            "predict": dict(zip(MODEL_NAMES, outputs["PredictFunctionNames"].split(","), strict=True)),
             "batcher": outputs["BatcherFunctionName"],
             "api": outputs["ApiFunctionName"],
             "warmer": outputs["WarmerFunctionName"],

@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from topicserve.aws import aws_client
 from topicserve.bootstrap import make_registry
+from topicserve.catalogue import HEADS, SERVED_ENCODER
 from topicserve.errors import RegistryError, UnknownModelError
 from topicserve.observability import JsonResponse, install_error_handlers, json_response, make_logger
 from topicserve.queue import send_all
@@ -31,6 +32,7 @@ from topicserve.results import ResultsStore
 from topicserve.settings import Settings
 
 logger = make_logger("api")
+TITLES = {h.name: h.title for h in HEADS}
 settings = Settings.from_env()
 dynamodb = aws_client("dynamodb")
 sqs = aws_client("sqs")
@@ -48,13 +50,14 @@ def health() -> dict[str, Any]:
 @app.get("/v1/models")
 def models() -> dict[str, Any]:
     view: dict[str, Any] = {}
-    for name in [*settings.models, encoder_model_name("int8")]:
+    for name in [*settings.models, encoder_model_name(SERVED_ENCODER)]:
         versions = registry.list(name)
         try:
             production: Any = registry.resolve(name).to_dict()
         except RegistryError:
             production = None
         view[name] = {
+            "title": TITLES.get(name, "sentence encoder"),
             "production": production,
             "versions": [
                 {"version": v.version, "stage": v.stage.value, "created_at": v.created_at} for v in versions

@@ -1,9 +1,10 @@
 """Fixtures for end-to-end tests against the local cloud (LocalStack + local-process Lambda executor).
 
 * ``localcloud`` (session): starts the local cloud once per test session through
-  ``infra/localstack/localcloud.py up``, or reuses one that is already healthy (and then leaves it running).
-  What it started it always stops (fixture teardown, plus an ``atexit`` guard for KeyboardInterrupt and
-  crashes), and it then checks that no LocalStack, Java or function process it saw is left behind.
+  ``python3 -m infra.localstack.localcloud up``, or reuses one that is already healthy (and then leaves it
+  running). What it started it always stops (fixture teardown, plus an ``atexit`` guard for
+  KeyboardInterrupt and crashes), and it then checks that no LocalStack, Java or function process it saw
+  is left behind. ``LOCALCLOUD_PORT`` picks the local cloud (one on another port has its own state).
 * ``localcloud.client(service)``: boto3 clients bound to the local endpoint with dummy credentials.
 * ``sam_stack`` (session): a factory that deploys a SAM template with the real SAM CLI
   (``sam build`` + ``sam deploy``, the same commands that deploy to AWS) and deletes the stack afterwards.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import importlib.util
 import os
 import subprocess
 import sys
@@ -24,27 +24,21 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from infra.deploy import SAM_DEPLOY_FLAGS, stack_outputs
+from infra.localstack.executor.localcloud_executor import proctree
+from infra.localstack.localcloud import clients, interpreters, settings, supervisor
+
 REPO = Path(__file__).resolve().parents[2]
-LOCALCLOUD_PY = REPO / "infra" / "localstack" / "localcloud.py"
-REGION = "us-east-1"
-DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+REGION = clients.REGION
 
 
-def _load_localcloud() -> ModuleType:
-    """The localcloud tool as a module: its process-tree and health helpers are reused here."""
-    spec = importlib.util.spec_from_file_location("localcloud", LOCALCLOUD_PY)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-lc = _load_localcloud()
+def _command_line(pid: int) -> str | None:
+    args = proctree.argv(pid)
+    return None if args is None else " ".join(args)
 
 
 @dataclass
@@ -54,38 +48,23 @@ class ProcessRecord:
     seen: dict[tuple[int, str], str] = field(default_factory=dict)
 
     def snapshot(self, root: int) -> None:
-        for pid in [root, *lc.descendants(root)]:
-            start = lc._proc_start_time(pid)
-            if start is None:
-                continue
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            self.seen[(pid, start)] = cmd.strip()
+        for pid in [root, *proctree.descendants(root)]:
+            start = proctree.start_time(pid)
+            cmd = _command_line(pid)
+            if start is not None and cmd is not None:
+                self.seen[(pid, start)] = cmd
 
     def alive(self) -> list[str]:
         return [
             f"{pid}: {cmd[:160]}"
             for (pid, start), cmd in self.seen.items()
-            if lc._proc_start_time(pid) == start
+            if proctree.start_time(pid) == start
         ]
 
 
 def stray_processes() -> list[str]:
-    """Processes anywhere on the machine that run our executor's scripts or the local cloud's Java/venv."""
-    markers = (str(lc.HOME), str(REPO / "infra" / "localstack" / "executor"))
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if any(m in cmd for m in markers) and lc._proc_start_time(int(entry)) is not None:
-            out.append(f"{entry}: {cmd[:160]}")
-    return out
+    """Processes of this local cloud anywhere on the machine: LocalStack, its Java, function environments."""
+    return [f"{pid}: {(_command_line(pid) or '')[:160]}" for pid, _ in supervisor.processes()]
 
 
 @dataclass
@@ -98,43 +77,18 @@ class LocalCloud:
     pid: int | None
     processes: ProcessRecord = field(default_factory=ProcessRecord)
 
-    def client(self, service: str, **kwargs: Any) -> Any:
-        import boto3
-        from botocore.config import Config
-
-        cfg = Config(retries={"max_attempts": 2, "mode": "standard"}, read_timeout=90, connect_timeout=5)
-        return boto3.client(
-            service,
-            endpoint_url=self.endpoint,
-            region_name=self.region,
-            aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-            config=kwargs.pop("config", cfg),
-            **kwargs,
+    def client(self, service: str) -> Any:
+        return clients.client(
+            service, retries={"max_attempts": 2, "mode": "standard"}, read_timeout=90, connect_timeout=5
         )
 
     def resource(self, service: str) -> Any:
         """A boto3 resource (e.g. a DynamoDB Table) bound to the local endpoint with dummy credentials."""
-        import boto3
-
-        return boto3.resource(
-            service,
-            endpoint_url=self.endpoint,
-            region_name=self.region,
-            aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        )
+        return clients.resource(service)
 
     def env(self) -> dict[str, str]:
         """Environment for CLIs (SAM, AWS CLI) talking to the local cloud."""
-        return {
-            **os.environ,
-            **DUMMY_CREDENTIALS,
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_REGION": self.region,
-            "SAM_CLI_TELEMETRY": "0",
-        }
+        return {**os.environ, **clients.aws_env()}
 
     def snapshot(self) -> None:
         if self.pid is not None:
@@ -143,21 +97,24 @@ class LocalCloud:
 
 def _run_localcloud(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(LOCALCLOUD_PY), *args], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "infra.localstack.localcloud", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
 @pytest.fixture(scope="session")
 def localcloud() -> Iterator[LocalCloud]:
-    endpoint = f"http://{lc.HOST}:{lc.PORT}"
     started_here = False
-    if lc.health() is None:
+    if supervisor.health() is None:
         proc = _run_localcloud("up")
         if proc.returncode != 0:
             pytest.fail(f"localcloud up failed:\n{proc.stderr[-4000:]}", pytrace=False)
         started_here = True
-    running = lc.read_pid()
-    cloud = LocalCloud(endpoint, REGION, started_here, running[0] if running else None)
+    running = supervisor.read_pid()
+    cloud = LocalCloud(clients.ENDPOINT, REGION, started_here, running[0] if running else None)
     stopped = False
 
     def stop() -> None:
@@ -179,7 +136,7 @@ def localcloud() -> Iterator[LocalCloud]:
             time.sleep(0.2)
         left = cloud.processes.alive() + stray_processes()
         assert not left, "processes left behind after localcloud down:\n" + "\n".join(left)
-        assert not lc.PID_FILE.exists(), "PID file left behind"
+        assert not settings.PID_FILE.exists(), "PID file left behind"
 
 
 @pytest.fixture(scope="session")
@@ -201,7 +158,7 @@ def _sam_env(cloud: LocalCloud) -> dict[str, str]:
     env = cloud.env()
     bins = []
     for version in ("3.13", "3.12", "3.11"):
-        py = lc.find_python(version)
+        py = interpreters.find_python(version)
         if py is not None:
             bins.append(str(py.parent))
     env["PATH"] = os.pathsep.join([*bins, env.get("PATH", "")])
@@ -217,15 +174,14 @@ class Stack:
 
 def deploy_sam_stack(cloud: LocalCloud, template: Path, stack_name: str, build_dir: Path) -> Stack:
     """`sam build` + `sam deploy` into the local cloud, exactly as one deploys to AWS (plus the endpoint)."""
-    sam = lc.SAM_VENV / "bin" / "sam"
+    sam = settings.SAM_VENV / "bin" / "sam"
     if not sam.exists():
         pytest.fail(f"SAM CLI missing ({sam}): run `make localcloud`", pytrace=False)
     env = _sam_env(cloud)
     build = [str(sam), "build", "--template-file", str(template), "--build-dir", str(build_dir)]
     deploy = [
         str(sam), "deploy", "--template-file", str(build_dir / "template.yaml"), "--stack-name", stack_name,
-        "--resolve-s3", "--no-confirm-changeset", "--no-fail-on-empty-changeset",
-        "--capabilities", "CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND", "--region", cloud.region,
+        *SAM_DEPLOY_FLAGS, "--region", cloud.region,
     ]  # fmt: skip
     for cmd in (build, deploy):
         proc = subprocess.run(cmd, env=env, cwd=template.parent, capture_output=True, text=True, check=False)
@@ -233,10 +189,7 @@ def deploy_sam_stack(cloud: LocalCloud, template: Path, stack_name: str, build_d
             pytest.fail(
                 f"{' '.join(cmd[:2])} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}", pytrace=False
             )
-    cfn = cloud.client("cloudformation")
-    desc = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])}
-    return Stack(stack_name, outputs, time.time())
+    return Stack(stack_name, stack_outputs(cloud.client("cloudformation"), stack_name), time.time())
 
 
 def delete_stack(cloud: LocalCloud, stack_name: str) -> None:

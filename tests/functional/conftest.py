@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import copy
-import importlib.util
+import importlib
 import json
 import os
 import sys
@@ -23,7 +23,7 @@ import pytest
 from moto import mock_aws
 
 from tests.helpers import CACHE_KEYS, REGISTRY_KEYS, RESULTS_KEYS, create_table
-from topicserve.catalogue import MODEL_NAMES
+from topicserve.catalogue import MODEL_NAMES, SERVED_ENCODER
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "tests" / "events"
@@ -31,15 +31,11 @@ MANIFEST = REPO / "build" / "models" / "manifest.json"
 MODELS = MODEL_NAMES
 
 
-def load_module(path: Path) -> ModuleType:
-    """Import a handler file under a unique name (every function's module is called app.py)."""
-    name = f"handler_{path.parent.name}_{uuid.uuid4().hex[:8]}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+def load_module(name: str) -> ModuleType:
+    """Import a handler module afresh, as a cold start does: its init runs again under the current
+    environment (each predict function is the same module with another MODEL_NAMES)."""
+    sys.modules.pop(name, None)
+    return importlib.import_module(name)
 
 
 def api_event(
@@ -98,12 +94,9 @@ def manifest() -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def encoder_layer(manifest: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    sys.path.insert(0, str(REPO / "layers" / "encoder"))
-    try:
-        import build as layer_build  # layers/encoder/build.py
-    finally:
-        sys.path.pop(0)
-    return layer_build.build(MANIFEST, "int8", tmp_path_factory.mktemp("encoder-layer"))
+    from infra.encoder_layer import build
+
+    return build(MANIFEST, SERVED_ENCODER, tmp_path_factory.mktemp("encoder-layer"))
 
 
 @pytest.fixture(scope="module")
@@ -167,10 +160,10 @@ def handlers(stack: dict[str, Any]) -> dict[str, ModuleType]:
     loaded: dict[str, ModuleType] = {}
     for model in MODELS:
         os.environ["MODEL_NAMES"] = model
-        loaded[model] = load_module(REPO / "functions" / "predict" / "app.py")
+        loaded[model] = load_module("functions.predict.app")
     os.environ["MODEL_NAMES"] = ",".join(MODELS)
-    loaded["batcher"] = load_module(REPO / "functions" / "batcher" / "app.py")
-    loaded["api"] = load_module(REPO / "functions" / "api" / "app.py")
+    loaded["batcher"] = load_module("functions.batcher.app")
+    loaded["api"] = load_module("functions.api.app")
     return loaded
 
 

@@ -1,0 +1,1 @@
+"""Security checks that run offline: IAM least privilege, cfn-lint, secrets scan; pip-audit (network)."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import time
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +45,9 @@ class NaiveClassifier:
         return {m: self.labels[int(self.heads[m].predict_proba(embedding)[0].argmax())] for m in models}
 
 
-_started = time.perf_counter()
 _model: NaiveClassifier | None = None
 if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):  # module scope in Lambda: load once per environment
     _model = NaiveClassifier(HERE / "heads", [os.environ.get("MODEL_NAME", "logreg")])
-INIT_SECONDS = time.perf_counter() - _started
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

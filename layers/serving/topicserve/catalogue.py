@@ -32,8 +32,7 @@ HEADS: tuple[HeadSpec, ...] = (
     HeadSpec("mlp", "small PyTorch MLP (384-256-20)", "PredictMlpFunction"),
 )
 MODEL_NAMES: tuple[str, ...] = tuple(h.name for h in HEADS)
-#: Encoder variants ``make models`` builds; the serving layer ships int8.
-ENCODER_VARIANTS: tuple[str, ...] = ("int8", "fp32")
+#: The encoder variant the serving layer ships (``make models`` also builds fp32, the fidelity reference).
 SERVED_ENCODER = "int8"
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -19,21 +17,12 @@ REPO = Path(__file__).resolve().parents[3]
 STACK_NAME = "topicserve-e2e"
 
 
-def deploy_module() -> ModuleType:
-    """infra/deploy.py as a module (its renew_environments is what tests use to recycle environments)."""
-    spec = importlib.util.spec_from_file_location("topicserve_deploy", REPO / "infra" / "deploy.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def deploy_app(
     localcloud: LocalCloud, stack_name: str, params: dict[str, str], output: Path
 ) -> Iterator[dict[str, Any]]:
     """Deploy template.yaml as ``stack_name`` with infra/deploy.py, yield build/stack.json's content, and
     delete the stack afterwards, even when the deploy or the tests fail."""
-    command = [sys.executable, "infra/deploy.py", "--stack-name", stack_name, "--output", str(output)]
+    command = [sys.executable, "-m", "infra.deploy", "--stack-name", stack_name, "--output", str(output)]
     for key, value in params.items():
         command += ["--param", f"{key}={value}"]
     try:

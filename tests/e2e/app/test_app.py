@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.app.conftest import deploy_module
 from tests.e2e.conftest import LocalCloud
 from tests.e2e.localcloud.conftest import Invocation
 from topicserve.catalogue import MODEL_NAMES
 from topicserve.client import Client
+from topicserve.lambda_config import renew_environments
 from topicserve.requests import QueuedRequest, new_batch_id
 
 pytestmark = pytest.mark.e2e
@@ -181,7 +181,6 @@ def test_sqs_submission_dedups_and_second_pass_hits_the_cache(
 def test_new_head_version_is_served_and_reuses_embeddings(
     client: Client, app_stack: dict[str, Any], localcloud: LocalCloud
 ) -> None:
-    deploy = deploy_module()
     from topicserve.registry.store import Registry
 
     text = "A fresh sentence about encryption keys and the clipper chip."
@@ -205,7 +204,7 @@ def test_new_head_version_is_served_and_reuses_embeddings(
         metrics=current.metrics,
     )
     registry.promote("logreg", new.version)
-    deploy.renew_environments(localcloud.client("lambda"), [app_stack["functions"]["predict"]["logreg"]])
+    renew_environments(localcloud.client("lambda"), [app_stack["functions"]["predict"]["logreg"]])
     try:
         status, after = client.predict("logreg", [text])
         assert status == 200, after
@@ -214,16 +213,15 @@ def test_new_head_version_is_served_and_reuses_embeddings(
         assert after["encoder_version"] == before["encoder_version"]
     finally:
         registry.rollback("logreg")
-        deploy.renew_environments(localcloud.client("lambda"), [app_stack["functions"]["predict"]["logreg"]])
+        renew_environments(localcloud.client("lambda"), [app_stack["functions"]["predict"]["logreg"]])
 
 
 def test_warmer_leaves_the_next_request_warm(
     app_stack: dict[str, Any], lam: Any, localcloud: LocalCloud
 ) -> None:
-    deploy = deploy_module()
 
     name = app_stack["functions"]["predict"]["mlp"]
-    deploy.renew_environments(lam, [name])  # start from no environment at all
+    renew_environments(lam, [name])  # start from no environment at all
     warm = invoke(lam, app_stack["functions"]["warmer"], {})
     assert warm.function_error is None, warm.payload
     assert warm.payload[name]["warmed"] == 1 and warm.payload[name]["cold_starts"] == 1

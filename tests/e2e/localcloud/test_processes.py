@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import LocalCloud, Stack, lc
+from infra.localstack.executor.localcloud_executor import layout, proctree
+from infra.localstack.localcloud import settings, supervisor
+from tests.e2e.conftest import LocalCloud, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -61,7 +63,7 @@ def tree(localcloud: LocalCloud, probe_stack: Stack, invoke: Any) -> list[int]:
     # make sure there is at least one environment and DynamoDB Local (Java) up
     invoke(probe_stack.outputs["EchoFunctionName"], {"action": "env"})
     localcloud.client("dynamodb").list_tables()
-    return [localcloud.pid, *lc.descendants(localcloud.pid)]
+    return [localcloud.pid, *proctree.descendants(localcloud.pid)]
 
 
 def test_every_server_binds_loopback(tree: list[int]) -> None:
@@ -77,8 +79,8 @@ def test_every_server_binds_loopback(tree: list[int]) -> None:
 
 
 def test_function_processes_are_isolated_children_of_localstack(tree: list[int]) -> None:
-    # this checkout's executor only: another checkout's local cloud may run on another port
-    bootstrap = str(lc.EXECUTOR_SRC / "localcloud_executor" / "bootstrap.py")
+    # this local cloud's environments only: another one (another checkout, another port) may be running
+    bootstrap = str(layout.BOOTSTRAP_SCRIPT)
     runtimes = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -86,10 +88,11 @@ def test_function_processes_are_isolated_children_of_localstack(tree: list[int])
                 argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if any(a.decode(errors="replace") == bootstrap for a in argv):
+            mine = any(a.decode(errors="replace") == bootstrap for a in argv)
+            if mine and supervisor.belongs_here(int(entry)):
                 runtimes.append((int(entry), [a.decode() for a in argv if a]))
     assert runtimes, "no function process found"
     for pid, argv in runtimes:
         assert pid in tree, f"function process {pid} is not below LocalStack (orphan?)"
         assert "-I" in argv and "-S" in argv, argv
-        assert not argv[0].startswith(str(lc.VENV)), "function runs under LocalStack's interpreter"
+        assert not argv[0].startswith(str(settings.VENV)), "function runs under LocalStack's interpreter"

@@ -1,0 +1,1 @@
+"""Reliability of the deployed application: bad input, faults, no-loss accounting, degradation, soak."""

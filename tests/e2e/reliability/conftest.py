@@ -23,9 +23,12 @@ from typing import Any
 
 import pytest
 
+from infra.localstack.executor.localcloud_executor.layout import BOOTSTRAP_SCRIPT, INIT_PROGRAM
+from infra.localstack.executor.localcloud_executor.proctree import argv, descendants
 from tests.e2e.app.conftest import deploy_app
-from tests.e2e.conftest import LocalCloud, lc
+from tests.e2e.conftest import LocalCloud
 from topicserve.client import Client
+from topicserve.lambda_config import GENERATION, environment, update_environment
 
 STACK_NAME = "topicserve-rel"
 RELIABILITY_PARAMS = {
@@ -35,6 +38,7 @@ RELIABILITY_PARAMS = {
     "BatcherTimeout": "30",
     "QueueVisibilityTimeout": "30",
     "MaxReceiveCount": "3",
+    "TestSwitches": "true",  # the chaos variables (FAULT_*) take effect on this stack only
 }
 
 
@@ -53,26 +57,14 @@ def rel_client(rel_stack: dict[str, Any]) -> Client:
     return Client(rel_stack, timeout=120)
 
 
-def function_variables(lam: Any, name: str) -> dict[str, str]:
-    config = lam.get_function_configuration(FunctionName=name)
-    return dict(config.get("Environment", {}).get("Variables", {}))
-
-
 def set_variables(lam: Any, name: str, changes: dict[str, str | None]) -> None:
     """Set (or with None remove) environment variables of a function and wait for the update.
 
-    Any configuration change retires the function's execution environments, so the next invocation is a
-    cold start under the new settings, which is what every fault scenario here wants.
+    The generation variable makes it a change even when the values are the same: any configuration change
+    retires the function's execution environments, so the next invocation is a cold start under the new
+    settings, which is what every fault scenario here wants.
     """
-    variables = function_variables(lam, name)
-    for key, value in changes.items():
-        if value is None:
-            variables.pop(key, None)
-        else:
-            variables[key] = value
-    variables["ENVIRONMENT_GENERATION"] = str(time.time_ns())
-    lam.update_function_configuration(FunctionName=name, Environment={"Variables": variables})
-    lam.get_waiter("function_updated_v2").wait(FunctionName=name)
+    update_environment(lam, name, {**changes, GENERATION: str(time.time_ns())})
 
 
 @pytest.fixture
@@ -82,14 +74,14 @@ def function_env(lam: Any) -> Iterator[Callable[[str, dict[str, str | None]], No
     saved: dict[str, dict[str, str]] = {}
 
     def change(name: str, changes: dict[str, str | None]) -> None:
-        saved.setdefault(name, function_variables(lam, name))
+        saved.setdefault(name, environment(lam, name))
         set_variables(lam, name, changes)
 
     try:
         yield change
     finally:
         for name, variables in saved.items():
-            current = function_variables(lam, name)
+            current = environment(lam, name)
             set_variables(lam, name, {k: variables.get(k) for k in set(current) | set(variables)})
 
 
@@ -156,32 +148,22 @@ class Environment:
 def environments(localcloud: LocalCloud, function_name: str) -> list[Environment]:
     """The live execution environments of a function, found below LocalStack through /proc.
 
-    Each environment's init reads an ``init.json`` (its argument) whose variables name the function; the
-    runtime is init's child running the executor's bootstrap.py.
+    Each environment's init (the executor's init program) reads an ``init.json`` (its argument) whose
+    variables name the function; the runtime is init's child running the executor's bootstrap.py.
     """
     if localcloud.pid is None:
         return []
     found = []
-    for pid in lc.descendants(localcloud.pid):
-        try:
-            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if not any(a.endswith(b"init.py") for a in args) or not args[-2].endswith(b"init.json"):
+    for pid in descendants(localcloud.pid):
+        args = argv(pid) or []
+        if str(INIT_PROGRAM) not in args or not args[-1].endswith("init.json"):
             continue
         try:
-            config = json.loads(Path(args[-2].decode()).read_text())
+            config = json.loads(Path(args[-1]).read_text())
         except (OSError, ValueError):
             continue
         if config.get("env", {}).get("AWS_LAMBDA_FUNCTION_NAME") != function_name:
             continue
-        runtime = next(
-            (
-                child
-                for child in lc.descendants(pid)
-                if b"bootstrap.py" in Path(f"/proc/{child}/cmdline").read_bytes()
-            ),
-            None,
-        )
+        runtime = next((c for c in descendants(pid) if str(BOOTSTRAP_SCRIPT) in (argv(c) or [])), None)
         found.append(Environment(pid, runtime))
     return found

@@ -108,10 +108,9 @@ def test_s3_outage_at_cold_start_fails_clearly_and_recovers(
 def test_a_tampered_artifact_is_refused_and_the_previous_version_serves(
     rel_stack: dict[str, Any], rel_client: Client, localcloud: LocalCloud, lam: Any
 ) -> None:
-    from tests.e2e.app.conftest import deploy_module
+    from topicserve.lambda_config import renew_environments
     from topicserve.registry.store import Registry
 
-    deploy = deploy_module()
     function = rel_stack["functions"]["predict"]["logreg"]
     s3 = localcloud.client("s3")
     registry = Registry(
@@ -135,7 +134,7 @@ def test_a_tampered_artifact_is_refused_and_the_previous_version_serves(
     since_ms = int(time.time() * 1000) - 1000
     registry.promote("logreg", new.version)
     try:
-        deploy.renew_environments(lam, [function])
+        renew_environments(lam, [function])
         status, body = rel_client.predict("logreg", [fresh_text("Encryption and the clipper chip")])
         assert status == 200, body
         assert body["model_version"] == str(current.version) != str(new.version)
@@ -144,4 +143,4 @@ def test_a_tampered_artifact_is_refused_and_the_previous_version_serves(
         assert refused and f"v{new.version}" in refused[0] and "sha256" in refused[0], refused
     finally:
         registry.rollback("logreg")
-        deploy.renew_environments(lam, [function])
+        renew_environments(lam, [function])

@@ -3,21 +3,21 @@
 LocalStack keeps the whole Lambda orchestration (environment pool, concurrency, keep-alive, event source
 mappings, retries, API Gateway, EventBridge); an executor only has to start, invoke and stop ONE execution
 environment. Its Docker executor starts a container whose Go init speaks LocalStack's executor protocol.
-We start ``init.py`` instead, a local process that speaks the same protocol
+We start ``init/`` instead, a local process that speaks the same protocol
 (``POST /invoke`` in; ``/status/<id>/ready``, ``/invocations/<req>/logs|response|error`` back to
 LocalStack's router, see ``localstack.services.lambda_.invocation.executor_endpoint``), and that runs the
 handler through the real ``awslambdaric`` under the interpreter the function's Runtime names.
 
 Process tree per environment (everything on 127.0.0.1):
 
-    LocalStack ── init.py (session of its own)  ── runtime: python3.X -I -S bootstrap.py (own group)
+    LocalStack ── init/ (session of its own)  ── runtime: python3.X -I -S bootstrap.py (own group)
 
 Where things come from:
 * code: LocalStack unzips each version's code once (``S3Code.prepare_for_execution``); that dir is the
   task root (``/var/task`` on AWS, read-only there, so sharing it between environments is faithful);
 * layers: unzipped the same way, each layer's ``python/`` (and ``python/lib/pythonX.Y/site-packages``) on
   the import path where ``/opt/python`` would be, later layers first (they overwrite earlier ones on AWS);
-* interpreters and runtime dirs: ``$LOCALCLOUD_RUNTIMES_FILE`` (written by ``localcloud.py install``).
+* interpreters and runtime dirs: ``$LOCALCLOUD_RUNTIMES_FILE`` (written by ``localcloud install``).
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ import threading
 from concurrent.futures import Future
 from pathlib import Path
 
+from localcloud_executor.layout import BOOTSTRAP_SCRIPT, INIT_PROGRAM
+from localcloud_executor.proctree import descendants
 from localstack import config
 from localstack.services.lambda_.invocation.executor_endpoint import (
     ExecutorEndpoint,
@@ -46,9 +48,6 @@ from localstack.services.lambda_.invocation.runtime_executor import LambdaRuntim
 
 LOG = logging.getLogger(__name__)
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-INIT_SCRIPT = PACKAGE_DIR / "init.py"
-BOOTSTRAP_SCRIPT = PACKAGE_DIR / "bootstrap.py"
 HOST = "127.0.0.1"
 
 
@@ -73,7 +72,7 @@ def resolve_runtime(runtime: str | None) -> dict[str, str]:
             version = runtime.removeprefix("python")
             hint = (
                 f"install Python {version} (e.g. `pyenv install {version}`) and re-run "
-                f"`python3 infra/localstack/localcloud.py install`"
+                f"`python3 -m infra.localstack.localcloud install`"
             )
         else:
             hint = "only Python runtimes are supported locally"
@@ -98,26 +97,8 @@ def layer_paths(function_version: FunctionVersion, python_version: str) -> list[
     return [p for p in site + plain if os.path.isdir(p)]
 
 
-def _descendants(pid: int) -> list[int]:
-    """All processes below `pid`, from /proc (the runtime lives in a process group of its own)."""
-    tree: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            tree.setdefault(int(stat[stat.rindex(")") + 2 :].split()[1]), []).append(int(entry))
-    out, stack = [], list(tree.get(pid, []))
-    while stack:
-        child = stack.pop()
-        out.append(child)
-        stack.extend(tree.get(child, []))
-    return out
-
-
 class LocalProcessRuntimeExecutor(RuntimeExecutor):
-    """One execution environment = one init.py process (+ its runtime process)."""
+    """One execution environment = one init process (+ its runtime process)."""
 
     executor_endpoint: ExecutorEndpoint
     process: subprocess.Popen[bytes] | None
@@ -184,7 +165,7 @@ class LocalProcessRuntimeExecutor(RuntimeExecutor):
         log_file = open(self.env_dir / "init.log", "wb")  # noqa: SIM115 - handed to the child
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(INIT_SCRIPT), str(config_file)],
+                [sys.executable, "-I", "-S", str(INIT_PROGRAM), str(config_file)],
                 cwd=str(self.env_dir),
                 env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
                 stdin=subprocess.DEVNULL,
@@ -228,7 +209,7 @@ class LocalProcessRuntimeExecutor(RuntimeExecutor):
         """Kill init and its runtime (and anything a handler spawned); Lambda does not drain either."""
         self._stopped.set()
         if self.process is not None:
-            pids = [self.process.pid, *_descendants(self.process.pid)]
+            pids = [self.process.pid, *descendants(self.process.pid)]
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)

@@ -4,8 +4,9 @@ DynamoDB Local has no host option: ``ServerRunner`` builds ``new org.eclipse.jet
 which listens on all interfaces, and LocalStack starts it with ``java ... -jar DynamoDBLocal.jar -port N``.
 We keep LocalStack's command line (heap, agent, library path, options) and only swap
 ``-jar DynamoDBLocal.jar`` for our launcher ``localcloud.LoopbackDynamoDB`` (in the
-``ddb-local-loader-0.1.jar`` that localcloud.py builds): it creates the server through DynamoDB Local's
-own ``createServerFromCommandLineArgs``, sets the host of its Jetty connectors, then starts it.
+``ddb-local-loader-0.1.jar`` that ``localcloud install`` builds from ``localcloud/LoopbackDynamoDB.java``):
+it creates the server through DynamoDB Local's own ``createServerFromCommandLineArgs``, sets the host of
+its Jetty connectors, then starts it.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from topicserve.catalogue import SERVED_ENCODER
 from topicserve.errors import RegistryError
 from topicserve.registry.model import Lineage, ModelVersion, Stage
 from topicserve.registry.store import Registry
@@ -46,8 +47,8 @@ def register_manifest(
     root = Path(root)
     dataset = manifest.get("dataset", {})
     revision = manifest.get("code_revision", "unknown")
-    int8 = manifest["encoder"]["int8"]
-    encoder_lineage = {"name": ENCODER_NAME, "variant": "int8", "sha256": int8["sha256"]}
+    served = manifest["encoder"][SERVED_ENCODER]
+    encoder_lineage = {"name": ENCODER_NAME, "variant": SERVED_ENCODER, "sha256": served["sha256"]}
     records: dict[str, ModelVersion] = {}
 
     for variant, entry in manifest["encoder"].items():

@@ -1,7 +1,7 @@
 """Measure the local-process executor: cold start vs warm invoke, interleaved, against a running local cloud.
 
-    python3 infra/localstack/localcloud.py up
-    .venv/bin/python infra/localstack/measure_executor.py [--rounds 7] [--warm 5] [--out results.json]
+    python3 -m infra.localstack.localcloud up
+    .venv/bin/python -m bench.executor_overhead [--rounds 7] [--warm 5] [--out results.json]
 
 Each round forces a cold start (a configuration update makes LocalStack replace the environment), then
 invokes the warm environment a few times; cold and warm samples thus alternate in one run, so machine
@@ -13,42 +13,26 @@ LocalStack's invoke path plus the executor's).
 from __future__ import annotations
 
 import argparse
-import base64
 import io
 import json
-import os
-import re
 import statistics
 import time
 import uuid
 import zipfile
 from typing import Any
 
-import boto3
+from bench.lambda_report import Invocation
+from infra.localstack.localcloud.clients import client
+from topicserve.lambda_config import update_environment
 
 HANDLER = "def handler(event, context):\n    return {'ok': True}\n"
 
 
-def _client() -> Any:
-    port = os.environ.get("LOCALCLOUD_PORT", "4566")
-    return boto3.client(
-        "lambda",
-        endpoint_url=f"http://127.0.0.1:{port}",
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
-
-
 def _invoke(lam: Any, name: str) -> dict[str, float | None]:
     t0 = time.perf_counter()
-    resp = lam.invoke(FunctionName=name, Payload=b"{}", LogType="Tail")
-    resp["Payload"].read()
+    inv = Invocation(lam.invoke(FunctionName=name, Payload=b"{}", LogType="Tail"))
     rtt = (time.perf_counter() - t0) * 1000
-    log = base64.b64decode(resp["LogResult"]).decode()
-    duration = float(re.search(r"\tDuration: ([\d.]+) ms", log).group(1))  # type: ignore[union-attr]
-    init = re.search(r"Init Duration: ([\d.]+) ms", log)
-    return {"rtt_ms": rtt, "duration_ms": duration, "init_ms": float(init.group(1)) if init else None}
+    return {"rtt_ms": rtt, "duration_ms": inv.duration_ms, "init_ms": inv.init_duration_ms}
 
 
 def _summary(samples: list[dict[str, float | None]]) -> dict[str, float]:
@@ -75,7 +59,7 @@ def main() -> int:
     parser.add_argument("--runtime", default="python3.13")
     parser.add_argument("--out")
     args = parser.parse_args()
-    lam = _client()
+    lam = client("lambda")
     name = f"measure-executor-{uuid.uuid4().hex[:8]}"
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
@@ -92,8 +76,7 @@ def main() -> int:
     cold, warm = [], []
     try:
         for i in range(args.rounds):
-            lam.update_function_configuration(FunctionName=name, Environment={"Variables": {"ROUND": str(i)}})
-            lam.get_waiter("function_updated_v2").wait(FunctionName=name)
+            update_environment(lam, name, {"ROUND": str(i)})
             cold.append(_invoke(lam, name))
             warm.extend(_invoke(lam, name) for _ in range(args.warm))
     finally:

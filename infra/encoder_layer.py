@@ -6,7 +6,7 @@ path, so ``import topicserve_encoder`` finds the files on AWS and under the loca
 path configured anywhere. ``encoder.json`` records the sha256 (the encoder version in every cache key) so
 a cold start need not hash 22 MB.
 
-Usage: python layers/encoder/build.py [--variant int8|fp32] [--manifest build/models/manifest.json]
+Usage: python -m infra.encoder_layer [--variant int8|fp32] [--manifest build/models/manifest.json]
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import json
 import os
 import shutil
 from pathlib import Path
+
+from topicserve.catalogue import SERVED_ENCODER
 
 INIT = '''"""Data package of the encoder layer: model.onnx, tokenizer.json, encoder.json."""
 
@@ -37,7 +39,7 @@ def place(src: Path, dst: Path) -> None:
 
 def build(manifest_path: Path, variant: str, out: Path) -> Path:
     manifest = json.loads(manifest_path.read_text())
-    root = Path(__file__).resolve().parents[2]  # paths in the manifest are relative to the repo root
+    root = Path(__file__).resolve().parents[1]  # paths in the manifest are relative to the repo root
     entry = manifest["encoder"][variant]
     package = out / "python" / "topicserve_encoder"
     package.mkdir(parents=True, exist_ok=True)
@@ -58,7 +60,7 @@ def build(manifest_path: Path, variant: str, out: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", default="int8", choices=["int8", "fp32"])
+    parser.add_argument("--variant", default=SERVED_ENCODER, choices=["int8", "fp32"])
     parser.add_argument("--manifest", type=Path, default=Path("build/models/manifest.json"))
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()

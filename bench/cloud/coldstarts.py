@@ -1,0 +1,182 @@
+"""Cold starts of the three variants (ours: int8 encoder; the fp32 encoder twin; the naive package of
+sentence-transformers + pickled scikit-learn), and their package sizes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import urllib.request
+import zipfile
+from typing import Any
+
+from bench.cloud.stack import MODEL, Stack
+from bench.common import REPO, WORK, apigw_event, client, dir_size, invoke, ratio, say, summary
+from infra.deploy import sam_deploy, stack_outputs
+from topicserve.lambda_config import renew_environments
+from topicserve.warming import warm_event
+
+
+def fp32_function(st: Stack) -> tuple[str, str, int]:
+    """A twin of the logreg predict function whose encoder layer is the fp32 one (same code, same head).
+
+    Returns (function name, layer version ARN, layer zip size). Created with the Lambda API beside the
+    stack (CloudFormation does not know it): :func:`delete_fp32_function` removes both.
+    """
+    subprocess.run(
+        [sys.executable, "layers/encoder/build.py", "--variant", "fp32"],
+        cwd=REPO,
+        check=True,
+        stdout=sys.stderr,
+    )
+    layer_dir = REPO / "build" / "layers" / "encoder-fp32"
+    archive = WORK / "encoder-fp32.zip"
+    if not archive.exists() or archive.stat().st_mtime < (layer_dir / "python").stat().st_mtime:
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+            for path in sorted(layer_dir.rglob("*")):
+                if path.is_file():
+                    zf.write(path, path.relative_to(layer_dir))
+    key = "bench/encoder-fp32.zip"
+    st.s3.upload_file(str(archive), st.info["bucket"], key)
+    layer = st.lam.publish_layer_version(
+        LayerName="topicserve-bench-encoder-fp32",
+        Content={"S3Bucket": st.info["bucket"], "S3Key": key},
+        CompatibleRuntimes=["python3.13"],
+    )
+    config = st.lam.get_function_configuration(FunctionName=st.predict_fn)
+    code_url = st.lam.get_function(FunctionName=st.predict_fn)["Code"]["Location"]
+    with urllib.request.urlopen(code_url, timeout=60) as response:
+        code = response.read()
+    layers = [
+        layer["LayerVersionArn"] if ":layer:EncoderLayer" in entry["Arn"] else entry["Arn"]
+        for entry in config["Layers"]
+    ]
+    name = f"{st.info['stack_name']}-logreg-fp32"
+    st.lam.create_function(
+        FunctionName=name,
+        Runtime=config["Runtime"],
+        Role=config["Role"],
+        Handler=config["Handler"],
+        Code={"ZipFile": code},
+        Layers=layers,
+        Environment={"Variables": config["Environment"]["Variables"]},
+        MemorySize=config["MemorySize"],
+        Timeout=config["Timeout"],
+    )
+    st.lam.get_waiter("function_active_v2").wait(FunctionName=name)
+    return name, layer["LayerVersionArn"], archive.stat().st_size
+
+
+def delete_fp32_function(st: Stack, name: str, layer_arn: str) -> None:
+    """Delete the twin function and the fp32 layer's *older* versions.
+
+    The version just used is kept (as SAM retains layer versions): LocalStack 2026.3's ListLayers fails
+    ("list index out of range") for every caller once a layer has no version left.
+    """
+    layer = layer_arn.split(":")[-2]
+    current = int(layer_arn.split(":")[-1])
+    try:
+        st.lam.delete_function(FunctionName=name)
+    except Exception as exc:  # cleanup must go on
+        say(f"cleanup: {exc!r}")
+    try:
+        for v in st.lam.list_layer_versions(LayerName=layer)["LayerVersions"]:
+            if v["Version"] != current:
+                st.lam.delete_layer_version(LayerName=layer, VersionNumber=v["Version"])
+    except Exception as exc:
+        say(f"cleanup: {exc!r}")
+
+
+def package_sizes(st: Stack, fp32_zip: int, naive_bytes: int) -> dict[str, Any]:
+    """Installed (unzipped) and zipped sizes of each variant's function + layers."""
+
+    def zipped(fn: str) -> int:
+        cfg = st.lam.get_function_configuration(FunctionName=fn)
+        return cfg["CodeSize"] + sum(layer.get("CodeSize", 0) for layer in cfg.get("Layers", []))
+
+    serving = dir_size(REPO / ".aws-sam" / "build" / "ServingLayer")
+    code = dir_size(REPO / "functions" / "predict")
+    return {
+        "ours_int8": {
+            "unzipped_bytes": serving + code + dir_size(REPO / "build/layers/encoder-int8"),
+            "zipped_bytes": zipped(st.predict_fn),
+        },
+        "fp32": {
+            "unzipped_bytes": serving + code + dir_size(REPO / "build/layers/encoder-fp32"),
+            "zipped_bytes": zipped(st.predict_fn) - _encoder_layer_size(st) + fp32_zip,
+        },
+        "naive": {
+            "unzipped_bytes": naive_bytes,
+            "zipped_bytes": None,
+            "note": "over the 250 MB zip limit: a container image on AWS; mounted as a folder locally",
+        },
+    }
+
+
+def _encoder_layer_size(st: Stack) -> int:
+    cfg = st.lam.get_function_configuration(FunctionName=st.predict_fn)
+    return sum(layer.get("CodeSize", 0) for layer in cfg["Layers"] if ":layer:EncoderLayer" in layer["Arn"])
+
+
+def deploy_naive(stack_name: str) -> str:
+    """The naive variant's own stack (bench/naive/template.yaml), code folder from bench/naive/package.py."""
+    from bench.naive.package import PACKAGE
+
+    sam_deploy(
+        stack_name,
+        "--template-file",
+        str(REPO / "bench/naive/template.yaml"),
+        "--parameter-overrides",
+        f"CodeDir={PACKAGE.resolve()}",
+    )
+    return stack_outputs(client("cloudformation"), stack_name)["FunctionName"]
+
+
+def cold_starts(lam: Any, variants: dict[str, str], n: int, texts: list[str]) -> dict[str, Any]:
+    """``n`` forced cold starts per variant, interleaved (order rotated per round). Each: renew the
+    function's environments, then one synchronous invoke of a real predict request."""
+    raw: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+    names = list(variants)
+    for r in range(n):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            renew_environments(lam, [variants[name]])
+            inv = invoke(lam, variants[name], apigw_event(MODEL, {"text": texts[r % len(texts)]}))
+            ok = (
+                inv.function_error is None
+                and isinstance(inv.payload, dict)
+                and inv.payload.get("statusCode") == 200
+            )
+            split = invoke(lam, variants[name], warm_event(1, 0)).payload if name != "naive" else {}
+            raw[name].append(
+                {
+                    "init_ms": inv.init_duration_ms,
+                    "first_response_ms": inv.wall_ms,
+                    "duration_ms": inv.duration_ms if inv.report else None,
+                    "max_memory_mb": inv.max_memory_mb,
+                    "ok": ok,
+                    # build_runtime's share of init: registry lookups, head download + sha256, model loads
+                    "runtime_build_ms": 1000 * split["init_seconds"] if "init_seconds" in split else None,
+                }
+            )
+        say(
+            f"  cold-start round {r + 1}/{n}: "
+            + ", ".join(
+                f"{k} init {raw[k][-1]['init_ms']} ms / first {raw[k][-1]['first_response_ms']:.0f} ms"
+                for k in names
+            )
+        )
+    stats = {}
+    for name, samples in raw.items():
+        good = [s for s in samples if s["ok"]]
+        stats[name] = {
+            "n": len(samples),
+            "ok": len(good),
+            "init_ms": summary([s["init_ms"] for s in good if s["init_ms"] is not None]),
+            "first_response_ms": summary([s["first_response_ms"] for s in good]),
+            "max_memory_mb": summary([s["max_memory_mb"] for s in good if s["max_memory_mb"] is not None]),
+            "runtime_build_ms": summary([s["runtime_build_ms"] for s in good if s.get("runtime_build_ms")]),
+        }
+    base = stats.get("naive", {}).get("init_ms", {}).get("p50")
+    for name in stats:
+        stats[name]["init_p50_over_naive"] = ratio(stats[name]["init_ms"]["p50"], base)
+    return {"raw": raw, "stats": stats}

@@ -1,0 +1,156 @@
+"""The SQS path: its variants, one open-loop point, capacity (backlog drain), and where the batcher's time
+goes (from its own per-batch log)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import time
+from typing import Any
+
+from bench.cloud.arrivals import poisson
+from bench.cloud.stack import Stack
+from bench.common import client, ratio, summary
+from topicserve.queue import send_all
+from topicserve.requests import QueuedRequest, new_batch_id
+
+SQS_VARIANTS: dict[str, dict[str, Any]] = {
+    "baseline": {"batch_size": 1, "window_s": 0, "dedup": False, "disable_caches": "all"},
+    "+batching": {"batch_size": 100, "window_s": 1, "dedup": False, "disable_caches": "all"},
+    "+dedup": {"batch_size": 100, "window_s": 1, "dedup": True, "disable_caches": "all"},
+    "+embedding_cache": {"batch_size": 100, "window_s": 1, "dedup": True, "disable_caches": "prediction"},
+    "+prediction_cache": {"batch_size": 100, "window_s": 1, "dedup": True, "disable_caches": ""},
+    "fixed_b10_w0": {"batch_size": 10, "window_s": 0, "dedup": True, "disable_caches": ""},
+    "adaptive": {"batch_size": 10, "window_s": 0, "dedup": True, "disable_caches": "", "adaptive": True},
+}
+
+
+def warm_batcher(st: Stack, models: list[str]) -> None:
+    """One small batch through the path so a point never includes the environment's cold start."""
+    batch_id = new_batch_id()
+    reqs = [
+        QueuedRequest(batch_id, str(i), f"warm-up text number {i} {time.time()}", models) for i in range(3)
+    ]
+    send_all(st.sqs, st.info["queue_url"], [r.to_message() for r in reqs])
+    st.collect(batch_id, len(reqs), time.monotonic() + 60)
+
+
+def sqs_point(
+    st: Stack, texts: list[str], rate: float, duration_s: float, drain_s: float, models: list[str], seed: int
+) -> dict[str, Any]:
+    """Open-loop Poisson arrivals at ``rate`` msg/s for ``duration_s`` onto the queue; latency is the
+    batcher's result-write time minus the *scheduled* send time (client delays count against us)."""
+    arrivals = poisson(rate, duration_s, seed)
+    batch_id = new_batch_id()
+    requests = [QueuedRequest(batch_id, str(i), texts[i % len(texts)], models) for i in range(len(arrivals))]
+    t0 = time.time() + 0.2
+    scheduled = [(t0 + a) * 1000 for a in arrivals]
+    i = 0
+    while i < len(arrivals):  # group arrivals due within 20 ms into one SendMessageBatch call
+        now = time.time()
+        due = t0 + arrivals[i]
+        if due > now:
+            time.sleep(due - now)
+        j = i
+        while j < len(arrivals) and t0 + arrivals[j] <= time.time() + 0.02 and j - i < 10:
+            j += 1
+        send_all(st.sqs, st.info["queue_url"], [r.to_message() for r in requests[i : max(j, i + 1)]])
+        i = max(j, i + 1)
+    send_lag_s = time.time() - (t0 + arrivals[-1]) if len(arrivals) else 0.0
+    rows = st.collect(batch_id, len(requests), time.monotonic() + drain_s)
+    if len(rows) < len(requests):
+        st.drain_queue()
+    return point_stats(rows, scheduled, rate, duration_s, send_lag_s, models)
+
+
+def point_stats(
+    rows: list[dict[str, Any]],
+    scheduled: list[float],
+    rate: float,
+    duration_s: float,
+    send_lag_s: float,
+    models: list[str],
+) -> dict[str, Any]:
+    ok = [r for r in rows if r["result"].get("status") == "ok"]
+    lat = [r["completed_ms"] - scheduled[int(r["request_id"])] for r in ok]
+    batches = len({r["completed_ms"] for r in rows})
+    pairs = [(r["result"]["models"][m]["cached"]) for r in ok for m in models if m in r["result"]["models"]]
+    first = min(scheduled) if scheduled else 0.0
+    last = max((r["completed_ms"] for r in rows), default=first)
+    return {
+        "offered_rps": rate,
+        "sent": len(scheduled),
+        "ok": len(ok),
+        "error_rate": 1 - len(ok) / max(1, len(scheduled)),
+        "throughput_rps": len(ok) / max(1e-9, (last - first) / 1000),
+        "latency_ms": summary(lat),
+        "cache_hit_ratio": sum(p["prediction"] for p in pairs) / max(1, len(pairs)),
+        "embedding_hit_ratio": sum(p["embedding"] for p in pairs) / max(1, len(pairs)),
+        "mean_batch_size": len(rows) / max(1, batches),
+        "client_send_lag_s": send_lag_s,
+        "duration_s": duration_s,
+    }
+
+
+def batcher_breakdown(st: Stack, since_ms: int) -> dict[str, Any]:
+    """Where the batcher's time went since ``since_ms``: its own per-batch log (encode, heads, cache
+    lookups + writes) against the invocations' billed durations (the rest: parsing, result writes)."""
+    time.sleep(1.5)  # log delivery is asynchronous
+    logs = client("logs")
+    kwargs: dict[str, Any] = {"logGroupName": f"/aws/lambda/{st.batcher}", "startTime": since_ms}
+    batches, durations = [], []
+    for _ in range(20):
+        page = logs.filter_log_events(**kwargs)
+        for event in page.get("events", []):
+            message = event["message"]
+            if message.startswith("REPORT"):
+                found = re.search(r"\tDuration: ([\d.]+) ms", message)
+                if found:
+                    durations.append(float(found.group(1)))
+            elif "batch processed" in message:
+                with contextlib.suppress(ValueError):
+                    batches.append(json.loads(message))
+        if "nextToken" not in page:
+            break
+        kwargs["nextToken"] = page["nextToken"]
+    total = sum(durations)
+    other = total - sum(b.get(k, 0) or 0 for b in batches for k in ("encode_ms", "heads_ms", "cache_ms"))
+    parts = {k: sum(b.get(k, 0) or 0 for b in batches) for k in ("encode_ms", "heads_ms", "cache_ms")}
+    return {
+        "invocations": len(durations),
+        "batches_logged": len(batches),
+        "duration_ms_total": total,
+        **parts,
+        "other_ms": total - sum(parts.values()),
+        "shares": {k: ratio(v, total) for k, v in parts.items()} | {"other_ms": ratio(other, total)},
+    }
+
+
+def sqs_capacity(st: Stack, texts: list[str], drain_s: float, models: list[str]) -> dict[str, Any]:
+    """Backlog drain: enqueue all ``texts`` at once; sustained rate = completed / (last - first result
+    write + the first batch's own service time, estimated as one mean batch interval)."""
+    batch_id = new_batch_id()
+    requests = [QueuedRequest(batch_id, str(i), t, models) for i, t in enumerate(texts)]
+    started = time.time()
+    since_ms = int(started * 1000)
+    send_all(st.sqs, st.info["queue_url"], [r.to_message() for r in requests])
+    sent = time.time()
+    rows = st.collect(batch_id, len(requests), time.monotonic() + drain_s)
+    if len(rows) < len(requests):
+        st.drain_queue()
+    times = sorted({r["completed_ms"] for r in rows})
+    n_batches = len(times)
+    span = (times[-1] - times[0]) / 1000 if n_batches > 1 else float("nan")
+    per_batch = span / (n_batches - 1) if n_batches > 1 else float("nan")
+    sustained = len(rows) / (span + per_batch) if n_batches > 1 else float("nan")
+    return {
+        "texts": len(texts),
+        "completed": len(rows),
+        "send_seconds": sent - started,
+        "end_to_end_texts_per_s": len(rows) / max(1e-9, (times[-1] / 1000 - started)) if times else 0.0,
+        "sustained_texts_per_s": sustained,
+        "batches": n_batches,
+        "mean_batch_size": len(rows) / max(1, n_batches),
+        "batcher_time": batcher_breakdown(st, since_ms),
+    }

@@ -1,0 +1,1 @@
+"""What `make demo` runs against the deployed stack (``demo/run.py``)."""

@@ -1,0 +1,99 @@
+"""The benchmark harness itself (bench/): its statistics, arrival processes, REPORT-line parsing, result
+files and goal verdicts. Performance *targets* are measured by ``make bench``, interleaved and on the
+machine of the day, never asserted by timed tests here; these tests make sure the numbers the
+benchmarks report are computed right.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bench import common
+from bench.cloud.arrivals import bursty_trace, poisson
+from bench.lambda_report import Invocation
+from bench.report import _held
+
+
+def test_summary_reports_percentiles_and_keeps_empty_samples_visible() -> None:
+    s = common.summary(list(range(1, 101)))
+    assert s["n"] == 100 and s["p50"] == pytest.approx(50.5) and s["p99"] == pytest.approx(99.01)
+    assert s["mean"] == pytest.approx(50.5)
+    assert common.summary([]) == {"n": 0, "p50": None, "p95": None, "p99": None, "mean": None}
+
+
+def test_ratio_never_divides_by_nothing() -> None:
+    assert common.ratio(3.0, 2.0) == 1.5
+    assert (
+        common.ratio(None, 2.0) is None and common.ratio(1.0, 0) is None and common.ratio(1.0, None) is None
+    )
+
+
+@pytest.mark.parametrize("rate", [0.5, 5.0, 50.0])
+def test_poisson_arrivals_have_the_asked_rate(rate: float) -> None:
+    duration = 2_000 / rate  # ~2,000 arrivals
+    times = poisson(rate, duration, seed=7)
+    assert times == sorted(times) and all(0 <= t < duration for t in times)
+    assert abs(len(times) / duration - rate) / rate < 0.1
+    assert poisson(rate, duration, seed=7) == times  # reproducible: the same seed, the same trace
+
+
+def test_bursty_trace_has_idle_gaps_beyond_the_keepalive() -> None:
+    keepalive = 10.0
+    times = bursty_trace(3_600, keepalive, seed=3)
+    gaps = np.diff(times)
+    assert times == sorted(times)
+    assert (gaps > keepalive).mean() > 0.2  # the cold starts the warmer benchmark is about
+    assert np.std(gaps) / np.mean(gaps) > 1  # heavy-tailed, as in the Azure Functions trace
+
+
+def invocation(log: str, status: int = 200) -> Invocation:
+    return Invocation(
+        {
+            "StatusCode": status,
+            "Payload": io.BytesIO(b'{"ok": true}'),
+            "LogResult": base64.b64encode(log.encode()).decode(),
+        }
+    )
+
+
+def test_report_lines_are_parsed() -> None:
+    cold = invocation(
+        "START RequestId: 1\nREPORT RequestId: 1\tDuration: 12.50 ms\tBilled Duration: 13 ms\t"
+        "Memory Size: 2048 MB\tMax Memory Used: 180 MB\tInit Duration: 642.31 ms\n"
+    )
+    assert (cold.init_duration_ms, cold.duration_ms, cold.max_memory_mb) == (642.31, 12.5, 180.0)
+    warm = invocation(
+        "REPORT RequestId: 2\tDuration: 3.00 ms\tBilled Duration: 3 ms\tMax Memory Used: 181 MB\n"
+    )
+    assert warm.init_duration_ms is None and warm.duration_ms == 3.0 and warm.payload == {"ok": True}
+
+
+def test_held_load_stops_at_the_first_point_that_breaks_the_slo() -> None:
+    def point(fraction: float, p99: float | None, errors: float = 0.0) -> dict[str, Any]:
+        return {"fraction": fraction, "latency_ms": {"p99": p99}, "error_rate": errors}
+
+    points = [point(0.1, 900), point(0.5, 2_000), point(0.85, 4_900), point(1.0, 7_000), point(1.2, 3_000)]
+    assert _held(points, 5_000) == 0.85  # 1.2 is back under the SLO, but 1.0 broke it first
+    assert _held([point(0.1, 900, errors=0.02)], 5_000) == 0.0
+    assert _held([point(0.1, None)], 5_000) == 0.0
+
+
+def test_results_keep_the_command_the_machine_and_numpy_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    path = common.save(
+        "probe", {"x": np.float32(1.5), "v": np.arange(3), "nan": math.inf}, "make bench-probe"
+    )
+    data = json.loads(path.read_text())
+    assert data["command"] == "make bench-probe" and data["name"] == "probe"
+    assert data["x"] == 1.5 and data["v"] == [0, 1, 2]
+    assert {"cores", "loadavg_at_start", "git", "utc"} <= set(data["machine"])
