@@ -19,6 +19,7 @@ import base64
 import binascii
 import json
 import re
+import reprlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -269,7 +270,8 @@ def parse_message(body: str, settings: Settings, served: Sequence[str]) -> Queue
     batch_id, request_id = data.get("batch_id"), data.get("request_id")
     for name, value in (("batch_id", batch_id), ("request_id", request_id)):
         if not isinstance(value, str) or not _ID.fullmatch(value):
-            raise MalformedMessageError(f"message field {name} must match {_ID.pattern}, got {value!r}")
+            got = reprlib.repr(value)  # bounded: the value may be huge or nested hundreds deep
+            raise MalformedMessageError(f"message field {name} must match {_ID.pattern}, got {got}")
     assert isinstance(batch_id, str) and isinstance(request_id, str)
     try:
         _check_keys(data, {"batch_id", "request_id", "text", "models", "truncated"}, "the message")

@@ -10,7 +10,8 @@ The rules every path follows (README "Input rules", docs/RELIABILITY.md):
 * whitespace runs become one space, the ends are trimmed, the text is NFC-composed;
 * characters the encoder's tokenizer drops anyway are removed: control and format characters, private-use
   code points, lone UTF-16 surrogates (JSON can carry them as ``\\ud800`` escapes, UTF-8 cannot encode
-  them) and U+FFFD; removing them here is what keeps hashing and storing such a text from failing;
+  them) and U+FFFD, plus the noncharacters U+FFFE/U+FFFF (SQS refuses them); removing them here is what
+  keeps hashing, queueing and storing such a text from failing;
 * a text with nothing left is empty: refused (HTTP 400, or an error result in a bulk submission);
 * a text is never refused for its length: only its first ``max_chars`` characters are kept (a cost guard
   sized so that one text always fits one SQS message) and the answer says ``truncated: true``; the
@@ -33,10 +34,11 @@ DEFAULT_MAX_CHARS = 50_000
 _WHITESPACE = re.compile(r"\s+")
 _SPACES = re.compile(r" {2,}")
 # Cc (whitespace is already a space by then), Cf (as of Unicode 15.1), Cs, Co and U+FFFD: what the
-# tokenizer's BertNormalizer(clean_text=True) removes. Unassigned code points (Cn) stay: it keeps them.
+# tokenizer's BertNormalizer(clean_text=True) removes. Unassigned code points (Cn) stay, as it keeps them,
+# except the noncharacters U+FFFE and U+FFFF: never text, and SQS refuses messages that carry them.
 _IGNORED = re.compile(
     "[\x00-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
-    "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\ufffd\U000110bd\U000110cd"
+    "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\ufffd-\uffff\U000110bd\U000110cd"
     "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
     "\ud800-\udfff\ue000-\uf8ff\U000f0000-\U000ffffd\U00100000-\U0010fffd]"
 )
