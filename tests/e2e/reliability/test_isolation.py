@@ -54,6 +54,7 @@ def plan(batch_id: str) -> tuple[list[str], dict[str, str], set[str]]:
         "marks-only": message("marks-only", "\u0301\u0302\u0303"),
         "number": raw("number", "1e400"),
         "nested": raw("nested", "[" * 500 + "]" * 500),
+        "huge-int": raw("huge-int", "1" * 4_301),  # past Python's int() limit: still a JSON object
         "unknown-model": message("unknown-model", "fine text", models=["bert"]),
         "extra-field": message("extra-field", "fine text", colour="red"),
         "bad-truncated": message("bad-truncated", "fine text", truncated="yes"),
@@ -70,10 +71,9 @@ def plan(batch_id: str) -> tuple[list[str], dict[str, str], set[str]]:
     bodies += [
         "unattributable-0: not json",
         json.dumps({"request_id": "x", "text": "unattributable-1 no batch id"}),
-        # deep, but not past ~990 levels: LocalStack's SQS poller json-decodes every body (for event filters
-        # it does not have here) and a RecursionError there fails the whole poll, an emulator bug that AWS's
-        # poller does not have; tests/unit/test_requests.py covers 100,000 levels in our own parser
-        "[" * 900 + '"unattributable-2"' + "]" * 900,
+        # 20,000 deep: past every JSON parser's depth here (LocalStack's own poller too: see the
+        # tolerate_unparseable_sqs_bodies hook of the local executor)
+        "[" * 20_000 + '"unattributable-2"' + "]" * 20_000,
     ]
     return bodies, expected, poison
 

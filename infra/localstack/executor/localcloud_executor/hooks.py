@@ -1,4 +1,7 @@
-"""LocalStack start-up hook: bind DynamoDB Local to 127.0.0.1.
+"""LocalStack start-up hooks: bind DynamoDB Local to 127.0.0.1; keep one unparseable SQS body from failing
+its whole poll.
+
+DynamoDB Local:
 
 DynamoDB Local has no host option: ``ServerRunner`` builds ``new org.eclipse.jetty.server.Server(port)``,
 which listens on all interfaces, and LocalStack starts it with ``java ... -jar DynamoDBLocal.jar -port N``.
@@ -11,6 +14,7 @@ its Jetty connectors, then starts it.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import Any
@@ -52,3 +56,39 @@ def bind_dynamodb_local_to_loopback() -> None:
 
     _create_shell_command._localcloud = True  # type: ignore[attr-defined]
     DynamodbServer._create_shell_command = _create_shell_command  # type: ignore[method-assign]
+
+
+class _TolerantJson:
+    """``json`` for LocalStack's SQS poller: a body Python cannot read is reported as "not JSON".
+
+    The poller json-decodes every message body to apply event filters and catches only
+    ``JSONDecodeError``. A body nested past the recursion limit, or holding an integer past Python's
+    4,300-digit limit, raises ``RecursionError`` / ``ValueError`` instead, which fails the *whole poll*:
+    that message and every neighbour received with it cycle until maxReceiveCount and land in the DLQ
+    without the function ever seeing them. AWS's poller does not parse bodies at all (without filters),
+    so the function would answer them; with this shim the body passes through unparsed, as AWS passes it.
+    """
+
+    JSONDecodeError = json.JSONDecodeError
+
+    @staticmethod
+    def loads(document: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return json.loads(document, *args, **kwargs)
+        except json.JSONDecodeError:
+            raise
+        except (RecursionError, ValueError) as exc:
+            text = document if isinstance(document, str) else ""
+            raise json.JSONDecodeError(f"unreadable here: {type(exc).__name__}", text, 0) from None
+
+    @staticmethod
+    def dumps(value: Any, *args: Any, **kwargs: Any) -> str:
+        return json.dumps(value, *args, **kwargs)
+
+
+@hooks.on_infra_start()
+def tolerate_unparseable_sqs_bodies() -> None:
+    from localstack.services.lambda_.event_source_mapping.pollers import sqs_poller
+
+    if not isinstance(sqs_poller.json, _TolerantJson):
+        sqs_poller.json = _TolerantJson()  # type: ignore[assignment]
