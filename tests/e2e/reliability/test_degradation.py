@@ -139,8 +139,11 @@ def test_a_tampered_artifact_is_refused_and_the_previous_version_serves(
         assert status == 200, body
         assert body["model_version"] == str(current.version) != str(new.version)
         time.sleep(2)
-        refused = [line for line in log_events(localcloud, function, since_ms) if "REFUSED" in line]
-        assert refused and f"v{new.version}" in refused[0] and "sha256" in refused[0], refused
+        records = json_logs(log_events(localcloud, function, since_ms))
+        refused = [r for r in records if r.get("message", "").startswith("refused a head artifact")]
+        assert refused and refused[0]["level"] == "ERROR", records[-5:]
+        assert (refused[0]["model"], refused[0]["version"]) == ("logreg", new.version), refused
+        assert "sha256" in refused[0]["error"], refused
     finally:
         registry.rollback("logreg")
         renew_environments(lam, [function])
