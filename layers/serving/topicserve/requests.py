@@ -20,6 +20,7 @@ import binascii
 import json
 import re
 import reprlib
+import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -92,9 +93,11 @@ def _load_json_object(body: str | bytes | None, *, max_bytes: int, what: str = "
 
 
 def _parse_int(digits: str) -> int | float:
-    """JSON integers past Python's 4,300-digit conversion limit parse as a float (inf) instead of failing
-    the whole document: a message with such a number elsewhere can still be tied to its request."""
-    return int(digits) if len(digits) <= 4_000 else float(digits)
+    """JSON integers past Python's int conversion limit (``sys.get_int_max_str_digits``, 4,300 by default)
+    parse as a float (inf) instead of failing the whole document: a message with such a number elsewhere
+    can still be tied to its request. The sign counts as a digit here, which only errs on the safe side."""
+    limit = sys.get_int_max_str_digits()
+    return int(digits) if not limit or len(digits) <= limit else float(digits)
 
 
 def _check_keys(data: dict[str, Any], allowed: set[str], what: str) -> None:
