@@ -17,7 +17,14 @@ from topicserve.aws import aws_client
 from topicserve.batcher import process_records
 from topicserve.bootstrap import build_runtime
 from topicserve.faults import FaultInjector
-from topicserve.observability import ColdStart, make_logger, make_metrics, record_stats, stats_log
+from topicserve.observability import (
+    ColdStart,
+    make_logger,
+    make_metrics,
+    record_rollout,
+    record_stats,
+    stats_log,
+)
 from topicserve.results import ResultsStore
 from topicserve.warming import handle_warm_event, is_warm_event
 
@@ -38,7 +45,6 @@ tuner = tuner_from_settings(
     aws_client,
     os.environ.get("AWS_LAMBDA_FUNCTION_NAME"),
 )
-logger.append_keys(models={m: h.version for m, h in runtime.service.heads.items()})
 
 
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -54,6 +60,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         runtime.settings,
         remaining_ms=context.get_remaining_time_in_millis if context else None,
     )
+    record_rollout(outcome.rollout, "batcher")
+    runtime.record_rollout(outcome.rollout)
     if tuner is not None and records:
         tuner.observe(records)
     metrics.add_metric(name="BatchSize", unit=MetricUnit.Count, value=len(records))
@@ -69,6 +77,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         "isolated": outcome.isolated,
         "passes": outcome.passes,
         "failed": len(outcome.failed_message_ids),
+        "models": {m: h.version for m, h in runtime.service.heads.items()},
     }
     if outcome.stats is not None:
         record_stats(metrics, outcome.stats)

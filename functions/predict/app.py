@@ -19,6 +19,7 @@ from topicserve.observability import (
     make_logger,
     make_metrics,
     record_response,
+    record_rollout,
     record_stats,
     stats_log,
 )
@@ -34,7 +35,7 @@ MODEL = runtime.settings.models[0]
 cold_start = ColdStart()
 app = APIGatewayRestResolver()
 install_error_handlers(app, logger)
-logger.append_keys(model=MODEL, model_version=runtime.service.heads[MODEL].version)
+logger.append_keys(model=MODEL)
 
 
 @app.post("/v1/predict/<model>")
@@ -44,7 +45,17 @@ def predict(model: str) -> dict[str, Any]:
     result = predict_isolating(runtime.service, texts, [model])  # the service refuses other models
     latency_ms = (time.perf_counter() - started) * 1000
     record_stats(metrics, result.stats, latency_ms=latency_ms)
-    logger.info("predicted", extra={**stats_log(result.stats), "latency_ms": round(latency_ms, 2)})
+    record_rollout(result.rollout, "predict")
+    runtime.record_rollout(result.rollout)
+    logger.info(
+        "predicted",
+        extra={
+            **stats_log(result.stats),
+            "latency_ms": round(latency_ms, 2),
+            "model_version": result.versions[MODEL],
+            "rollout": [(o.stage, o.version, o.tally.compared) for o in result.rollout],
+        },
+    )
     return model_predictions(result, MODEL)
 
 

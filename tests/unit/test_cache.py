@@ -65,7 +65,7 @@ def test_prediction_cache_many_heads_one_round() -> None:
     cache = PredictionCache(CountingStore(), "enc1")
     p = np.full(20, 0.05, dtype=np.float32)
     cache.put_many_multi({("rf", "1"): {"h1": p}, ("mlp", "2"): {"h1": p, "h2": p}})
-    found = cache.get_many_multi([("rf", "1"), ("mlp", "2"), ("hgb", "1")], ["h1", "h2"])
+    found = cache.get_many_multi({k: ["h1", "h2"] for k in [("rf", "1"), ("mlp", "2"), ("hgb", "1")]})
     assert calls == [1]
     assert set(found) == {("rf", "1"), ("mlp", "2")}
     assert set(found[("mlp", "2")]) == {"h1", "h2"}

@@ -27,6 +27,7 @@ from topicserve.errors import BackendUnavailableError, MalformedMessageError
 from topicserve.isolation import isolate
 from topicserve.requests import MessageError, QueuedRequest, parse_message
 from topicserve.responses import error_result, request_result
+from topicserve.rollout.tally import Observation
 from topicserve.service import PROBE_TEXT, BatchResult, InferenceService, Stats
 from topicserve.settings import Settings
 
@@ -44,6 +45,7 @@ class BatchOutcome:
     isolated: int = 0  # messages answered with their own pipeline error instead of failing the batch
     passes: int = 0  # vectorised passes (1 when nothing failed)
     stats: Stats | None = None
+    rollout: list[Observation] = field(default_factory=list)  # what the canaries / shadows did
 
     def response(self) -> dict[str, Any]:
         """The ReportBatchItemFailures response shape."""
@@ -99,6 +101,7 @@ def process_records(
             service.faults.check("shape", [q.text for q in requests])
             answers = [shape_answer(q, result, k) for k, q in enumerate(requests)]
             stats.append(result.stats)
+            outcome.rollout.extend(result.rollout)
             return answers
 
         iso = isolate(

@@ -1,15 +1,19 @@
 """Wiring for a Lambda execution environment: settings -> encoder, heads, caches, service.
 
 This is the one place that turns configuration into live objects, run once per cold start (module scope
-of the handlers). The encoder comes from the encoder layer; each head from the registry's production
-version, downloaded to /tmp and sha256-verified, so serving never depends on what a deploy zipped.
+of the handlers). The encoder comes from the encoder layer; each head from the registry version its
+routing names (production, and a canary / shadow during a rollout), downloaded to /tmp and
+sha256-verified, so serving never depends on what a deploy zipped, and follows the registry's stages
+without a redeploy.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,14 +21,16 @@ from typing import TYPE_CHECKING
 from topicserve.aws import AwsClient, aws_client
 from topicserve.cache.dynamodb import DynamoDBStore
 from topicserve.cache.store import CacheStore, LRUStore, TieredStore
-from topicserve.errors import ArtifactError, ChecksumMismatchError
+from topicserve.errors import ArtifactError
 from topicserve.settings import Settings
 
 if TYPE_CHECKING:  # imported lazily below: the API function loads no model, so it needs no numpy / onnx
     from topicserve.encoder import Encoder
     from topicserve.heads import Head
-    from topicserve.registry.model import ModelVersion
     from topicserve.registry.store import Registry
+    from topicserve.rollout.records import RolloutRecorder
+    from topicserve.rollout.router import Router
+    from topicserve.rollout.tally import Observation
     from topicserve.service import InferenceService
 
 logger = logging.getLogger(__name__)
@@ -53,41 +59,13 @@ def load_encoder(settings: Settings) -> Encoder:
     )
 
 
-def load_heads(settings: Settings, registry: Registry) -> dict[str, Head]:
+def load_head(settings: Settings, registry: Registry, model: str, version: int) -> Head:
+    """One registered head version, downloaded to /tmp and sha256-verified by the registry."""
     from topicserve.heads import Head
 
-    heads = {}
-    for name in settings.models:
-        record, path = fetch_head(settings, registry, name)
-        heads[name] = Head(path, name=name, version=str(record.version), labels=record.labels)
-    return heads
-
-
-def fetch_head(settings: Settings, registry: Registry, name: str) -> tuple[ModelVersion, Path]:
-    """Download the head to serve, refusing any artifact that fails its sha256 check.
-
-    For the production stage, a refused artifact falls back to the versions that were in production
-    before it, newest first: a corrupted or tampered upload must not take the model down, and must never
-    be served. With no acceptable version left, the cold start fails with the checksum error.
-    """
-    record = registry.resolve(name, settings.model_stage)
-    candidates = [record]
-    if settings.model_stage == "production":
-        candidates += [
-            registry.show(name, v) for v in registry.production_history(name) if v != record.version
-        ]
-    refused: ArtifactError | None = None
-    for candidate in candidates:
-        try:
-            return candidate, registry.download(candidate, settings.model_cache_dir)
-        except ChecksumMismatchError as exc:
-            logger.error(
-                "refused a head artifact that fails its sha256 check",
-                extra={"model": name, "version": candidate.version, "error": str(exc)},
-            )
-            refused = refused or exc
-    assert refused is not None
-    raise refused
+    record = registry.show(model, version)
+    path = registry.download(record, settings.model_cache_dir)
+    return Head(path, name=model, version=str(record.version), labels=record.labels)
 
 
 def cache_store(settings: Settings, which: str, table: str, dynamodb: AwsClient) -> CacheStore | None:
@@ -105,6 +83,13 @@ class Runtime:
     service: InferenceService
     init_seconds: float
     dynamodb: AwsClient
+    router: Router
+    recorder: RolloutRecorder
+
+    def record_rollout(self, observations: Sequence[Observation]) -> None:
+        """After each invocation: add what the candidates did, write the sums when due."""
+        self.recorder.observe(observations)
+        self.recorder.maybe_flush()
 
 
 def make_registry(settings: Settings, dynamodb: AwsClient) -> Registry:
@@ -119,22 +104,36 @@ def make_registry(settings: Settings, dynamodb: AwsClient) -> Registry:
 
 
 def build_runtime(settings: Settings | None = None) -> Runtime:
+    """The encoder and the routed heads load concurrently: the encoder in one thread, production and
+    canary heads in others (see :class:`~topicserve.rollout.router.Router`)."""
     from topicserve.faults import StageFaults
+    from topicserve.rollout.records import RolloutRecorder, RolloutStore
+    from topicserve.rollout.router import Router
     from topicserve.service import InferenceService
 
     started = time.perf_counter()
     settings = settings or Settings.from_env()
     dynamodb = aws_client("dynamodb")
     registry = make_registry(settings, dynamodb)
-    encoder = load_encoder(settings)
-    heads = load_heads(settings, registry)
+    store = RolloutStore(settings.rollout_table, dynamodb) if settings.rollout_table else None
+    recorder = RolloutRecorder(store, flush_seconds=settings.rollout_flush_seconds)
+    router = Router(
+        settings.models,
+        registry,
+        functools.partial(load_head, settings, registry),
+        ttl_seconds=settings.routing_ttl_seconds,
+        shadow_sample=settings.shadow_sample,
+        on_load_error=recorder.load_error,
+    )
+    encoder_loading = router.executor.submit(load_encoder, settings)
+    router.start()
     service = InferenceService(
-        encoder,
-        heads,
+        encoder_loading.result(),
+        router,
         embedding_store=cache_store(settings, "embedding", settings.embedding_cache_table, dynamodb),
         prediction_store=cache_store(settings, "prediction", settings.prediction_cache_table, dynamodb),
         encode_batch_size=settings.encode_batch_size,
         dedup=settings.dedup,
         faults=StageFaults.parse(settings.fault_markers),
     )
-    return Runtime(settings, service, time.perf_counter() - started, dynamodb)
+    return Runtime(settings, service, time.perf_counter() - started, dynamodb, router, recorder)

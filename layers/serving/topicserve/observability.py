@@ -14,10 +14,11 @@ from typing import Any, TypeAlias
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from topicserve.errors import BackendUnavailableError, InvalidInputError
 from topicserve.responses import error_body, status_for
+from topicserve.rollout.tally import Observation
 from topicserve.service import Stats
 
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "TopicServe")
@@ -63,6 +64,32 @@ def record_stats(metrics: Metrics, stats: Stats, *, latency_ms: float | None = N
     metrics.add_metric(name="TextsEncoded", unit=MetricUnit.Count, value=stats.encoded)
     metrics.add_metric(name="EncoderMs", unit=MetricUnit.Milliseconds, value=stats.encode_seconds * 1000)
     metrics.add_metric(name="CacheErrors", unit=MetricUnit.Count, value=stats.cache_errors)
+
+
+def record_rollout(observations: list[Observation], service: str) -> None:
+    """EMF metrics of every candidate on one request, one blob per (model, stage, version): the
+    dimensions differ from the function's own metrics, so they are not mixed into its blob."""
+    for o in observations:
+        blob = EphemeralMetrics(
+            namespace=NAMESPACE, service=os.environ.get("POWERTOOLS_SERVICE_NAME", service)
+        )
+        blob.add_dimension(name="model", value=o.model)
+        blob.add_dimension(name="stage", value=o.stage)
+        blob.add_metadata(key="version", value=o.version)
+        t = o.tally
+        blob.add_metric(name="CandidateCompared", unit=MetricUnit.Count, value=t.compared)
+        blob.add_metric(name="CandidateAgreed", unit=MetricUnit.Count, value=t.agreed)
+        blob.add_metric(name="CandidateErrors", unit=MetricUnit.Count, value=t.errors)
+        blob.add_metric(name="CanaryAnswers", unit=MetricUnit.Count, value=t.answered)
+        blob.add_metric(name="CandidateHeadMs", unit=MetricUnit.Milliseconds, value=t.candidate_head_ms)
+        if t.compared:
+            blob.add_metric(
+                name="CandidateAgreement", unit=MetricUnit.Percent, value=100 * t.agreed / t.compared
+            )
+            blob.add_metric(
+                name="CandidateConfidence", unit=MetricUnit.NoUnit, value=t.candidate_confidence / t.compared
+            )
+        blob.flush_metrics()
 
 
 def record_response(metrics: Metrics, status: int) -> None:

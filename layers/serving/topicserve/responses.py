@@ -19,16 +19,20 @@ MAX_ERROR_MESSAGE_CHARS = 1_000
 
 
 def prediction_dict(p: Prediction) -> dict[str, Any]:
+    """One answer, naming the head version and stage that produced it (a canary answers its share)."""
     return {
         "label": p.label,
         "label_id": p.label_id,
         "top": p.top,
+        "model_version": p.version,
+        "stage": p.stage,
         "cached": {"prediction": p.cached, "embedding": p.embedding_cached},
     }
 
 
 def model_predictions(result: BatchResult, model: str) -> dict[str, Any]:
-    """The synchronous answer: one model's predictions for the texts of a request."""
+    """The synchronous answer: one model's predictions for the texts of a request. ``model_version`` is
+    the production version; each prediction names the version that answered it."""
     preds = result.predictions[model]
     return {
         "model": model,
@@ -45,10 +49,7 @@ def request_result(models: list[str], result: BatchResult, i: int) -> dict[str, 
     """The stored result of one queued request (row ``i`` of ``result``), with every model it asked for."""
     return {
         "status": "ok",
-        "models": {
-            m: {"model_version": result.versions[m], **prediction_dict(result.predictions[m][i])}
-            for m in models
-        },
+        "models": {m: prediction_dict(result.predictions[m][i]) for m in models},
         "encoder_version": result.encoder_version[:16],
         "truncated": result.truncated[i],
     }

@@ -36,36 +36,15 @@ from topicserve.errors import (
 )
 from topicserve.faults import StageFaults
 from topicserve.isolation import isolate
+from topicserve.protocols import EncoderLike, HeadLike, TokensLike
+from topicserve.rollout.routing import PRODUCTION, HeadKey, Plan, Route, plan_routes
+from topicserve.rollout.tally import Observation, Tally
 from topicserve.text import CheckedText, text_hash
+
+__all__ = ["EncoderLike", "HeadLike", "InferenceService", "Route", "TokensLike"]
 
 #: [CLS] and [SEP]: a text with no more tokens than these gives the encoder nothing to read
 SPECIAL_TOKENS = 2
-
-
-class TokensLike(Protocol):
-    @property
-    def ids(self) -> Sequence[int]: ...
-
-    @property
-    def truncated(self) -> bool: ...
-
-
-class EncoderLike(Protocol):
-    version: str
-
-    def tokenize(self, texts: Sequence[str]) -> Sequence[TokensLike]: ...
-
-    def encode_tokens(self, ids: Sequence[Sequence[int]], batch_size: int = 32) -> np.ndarray: ...
-
-
-class HeadLike(Protocol):
-    name: str
-    version: str
-
-    @property
-    def labels(self) -> Sequence[str] | None: ...  # None: the head can score, but not name a class
-
-    def predict_proba(self, embeddings: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -77,6 +56,8 @@ class Prediction:
     top: list[dict[str, Any]]
     cached: bool  # served from the prediction cache
     embedding_cached: bool  # embedding came from a cache (or the prediction did, so no encoding at all)
+    version: str = ""  # the head version that answered
+    stage: str = PRODUCTION  # its stage: production, or canary for the canary's share of texts
 
 
 @dataclass
@@ -100,10 +81,11 @@ class Stats:
 @dataclass
 class BatchResult:
     predictions: dict[str, list[Prediction]]  # model name -> one Prediction per input text, in input order
-    versions: dict[str, str]  # model name -> head version that produced it
+    versions: dict[str, str]  # model name -> its production version (each Prediction names its own)
     encoder_version: str
     truncated: list[bool] = field(default_factory=list)  # per input text: the encoder read only its start
     stats: Stats = field(default_factory=Stats)
+    rollout: list[Observation] = field(default_factory=list)  # what each canary / shadow did here
 
 
 def top_k(probabilities: np.ndarray, labels: Sequence[str], k: int) -> list[dict[str, Any]]:
@@ -114,11 +96,27 @@ def top_k(probabilities: np.ndarray, labels: Sequence[str], k: int) -> list[dict
     ]
 
 
+class RouteSource(Protocol):
+    """Where the service reads each model's routing, once per call (the rollout router refreshes it)."""
+
+    def current(self) -> Mapping[str, Route]: ...
+
+
+class StaticRoutes:
+    """Production heads only, fixed: tests, benchmarks, and any caller without a registry."""
+
+    def __init__(self, heads: Mapping[str, HeadLike]) -> None:
+        self.routes = {m: Route(head) for m, head in heads.items()}
+
+    def current(self) -> Mapping[str, Route]:
+        return self.routes
+
+
 class InferenceService:
     def __init__(
         self,
         encoder: EncoderLike,
-        heads: Mapping[str, HeadLike],
+        heads: Mapping[str, HeadLike] | RouteSource,
         *,
         embedding_store: CacheStore | None = None,
         prediction_store: CacheStore | None = None,
@@ -128,7 +126,7 @@ class InferenceService:
         faults: StageFaults | None = None,
     ) -> None:
         self.encoder = encoder
-        self.heads = dict(heads)
+        self.routes: RouteSource = StaticRoutes(heads) if isinstance(heads, Mapping) else heads
         self.embedding_cache = (
             EmbeddingCache(embedding_store, encoder.version) if embedding_store is not None else None
         )
@@ -141,15 +139,21 @@ class InferenceService:
         self.faults = faults or StageFaults()  # test stacks only: see topicserve.faults
 
     @property
+    def heads(self) -> dict[str, HeadLike]:
+        """The production head of every model."""
+        return {m: r.production for m, r in self.routes.current().items()}
+
+    @property
     def models(self) -> list[str]:
-        return sorted(self.heads)
+        return sorted(self.routes.current())
 
     def predict(
         self, texts: Sequence[str], models: Sequence[str], *, cut: Sequence[bool] | None = None
     ) -> BatchResult:
         """Predict every model for every text. ``texts`` must already be validated and normalised;
         ``cut[i]`` says the caller's text i was longer than what was passed (it is reported truncated)."""
-        models = check_models(models, self.models)
+        routes = self.routes.current()  # one snapshot per call: a refresh never splits a request
+        models = check_models(models, sorted(routes))
         stats = Stats(texts=len(texts))
         self.faults.check("transient", texts)
         errors_before = self._cache_errors()
@@ -168,47 +172,65 @@ class InferenceService:
                 where = f"texts[{first_index[h]}]" if len(texts) > 1 else "text"
                 raise EmptyTextError(f"{where} has nothing the encoder can read (no word, only marks)")
 
-        # 3. prediction cache, every model in one round
+        # 3. which head version scores which text (production, canary share, shadow sample), then the
+        # prediction cache for all of it in one round
+        plan = plan_routes(models, unique_hashes, routes)
         started = time.perf_counter()
-        cached_probs = self._cached_predictions(models, unique_hashes)
+        cached_probs = self._cached_predictions(plan.jobs)
         stats.cache_seconds += time.perf_counter() - started
-        stats.prediction_hits = sum(len(v) for v in cached_probs.values())
-        stats.prediction_misses = len(models) * len(unique_hashes) - stats.prediction_hits
-        wanted = {m: [h for h in unique_hashes if h not in cached_probs[m]] for m in models}
-        need_embedding = list(dict.fromkeys(h for m in models for h in wanted[m]))
+        answering = [(m, plan.answer[m][h], h) for m in models for h in unique_hashes]
+        stats.prediction_hits = sum(h in cached_probs[key] for _, key, h in answering)
+        stats.prediction_misses = len(answering) - stats.prediction_hits
+        wanted = {key: [h for h in hs if h not in cached_probs[key]] for key, hs in plan.jobs.items()}
+        need_embedding = list(dict.fromkeys(h for hs in wanted.values() for h in hs))
 
         # 4-5. embeddings: cache first, then encode the misses once
         occurrences = None if self.dedup else hashes
         self.faults.check("encode", [texts[first_index[h]] for h in need_embedding])
         embeddings, from_cache = self._embeddings(need_embedding, tokens, stats, occurrences)
 
-        # 6. heads on what is still missing
-        computed: dict[str, dict[str, np.ndarray]] = {}
-        started = time.perf_counter()
-        for m in models:
-            if wanted[m]:
-                self.faults.check("head", [texts[first_index[h]] for h in wanted[m]])
-                matrix = np.stack([embeddings[h] for h in wanted[m]])
-                probs = self.heads[m].predict_proba(matrix)
-                computed[m] = dict(zip(wanted[m], probs, strict=True))
-        stats.heads_seconds = time.perf_counter() - started
+        # 6. each head once on what is still missing; a candidate's failure never fails the request
+        computed: dict[HeadKey, dict[str, np.ndarray]] = {}
+        head_ms: dict[HeadKey, float] = {}
+        failed: set[HeadKey] = set()
+        for key, todo in wanted.items():
+            if not todo:
+                continue
+            stage, head = plan.heads[key]
+            matrix = np.stack([embeddings[h] for h in todo])
+            started = time.perf_counter()
+            if stage == PRODUCTION:
+                self.faults.check("head", [texts[first_index[h]] for h in todo])
+                probs = head.predict_proba(matrix)
+            else:
+                try:
+                    probs = head.predict_proba(matrix)
+                except Exception:
+                    failed.add(key)
+                    continue
+            head_ms[key] = (time.perf_counter() - started) * 1000
+            computed[key] = dict(zip(todo, probs, strict=True))
+        stats.heads_seconds = sum(head_ms.values()) / 1000
         if self.prediction_cache is not None and computed:
             started = time.perf_counter()
-            self.prediction_cache.put_many_multi(
-                {(m, self.heads[m].version): values for m, values in computed.items()}
-            )
+            self.prediction_cache.put_many_multi(computed)
             stats.cache_seconds += time.perf_counter() - started
+
+        def probabilities(key: HeadKey, h: str) -> np.ndarray:
+            return cached_probs[key][h] if h in cached_probs[key] else computed[key][h]
 
         predictions: dict[str, list[Prediction]] = {}
         for m in models:
-            labels = self.heads[m].labels
             per_unique: list[Prediction] = []
             for h in unique_hashes:
-                if labels is None:
+                key = plan.answer[m][h]
+                if key in failed:  # the canary failed here: production answers (it scored every text)
+                    key = plan.production[m]
+                stage, head = plan.heads[key]
+                if head.labels is None:
                     raise TypeError(f"head {m!r} has no labels to answer with")
-                hit = h in cached_probs[m]
-                probs = cached_probs[m][h] if hit else computed[m][h]
-                best = top_k(probs, labels, self.top)
+                hit = h in cached_probs[key]
+                best = top_k(probabilities(key, h), head.labels, self.top)
                 per_unique.append(
                     Prediction(
                         label=best[0]["label"],
@@ -216,6 +238,8 @@ class InferenceService:
                         top=best,
                         cached=hit,
                         embedding_cached=hit or h in from_cache,
+                        version=head.version,
+                        stage=stage,
                     )
                 )
             predictions[m] = [per_unique[u] for u in dd.inverse]
@@ -223,20 +247,21 @@ class InferenceService:
         cut = cut or [False] * len(texts)
         return BatchResult(
             predictions=predictions,
-            versions={m: self.heads[m].version for m in models},
+            versions={m: routes[m].production.version for m in models},
             encoder_version=self.encoder.version,
             truncated=[bool(c) or tokens[h].truncated for c, h in zip(cut, hashes, strict=True)],
             stats=stats,
+            rollout=_observations(plan, probabilities, failed, head_ms, wanted),
         )
 
     # -- steps ---------------------------------------------------------------------------------------
     def _cached_predictions(
-        self, models: Sequence[str], hashes: Sequence[str]
-    ) -> dict[str, dict[str, np.ndarray]]:
-        if self.prediction_cache is None or not hashes:
-            return {m: {} for m in models}
-        found = self.prediction_cache.get_many_multi([(m, self.heads[m].version) for m in models], hashes)
-        return {m: found.get((m, self.heads[m].version), {}) for m in models}
+        self, jobs: Mapping[HeadKey, Sequence[str]]
+    ) -> dict[HeadKey, dict[str, np.ndarray]]:
+        if self.prediction_cache is None:
+            return {key: {} for key in jobs}
+        found = self.prediction_cache.get_many_multi({k: hs for k, hs in jobs.items() if hs})
+        return {key: found.get(key, {}) for key in jobs}
 
     def _embeddings(
         self,
@@ -276,6 +301,44 @@ class InferenceService:
     def _cache_errors(self) -> int:
         caches = (self.embedding_cache, self.prediction_cache)
         return sum(c.store.errors for c in caches if c is not None)
+
+
+def _observations(
+    plan: Plan,
+    probabilities: Callable[[HeadKey, str], np.ndarray],
+    failed: set[HeadKey],
+    head_ms: Mapping[HeadKey, float],
+    wanted: Mapping[HeadKey, Sequence[str]],
+) -> list[Observation]:
+    """Each candidate against production on the texts it scored: agreement (same label name, so a
+    candidate whose label order differs is compared fairly), confidence, errors and head time."""
+    found = []
+    for model, key, hashes in plan.compare:
+        stage, head = plan.heads[key]
+        tally = Tally()
+        if key in failed:
+            tally.errors = len(hashes)
+        else:
+            prod_key = plan.production[model]
+            prod_labels = plan.heads[prod_key][1].labels or []
+            labels = head.labels or []
+            for h in hashes:
+                cand, prod = probabilities(key, h), probabilities(prod_key, h)
+                c, p = int(np.argmax(cand)), int(np.argmax(prod))
+                tally.compared += 1
+                tally.agreed += labels[c] == prod_labels[p] if labels and prod_labels else c == p
+                tally.candidate_confidence += float(cand[c])
+                tally.production_confidence += float(prod[p])
+            tally.answered = len(hashes) if stage != "shadow" else 0
+            computed = len(wanted.get(key, ()))
+            if computed:
+                tally.candidate_head_ms = head_ms.get(key, 0.0)
+                per_text = head_ms.get(prod_key, 0.0) / max(1, len(wanted.get(prod_key, ())))
+                tally.production_head_ms = per_text * computed
+        found.append(
+            Observation(model=model, stage=stage, version=head.version, epoch=plan.epochs[key], tally=tally)
+        )
+    return found
 
 
 #: A text every healthy model classifies: when nothing could be served, a pass over it tells a broken

@@ -19,22 +19,24 @@ from topicserve.text import DEFAULT_MAX_CHARS
 T = TypeVar("T")
 
 
-def _number(env: Mapping[str, str], name: str, default: T, cast: Callable[[str], T], kind: str) -> T:
+def number_setting(env: Mapping[str, str], name: str, default: T, cast: Callable[[str], T]) -> T:
+    """A numeric setting; a malformed value is a clear error at init, not a surprise at the first use."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
         return cast(raw)
     except ValueError:
+        kind = "an integer" if cast is int else "a number"
         raise ValueError(f"setting {name} must be {kind}, got {raw!r}") from None
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    return _number(env, name, default, int, "an integer")
+    return number_setting(env, name, default, int)
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    return _number(env, name, default, float, "a number")
+    return number_setting(env, name, default, float)
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -100,6 +102,12 @@ class Settings:
     dedup: bool = True  # in-batch common-subexpression elimination; off only to measure what it saves
     adaptive_batching: bool = False  # the batcher tunes its own SQS mapping (topicserve.adaptive)
     latency_slo_ms: int = 5_000  # end-to-end SQS latency target of the adaptive batcher
+    # rollout (topicserve.rollout): how often serving re-reads the registry's routing, the share of texts
+    # a shadow scores, and where / how often the per-version rollout records are written
+    routing_ttl_seconds: float = 30.0
+    shadow_sample: float = 1.0
+    rollout_table: str = ""
+    rollout_flush_seconds: float = 10.0
     # chaos switches (topicserve.faults), for test stacks only: read only when the stack was deployed with
     # TestSwitches=true (TEST_SWITCHES), so setting FAULT_* on a production function does nothing
     test_switches: bool = False
@@ -139,6 +147,10 @@ class Settings:
             dedup=_bool(env, "DEDUP", True),
             adaptive_batching=_bool(env, "ADAPTIVE_BATCHING", False),
             latency_slo_ms=_int(env, "LATENCY_SLO_MS", 5_000),
+            routing_ttl_seconds=_float(env, "ROUTING_TTL_SECONDS", 30.0),
+            shadow_sample=_float(env, "SHADOW_SAMPLE", 1.0),
+            rollout_table=env.get("ROLLOUT_TABLE", ""),
+            rollout_flush_seconds=_float(env, "ROLLOUT_FLUSH_SECONDS", 10.0),
             test_switches=switches,
             fault_rate=_float(chaos, "FAULT_RATE", 0.0),
             fault_kill_rate=_float(chaos, "FAULT_KILL_RATE", 0.0),

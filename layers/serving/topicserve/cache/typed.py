@@ -64,10 +64,15 @@ class PredictionCache:
         )
 
     def get_many_multi(
-        self, heads: Sequence[tuple[str, str]], text_hashes: Sequence[str]
+        self, wanted: Mapping[tuple[str, str], Sequence[str]]
     ) -> dict[tuple[str, str], dict[str, np.ndarray]]:
-        """``{(head, version): {text_hash: probabilities}}`` for the pairs found."""
-        keys = {self._key(h, head, ver): ((head, ver), h) for head, ver in heads for h in text_hashes}
+        """``{(head, version): {text_hash: probabilities}}`` for the pairs found among ``wanted``
+        (``{(head, version): text hashes}``: a canary or shadow version is asked only for its texts)."""
+        keys = {
+            self._key(h, head, ver): ((head, ver), h)
+            for (head, ver), hashes in wanted.items()
+            for h in hashes
+        }
         found: dict[tuple[str, str], dict[str, np.ndarray]] = {}
         for key, blob in self.store.get_many(keys).items():
             head_id, text = keys[key]

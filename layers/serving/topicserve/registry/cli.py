@@ -13,16 +13,26 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from topicserve.aws import aws_client
+from topicserve.catalogue import MODEL_NAMES
 from topicserve.errors import TopicServeError
 from topicserve.registry.manifest import load_manifest, register_manifest
 from topicserve.registry.model import Stage
 from topicserve.registry.store import Registry
+from topicserve.rollout.gates import Thresholds
+from topicserve.rollout.records import RolloutStore
+from topicserve.rollout.runner import rollout_status, run_gates
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="topicserve-registry", description=__doc__.splitlines()[0])
     parser.add_argument("--bucket", default=os.environ.get("REGISTRY_BUCKET"), help="artifacts bucket")
     parser.add_argument("--table", default=os.environ.get("REGISTRY_TABLE"), help="registry table")
+    parser.add_argument(
+        "--rollout-table",
+        default=os.environ.get("ROLLOUT_TABLE"),
+        help="rollout records table (gate, status)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     reg = sub.add_parser("register", help="upload an artifact as the next version of NAME")
@@ -52,9 +62,29 @@ def _parser() -> argparse.ArgumentParser:
     pro.add_argument("name")
     pro.add_argument("version", type=int)
     pro.add_argument("--stage", default="production", choices=[s.value for s in Stage])
+    pro.add_argument("--weight", type=float, help="canary traffic share in (0, 1]")
+    pro.add_argument("--reason", default="", help="recorded in the history")
 
-    rb = sub.add_parser("rollback", help="put the previous production version back")
+    for verb, text in (
+        ("shadow", "score every request on the side, never answer"),
+        ("canary", "answer a share"),
+    ):
+        p = sub.add_parser(verb, help=f"{verb} a version: {text}")
+        p.add_argument("name")
+        p.add_argument("version", type=int)
+        p.add_argument("--weight", type=float, help="canary traffic share in (0, 1]")
+        p.add_argument("--reason", default="", help="recorded in the history")
+
+    rb = sub.add_parser("rollback", help="undo the rollout: the canary, else the shadow, else production")
     rb.add_argument("name")
+    rb.add_argument("--production", action="store_true", help="put the previous production version back")
+    rb.add_argument("--reason", default="", help="recorded in the history")
+
+    st = sub.add_parser("rollout-status", help="routing, candidate records, gate preview and history")
+    st.add_argument("name", nargs="?")
+
+    gate = sub.add_parser("gate", help="evaluate every shadow and canary now (--apply: act on it)")
+    gate.add_argument("--apply", action="store_true")
 
     res = sub.add_parser("resolve", help="the version of NAME at a stage")
     res.add_argument("name")
@@ -66,6 +96,22 @@ def _parser() -> argparse.ArgumentParser:
     dl.add_argument("--stage", default="production", choices=[s.value for s in Stage])
     dl.add_argument("--dest", default=".")
     return parser
+
+
+def _actor() -> str:
+    return f"cli:{os.environ.get('USER') or 'unknown'}"
+
+
+def _store(args: argparse.Namespace) -> RolloutStore:
+    if not args.rollout_table:
+        raise TopicServeError("set --rollout-table or ROLLOUT_TABLE (the stack output RolloutTable)")
+    return RolloutStore(args.rollout_table, aws_client("dynamodb", serving=False))
+
+
+def _status(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
+    store = _store(args) if args.rollout_table else None
+    registry = Registry(bucket=args.bucket, table=args.table)
+    return rollout_status(registry, store, Thresholds.from_env(), names)
 
 
 def run(argv: Sequence[str] | None = None) -> Any:
@@ -100,10 +146,21 @@ def run(argv: Sequence[str] | None = None) -> Any:
             return registry.show(args.name, args.version).to_dict()
         case "lineage":
             return [v.to_dict() for v in registry.lineage(args.name, args.version)]
-        case "promote":
-            return registry.promote(args.name, args.version, Stage(args.stage)).to_dict()
+        case "promote" | "shadow" | "canary":
+            stage = Stage(args.stage) if args.command == "promote" else Stage(args.command)
+            registry.promote(
+                args.name, args.version, stage, weight=args.weight, reason=args.reason, actor=_actor()
+            )
+            return _status(args, [args.name])
         case "rollback":
-            return registry.rollback(args.name).to_dict()
+            registry.rollback(args.name, production=args.production, reason=args.reason, actor=_actor())
+            return _status(args, [args.name])
+        case "rollout-status":
+            return _status(args, [args.name] if args.name else list(MODEL_NAMES))
+        case "gate":
+            return run_gates(
+                registry, _store(args), Thresholds.from_env(), MODEL_NAMES, apply=args.apply, actor=_actor()
+            )
         case "resolve":
             return registry.resolve(args.name, Stage(args.stage)).to_dict()
         case "download":

@@ -3,14 +3,18 @@
 Table layout (partition key ``name`` S, sort key ``version`` N):
 
 * ``version = 0`` is the name's *head item*: ``latest`` (a counter bumped atomically by ``register``, so
-  versions increase monotonically even with concurrent writers), ``production`` (the version now serving)
-  and ``history`` (the production versions in promotion order, which is what ``rollback`` walks back).
+  versions increase monotonically even with concurrent writers), the routing pointers ``production``,
+  ``canary`` + ``canary_weight`` and ``shadow`` (what serving reads, see
+  :class:`~topicserve.registry.model.Routing`), ``history`` (the production versions in promotion order,
+  which is what ``rollback`` walks back), ``rev`` (bumped by every stage change) and ``transitions`` (every
+  stage change: when, which version, from where to where, why and by whom; ~250 bytes each, so the
+  400 KB item holds ~1,500 of them).
 * ``version >= 1`` are the versions: ``stage`` (the only mutable attribute) and ``doc``, the immutable
   JSON record (:class:`~topicserve.registry.model.ModelVersion`).
 
-Promotion to production is one DynamoDB transaction that moves the head item's pointer, marks the new
-version and archives the old one, each under a condition, so two racing promotions cannot leave two
-production versions.
+Every stage change is one DynamoDB transaction that moves the head item's pointers (under a condition on
+the ``rev`` it read), marks the versions that change stage and appends to the history, so two racing
+changes cannot leave two versions in one stage.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ import datetime as dt
 import hashlib
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from topicserve.aws import AwsClient, aws_client
 from topicserve.errors import ArtifactError, ChecksumMismatchError, RegistryError
-from topicserve.registry.model import Lineage, ModelVersion, Stage
+from topicserve.registry.model import Lineage, ModelVersion, Routing, Stage, Transition
 
 HEAD = 0
 _CHUNK = 1 << 20
@@ -128,34 +133,94 @@ class Registry:
             return self.promote(name, version, stage)
         return record
 
-    def promote(self, name: str, version: int, stage: Stage | str = Stage.PRODUCTION) -> ModelVersion:
-        """Move a version to a stage. Promoting to production archives the previous production version."""
+    def promote(
+        self,
+        name: str,
+        version: int,
+        stage: Stage | str = Stage.PRODUCTION,
+        *,
+        weight: float | None = None,
+        reason: str = "",
+        actor: str = "cli",
+        expect_rev: int | None = None,
+    ) -> ModelVersion:
+        """Move a version to a stage, in one transaction with every side effect, recorded in the history.
+
+        * production: the previous production version is archived;
+        * shadow / canary (``weight`` in (0, 1] for a canary): the version that held that stage is
+          archived; a canary whose version is already the canary only changes its weight;
+        * any stage: a version leaving the canary or shadow stage frees it. A production version cannot be
+          moved aside directly (promote another version, or roll back).
+
+        ``expect_rev`` makes the change conditional on nothing else having changed the model since the
+        caller read its routing (the gate uses it, so it never acts on a decision made on stale state).
+        """
         stage = Stage.parse(stage) if isinstance(stage, str) else stage
-        current = self.show(name, version)
-        if stage is not Stage.PRODUCTION:
-            if current.stage is Stage.PRODUCTION:
+        record = self.show(name, version)
+        routing = self.routing(name, consistent=True)
+        if expect_rev is not None and routing.rev != expect_rev:
+            raise RegistryError(
+                f"{name} changed since revision {expect_rev} (now {routing.rev}); read it again"
+            )
+        change = _Change(routing)
+        if stage is Stage.PRODUCTION:
+            if routing.production == version:
+                return record
+            change.vacate(version)
+            if routing.production is not None:
+                change.stages[routing.production] = Stage.ARCHIVED
+            change.sets["production"] = {"N": str(version)}
+            change.sets["history"] = {"L": [{"N": str(v)} for v in (*routing.history, version)]}
+        elif stage in (Stage.SHADOW, Stage.CANARY):
+            if routing.production == version:
+                raise RegistryError(f"{name} v{version} is in production: it cannot also be a {stage.value}")
+            slot = stage.value
+            holder = routing.canary if stage is Stage.CANARY else routing.shadow
+            if stage is Stage.CANARY:
+                weight = _check_weight(weight)
+                change.sets["canary_weight"] = {"N": repr(weight)}
+            if holder == version:
+                if stage is Stage.SHADOW or weight == routing.canary_weight:
+                    return record
+            else:
+                change.vacate(version)
+                if holder is not None:
+                    change.stages[holder] = Stage.ARCHIVED
+                change.sets[slot] = {"N": str(version)}
+                change.sets[f"{slot}_rev"] = {"N": str(routing.rev + 1)}
+        else:
+            if routing.production == version:
                 raise RegistryError(
                     f"{name} v{version} is in production: promote another version (or roll back) first"
                 )
-            self._set_stage(name, version, stage)
-            return self.show(name, version)
-        head = self._head(name)
-        old = head.get("production")
-        if old == version:
-            return current
-        history = [*head.get("history", []), version]
-        self._switch_production(name, old=old, new=version, history=history)
+            change.vacate(version)
+        change.stages[version] = stage
+        self._commit(name, change, {version: record.stage}, reason=reason, actor=actor, weight=weight)
         return self.show(name, version)
 
-    def rollback(self, name: str) -> ModelVersion:
-        """Put back the version that was in production before the current one."""
-        head = self._head(name)
-        history: list[int] = head.get("history", [])
-        current = head.get("production")
-        if current is None or len(history) < 2:
+    def rollback(
+        self, name: str, *, production: bool = False, reason: str = "", actor: str = "cli"
+    ) -> ModelVersion:
+        """Undo the riskiest step in flight: the canary if there is one, else the shadow (archived, the
+        production version untouched); with neither, or with ``production``, put back the version that
+        was in production before the current one. Returns the version serving production afterwards."""
+        routing = self.routing(name, consistent=True)
+        candidate = routing.canary if routing.canary is not None else routing.shadow
+        if candidate is not None and not production:
+            self.promote(name, candidate, Stage.ARCHIVED, reason=reason or "rolled back", actor=actor)
+            return self.resolve(name)
+        history = routing.history
+        if routing.production is None or len(history) < 2:
             raise RegistryError(f"{name} has no earlier production version to roll back to")
         previous = history[-2]
-        self._switch_production(name, old=current, new=previous, history=history[:-1])
+        change = _Change(routing)
+        change.vacate(previous)
+        change.stages[routing.production] = Stage.ARCHIVED
+        change.stages[previous] = Stage.PRODUCTION
+        change.sets["production"] = {"N": str(previous)}
+        change.sets["history"] = {"L": [{"N": str(v)} for v in history[:-1]]}
+        before = {previous: self.show(name, previous).stage}
+        self._commit(name, change, before, reason=reason or "production rolled back", actor=actor)
         return self.show(name, previous)
 
     # -- reads ---------------------------------------------------------------------------------------
@@ -204,11 +269,11 @@ class Registry:
     def resolve(self, name: str, stage: Stage | str = Stage.PRODUCTION) -> ModelVersion:
         """The version of ``name`` at ``stage`` (for staging/none/archived: the newest one there)."""
         stage = Stage.parse(stage) if isinstance(stage, str) else stage
-        if stage is Stage.PRODUCTION:
-            production = self._head(name).get("production")
-            if production is None:
-                raise RegistryError(f"{name} has no production version")
-            return self.show(name, production)
+        if stage in _POINTED:
+            pointer = getattr(self.routing(name, consistent=True), stage.value)
+            if pointer is None:
+                raise RegistryError(f"{name} has no {stage.value} version")
+            return self.show(name, pointer)
         candidates = [v for v in self.list(name) if v.stage is stage]
         if not candidates:
             raise RegistryError(f"{name} has no version at stage {stage.value}")
@@ -216,7 +281,43 @@ class Registry:
 
     def production_history(self, name: str) -> builtins.list[int]:
         """Versions that have been in production, newest first (the current one included, first)."""
-        return list(reversed(self._head(name).get("history", [])))
+        return list(reversed(self.routing(name, consistent=True).history))
+
+    def routing(self, name: str, *, consistent: bool = False) -> Routing:
+        item = self.ddb.get_item(
+            TableName=self.table, Key=self._key(name, HEAD), ConsistentRead=consistent, **_ROUTING_PROJECTION
+        ).get("Item")
+        if item is None:
+            raise RegistryError(f"no model named {name!r} in the registry")
+        return _routing(item)
+
+    def routings(self, names: Sequence[str]) -> dict[str, Routing]:
+        """The routing of several models in one BatchGetItem: what serving reads at every refresh.
+        Models missing from the registry are missing from the answer."""
+        found: dict[str, Routing] = {}
+        request: dict[str, Any] = {
+            self.table: {"Keys": [self._key(n, HEAD) for n in dict.fromkeys(names)], **_ROUTING_PROJECTION}
+        }
+        for _ in range(10):
+            if not request:
+                return found
+            page = self.ddb.batch_get_item(RequestItems=request)
+            for item in page.get("Responses", {}).get(self.table, []):
+                routing = _routing(item)
+                found[routing.model] = routing
+            request = page.get("UnprocessedKeys") or {}
+        raise RegistryError("the registry kept some routing reads unprocessed (throttled); try again")
+
+    def transitions(self, name: str, limit: int | None = None) -> builtins.list[Transition]:
+        """The model's stage changes, oldest first (the last ``limit`` of them)."""
+        item = self.ddb.get_item(
+            TableName=self.table,
+            Key=self._key(name, HEAD),
+            ConsistentRead=True,
+            ProjectionExpression="transitions",
+        ).get("Item", {})
+        docs = [v["S"] for v in item.get("transitions", {}).get("L", [])]
+        return [Transition.from_document(d) for d in docs[-limit if limit else 0 :]]
 
     def find_by_sha256(self, name: str, sha256: str) -> ModelVersion | None:
         return next((v for v in self.list(name) if v.sha256 == sha256), None)
@@ -264,71 +365,80 @@ class Registry:
     def _key(name: str, version: int) -> dict[str, Any]:
         return {"name": {"S": name}, "version": {"N": str(version)}}
 
-    def _head(self, name: str) -> dict[str, Any]:
-        item = self.ddb.get_item(TableName=self.table, Key=self._key(name, HEAD), ConsistentRead=True).get(
-            "Item"
-        )
-        if item is None:
-            raise RegistryError(f"no model named {name!r} in the registry")
-        head: dict[str, Any] = {"latest": int(item["latest"]["N"])}
-        if "production" in item:
-            head["production"] = int(item["production"]["N"])
-        head["history"] = [int(v["N"]) for v in item.get("history", {}).get("L", [])]
-        return head
-
     def _record(self, item: dict[str, Any]) -> ModelVersion:
         return ModelVersion.from_document(item["doc"]["S"], stage=item["stage"]["S"])
 
-    def _set_stage(self, name: str, version: int, stage: Stage) -> None:
-        self.ddb.update_item(
-            TableName=self.table,
-            Key=self._key(name, version),
-            UpdateExpression="SET stage = :s",
-            ConditionExpression="attribute_exists(version)",
-            ExpressionAttributeValues={":s": {"S": stage.value}},
-        )
-
-    def _switch_production(
-        self, name: str, *, old: int | None, new: int, history: builtins.list[int]
+    def _commit(
+        self,
+        name: str,
+        change: _Change,
+        before: dict[int, Stage],
+        *,
+        reason: str,
+        actor: str,
+        weight: float | None = None,
     ) -> None:
-        if old is None:
-            guard = "attribute_not_exists(production)"
-            guard_values: dict[str, Any] = {}
-        else:
-            guard = "production = :old"
-            guard_values = {":old": {"N": str(old)}}
+        """One transaction: the head item (pointers, ``rev`` + 1 under a condition on the ``rev`` read,
+        the history appended) and the stage of every version that changes, so racing writers cannot
+        leave two versions in one stage: the loser gets a clear error and reads again."""
+        routing = change.routing
+        at = _now()
+        old = {**routing.stage_of(), **before}
+        log = [
+            Transition(
+                at=at,
+                version=v,
+                from_stage=old.get(v, Stage.NONE).value,
+                to_stage=stage.value,
+                reason=reason if v in before else f"{reason} (side effect)".strip(),
+                actor=actor,
+                weight=weight if stage is Stage.CANARY else None,
+            )
+            for v, stage in change.stages.items()
+        ]
+        values: dict[str, Any] = {
+            ":rev": {"N": str(routing.rev)},
+            ":next": {"N": str(routing.rev + 1)},
+            ":log": {"L": [{"S": t.to_document()} for t in log]},
+            ":empty": {"L": []},
+        }
+        names = {"#rev": "rev", "#transitions": "transitions"}
+        assignments = [
+            "#rev = :next",
+            "#transitions = list_append(if_not_exists(#transitions, :empty), :log)",
+        ]
+        for i, (attribute, value) in enumerate(change.sets.items()):
+            names[f"#a{i}"] = attribute
+            values[f":a{i}"] = value
+            assignments.append(f"#a{i} = :a{i}")
+        removes = [a for a in dict.fromkeys(change.removes) if a not in change.sets]
+        for i, attribute in enumerate(removes):
+            names[f"#r{i}"] = attribute
+        expression = "SET " + ", ".join(assignments)
+        if removes:
+            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removes)))
         items: list[dict[str, Any]] = [
             {
                 "Update": {
                     "TableName": self.table,
                     "Key": self._key(name, HEAD),
-                    "UpdateExpression": "SET production = :new, history = :history",
-                    "ConditionExpression": guard,
-                    "ExpressionAttributeValues": {
-                        ":new": {"N": str(new)},
-                        ":history": {"L": [{"N": str(v)} for v in history]},
-                        **guard_values,
-                    },
+                    "UpdateExpression": expression,
+                    "ConditionExpression": "attribute_exists(latest) AND "
+                    + ("(attribute_not_exists(#rev) OR #rev = :rev)" if routing.rev == 0 else "#rev = :rev"),
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": values,
                 }
-            },
-            {
-                "Update": {
-                    "TableName": self.table,
-                    "Key": self._key(name, new),
-                    "UpdateExpression": "SET stage = :s",
-                    "ConditionExpression": "attribute_exists(version)",
-                    "ExpressionAttributeValues": {":s": {"S": Stage.PRODUCTION.value}},
-                }
-            },
+            }
         ]
-        if old is not None:
+        for version, stage in change.stages.items():
             items.append(
                 {
                     "Update": {
                         "TableName": self.table,
-                        "Key": self._key(name, old),
+                        "Key": self._key(name, version),
                         "UpdateExpression": "SET stage = :s",
-                        "ExpressionAttributeValues": {":s": {"S": Stage.ARCHIVED.value}},
+                        "ConditionExpression": "attribute_exists(version)",
+                        "ExpressionAttributeValues": {":s": {"S": stage.value}},
                     }
                 }
             )
@@ -336,9 +446,67 @@ class Registry:
             self.ddb.transact_write_items(TransactItems=items)
         except self.ddb.exceptions.TransactionCanceledException as exc:
             raise RegistryError(
-                f"promotion of {name} v{new} lost a race with another promotion or the version is missing; "
+                f"the stage change of {name} lost a race with another change, or a version is missing; "
                 "read the registry again and retry"
             ) from exc
+
+
+_POINTED = (Stage.PRODUCTION, Stage.CANARY, Stage.SHADOW)
+_ROUTING_ATTRIBUTES = (
+    "name",
+    "production",
+    "canary",
+    "canary_weight",
+    "shadow",
+    "rev",
+    "canary_rev",
+    "shadow_rev",
+    "history",
+)
+_ROUTING_PROJECTION: dict[str, Any] = {
+    "ProjectionExpression": ", ".join(f"#p{i}" for i in range(len(_ROUTING_ATTRIBUTES))),
+    "ExpressionAttributeNames": {f"#p{i}": a for i, a in enumerate(_ROUTING_ATTRIBUTES)},
+}
+
+
+def _routing(item: dict[str, Any]) -> Routing:
+    def number(attribute: str) -> int | None:
+        return int(item[attribute]["N"]) if attribute in item else None
+
+    return Routing(
+        model=item["name"]["S"],
+        production=number("production"),
+        canary=number("canary"),
+        canary_weight=float(item["canary_weight"]["N"]) if "canary_weight" in item else 0.0,
+        shadow=number("shadow"),
+        rev=number("rev") or 0,
+        canary_rev=number("canary_rev") or 0,
+        shadow_rev=number("shadow_rev") or 0,
+        history=tuple(int(v["N"]) for v in item.get("history", {}).get("L", [])),
+    )
+
+
+def _check_weight(weight: float | None) -> float:
+    if weight is None or not 0.0 < weight <= 1.0:
+        raise RegistryError(f"a canary needs a traffic weight in (0, 1], got {weight!r}")
+    return float(weight)
+
+
+class _Change:
+    """The pointer and stage changes of one transition, before they are written."""
+
+    def __init__(self, routing: Routing) -> None:
+        self.routing = routing
+        self.sets: dict[str, Any] = {}
+        self.removes: builtins.list[str] = []
+        self.stages: dict[int, Stage] = {}
+
+    def vacate(self, version: int) -> None:
+        """``version`` leaves the canary or shadow stage it holds (if any)."""
+        if version == self.routing.canary:
+            self.removes += ["canary", "canary_weight", "canary_rev"]
+        if version == self.routing.shadow:
+            self.removes += ["shadow", "shadow_rev"]
 
 
 def _parse_s3_uri(uri: str) -> tuple[str, str]:

@@ -1,0 +1,35 @@
+"""What the inference pipeline needs from an encoder and a head, as protocols: the service, the rollout
+router and the tests' fakes all meet here, and nothing in this module imports numpy-heavy code."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+
+class TokensLike(Protocol):
+    @property
+    def ids(self) -> Sequence[int]: ...
+
+    @property
+    def truncated(self) -> bool: ...
+
+
+class EncoderLike(Protocol):
+    version: str
+
+    def tokenize(self, texts: Sequence[str]) -> Sequence[TokensLike]: ...
+
+    def encode_tokens(self, ids: Sequence[Sequence[int]], batch_size: int = 32) -> np.ndarray: ...
+
+
+class HeadLike(Protocol):
+    name: str
+    version: str
+
+    @property
+    def labels(self) -> Sequence[str] | None: ...  # None: the head can score, but not name a class
+
+    def predict_proba(self, embeddings: np.ndarray) -> np.ndarray: ...

@@ -1,0 +1,151 @@
+"""Rollout records in DynamoDB: one item per (model, stage, version, epoch), sums added atomically.
+
+Table layout (partition key ``model`` S, sort key ``record`` S = ``<stage>#<version>#<epoch>``): the
+:class:`~topicserve.rollout.tally.Tally` fields as numbers, ``first_at`` / ``updated_at``. Every
+environment adds its own sums with ``ADD`` (no read-modify-write, no lost update), at most every
+``flush_seconds``: a record costs one small write per environment per flush, not one per request. The
+epoch is the registry revision at which the candidate entered its stage, so a version that re-enters a
+stage starts from zero.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import fields
+from typing import Any
+
+from topicserve.aws import AwsClient
+from topicserve.rollout.tally import Observation, Tally
+
+logger = logging.getLogger(__name__)
+
+RecordKey = tuple[str, str, str, int]  # model, stage, version, epoch
+_FIELDS = [f.name for f in fields(Tally)]
+
+
+def record_id(stage: str, version: str | int, epoch: int) -> str:
+    return f"{stage}#{version}#{epoch}"
+
+
+class RolloutStore:
+    def __init__(self, table: str, client: AwsClient) -> None:
+        self.table = table
+        self.ddb = client
+
+    def add(self, key: RecordKey, tally: Tally) -> None:
+        model, stage, version, epoch = key
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        names = {f"#f{i}": name for i, name in enumerate(_FIELDS)}
+        values: dict[str, Any] = {
+            f":f{i}": {"N": _number(getattr(tally, name))} for i, name in enumerate(_FIELDS)
+        }
+        values |= {":stage": {"S": stage}, ":version": {"N": str(version)}, ":epoch": {"N": str(epoch)}}
+        values[":now"] = {"S": now}
+        self.ddb.update_item(
+            TableName=self.table,
+            Key={"model": {"S": model}, "record": {"S": record_id(stage, version, epoch)}},
+            UpdateExpression="ADD "
+            + ", ".join(f"#f{i} :f{i}" for i in range(len(_FIELDS)))
+            + " SET stage = :stage, version = :version, epoch = :epoch, updated_at = :now,"
+            " first_at = if_not_exists(first_at, :now)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def get(self, model: str, stage: str, version: str | int, epoch: int) -> Tally:
+        item = self.ddb.get_item(
+            TableName=self.table,
+            Key={"model": {"S": model}, "record": {"S": record_id(stage, version, epoch)}},
+            ConsistentRead=True,
+        ).get("Item")
+        return _tally(item) if item else Tally()
+
+    def records(self, model: str) -> list[dict[str, Any]]:
+        """Every record of a model (all stages, versions and epochs), oldest first."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "model = :m",
+            "ExpressionAttributeValues": {":m": {"S": model}},
+        }
+        while True:
+            page = self.ddb.query(**kwargs)
+            items.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        out = [
+            {
+                "stage": i["stage"]["S"],
+                "version": int(i["version"]["N"]),
+                "epoch": int(i["epoch"]["N"]),
+                "first_at": i.get("first_at", {}).get("S"),
+                "updated_at": i.get("updated_at", {}).get("S"),
+                **_tally(i).summary(),
+            }
+            for i in items
+        ]
+        return sorted(out, key=lambda r: (r["first_at"] or "", r["epoch"]))
+
+
+class RolloutRecorder:
+    """Sums what the candidates did in this environment and writes it every ``flush_seconds``.
+
+    A failed write keeps the sums for the next flush (and is logged): a registry or table outage never
+    fails a request, it only delays the gate.
+    """
+
+    def __init__(
+        self,
+        store: RolloutStore | None,
+        *,
+        flush_seconds: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.flush_seconds = flush_seconds
+        self.clock = clock
+        self.pending: dict[RecordKey, Tally] = {}
+        self._last_flush = clock()
+
+    def observe(self, observations: Iterable[Observation]) -> None:
+        for o in observations:
+            self.pending.setdefault((o.model, o.stage, o.version, o.epoch), Tally()).add(o.tally)
+
+    def load_error(self, model: str, stage: str, version: int, epoch: int) -> None:
+        self.pending.setdefault((model, stage, str(version), epoch), Tally()).errors += 1
+
+    def maybe_flush(self, *, force: bool = False) -> int:
+        """Write the sums when due; returns how many records were written."""
+        if not self.pending or self.store is None:
+            return 0
+        if not force and self.clock() - self._last_flush < self.flush_seconds:
+            return 0
+        self._last_flush = self.clock()
+        written = 0
+        for key, tally in list(self.pending.items()):
+            try:
+                self.store.add(key, tally)
+            except Exception as exc:
+                logger.warning(
+                    "rollout record write failed; kept for the next flush", extra={"error": repr(exc)}
+                )
+                break
+            del self.pending[key]
+            written += 1
+        return written
+
+
+def _number(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:.6f}"
+
+
+def _tally(item: dict[str, Any]) -> Tally:
+    values: dict[str, Any] = {}
+    for f in fields(Tally):
+        raw = item.get(f.name, {}).get("N", "0")
+        values[f.name] = int(raw) if f.type in ("int", int) else float(raw)
+    return Tally(**values)

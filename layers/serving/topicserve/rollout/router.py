@@ -1,0 +1,223 @@
+"""The routing one execution environment follows: the registry's stages, without a redeploy.
+
+At cold start the router reads every served model's routing in one call and loads the production and
+canary heads concurrently (the shadow keeps loading in the background: nothing waits for it). Afterwards
+:meth:`Router.current` re-reads the routing when it is older than the TTL (one small BatchGetItem), loads
+any new version in a background thread (sha256-verified by the registry download), and keeps serving
+the previous routing until the new head is ready, so a rollout step never stalls or fails a request. A
+routing read or a load that fails leaves the routing as it was and is retried at the next refresh; a
+candidate that cannot be loaded is reported (``on_load_error``) so the gate can roll it back.
+
+Lambda freezes an environment between invocations, background loads included: a load started by one
+request finishes during the next ones, which keep being answered meanwhile.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from topicserve.errors import ChecksumMismatchError
+from topicserve.protocols import HeadLike
+from topicserve.registry.model import Routing, Stage
+from topicserve.rollout.routing import Route
+
+logger = logging.getLogger(__name__)
+
+LoadHead = Callable[[str, int], HeadLike]  # (model, version) -> a loaded, verified head
+LoadError = Callable[[str, str, int, int], None]  # (model, stage, version, epoch)
+
+
+class RoutingReader(Protocol):
+    def routings(self, names: Sequence[str]) -> dict[str, Routing]: ...
+
+
+class Router:
+    def __init__(
+        self,
+        models: Sequence[str],
+        registry: RoutingReader,
+        load: LoadHead,
+        *,
+        ttl_seconds: float = 30.0,
+        shadow_sample: float = 1.0,
+        on_load_error: LoadError | None = None,
+        executor: cf.Executor | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.models = list(models)
+        self.registry = registry
+        self.load = load
+        self.ttl = ttl_seconds
+        self.shadow_sample = shadow_sample
+        self.on_load_error = on_load_error
+        self.executor = executor or cf.ThreadPoolExecutor(max_workers=3, thread_name_prefix="loader")
+        self.clock = clock
+        self.desired: dict[str, Routing] = {}
+        self.loaded: dict[tuple[str, int], HeadLike] = {}
+        self.pending: dict[tuple[str, int], cf.Future[tuple[int, HeadLike]]] = {}
+        self.refreshes = 0
+        self._routes: dict[str, Route] = {}
+        self._next_refresh = 0.0
+
+    # -- cold start ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Read the routing and load what answers requests (production, canary); raise if a model has no
+        production head that passes its sha256 check (the environment cannot serve it)."""
+        self._refresh(self.clock(), fail=True)
+        needed = [
+            f
+            for (model, version), f in self.pending.items()
+            if version in (self.desired[model].production, self.desired[model].canary)
+        ]
+        cf.wait(needed)
+        self._harvest(raise_production=True)
+        missing = [m for m in self.models if m not in self._routes]
+        if missing:
+            raise RuntimeError(f"no production head loaded for {missing}")
+
+    # -- per request ---------------------------------------------------------------------------------
+    def current(self) -> Mapping[str, Route]:
+        now = self.clock()
+        if now >= self._next_refresh:
+            self._refresh(now)
+        if self.pending:
+            self._harvest()
+        return self._routes
+
+    def status(self) -> dict[str, Any]:
+        """For logs and the warm-up answer: what is desired, what serves, what is still loading."""
+        return {
+            m: {
+                "desired": self.desired[m].to_dict() if m in self.desired else None,
+                "serving": {
+                    "production": r.production.version,
+                    "canary": r.canary.version if r.canary else None,
+                    "canary_weight": r.canary_weight,
+                    "shadow": r.shadow.version if r.shadow else None,
+                },
+                "loading": sorted(v for (model, v) in self.pending if model == m),
+            }
+            for m, r in self._routes.items()
+        }
+
+    # -- steps ---------------------------------------------------------------------------------------
+    def _refresh(self, now: float, *, fail: bool = False) -> None:
+        self._next_refresh = now + self.ttl
+        self.refreshes += 1
+        try:
+            found = self.registry.routings(self.models)
+        except Exception as exc:
+            if fail:
+                raise
+            logger.warning("routing refresh failed; serving the current routing", extra={"error": repr(exc)})
+            return
+        missing = [m for m in self.models if m not in found or found[m].production is None]
+        if missing and fail:
+            raise RuntimeError(f"no production version in the registry for {missing}")
+        for model, routing in found.items():
+            if routing.production is None:
+                continue
+            if self.desired.get(model) != routing:
+                logger.info("routing changed", extra={"model": model, "routing": routing.to_dict()})
+            self.desired[model] = routing
+            for version in sorted(routing.versions()):
+                key = (model, version)
+                if key not in self.loaded and key not in self.pending:
+                    task = self._production if version == routing.production else self._candidate
+                    self.pending[key] = self.executor.submit(task, model, version, routing)
+        self._rebuild()
+
+    def _production(self, model: str, version: int, routing: Routing) -> tuple[int, HeadLike]:
+        """The production head; a refused artifact (sha256 mismatch) falls back to the versions that were
+        in production before it, newest first, at cold start (a warm environment keeps what it serves)."""
+        fallbacks = (
+            [v for v in reversed(routing.history) if v != version] if not self._routes.get(model) else []
+        )
+        refused: ChecksumMismatchError | None = None
+        for candidate in [version, *fallbacks]:
+            try:
+                return candidate, self.load(model, candidate)
+            except ChecksumMismatchError as exc:
+                logger.error(
+                    "refused a head artifact that fails its sha256 check",
+                    extra={"model": model, "version": candidate, "error": str(exc)},
+                )
+                refused = refused or exc
+        assert refused is not None
+        raise refused
+
+    def _candidate(self, model: str, version: int, routing: Routing) -> tuple[int, HeadLike]:
+        return version, self.load(model, version)
+
+    def _harvest(self, *, raise_production: bool = False) -> None:
+        changed = False
+        for key, future in list(self.pending.items()):
+            if not future.done():
+                continue
+            del self.pending[key]
+            model, version = key
+            try:
+                loaded_version, head = future.result()
+            except Exception as exc:
+                routing = self.desired.get(model)
+                stage = _stage_of(routing, version)
+                logger.error(
+                    "could not load a head; serving the current routing",
+                    extra={"model": model, "version": version, "stage": stage, "error": repr(exc)},
+                )
+                if stage == Stage.PRODUCTION and raise_production:
+                    raise
+                if routing is not None and self.on_load_error and stage in (Stage.CANARY, Stage.SHADOW):
+                    epoch = routing.canary_rev if stage == Stage.CANARY else routing.shadow_rev
+                    self.on_load_error(model, stage, version, epoch)
+                continue
+            self.loaded[(model, loaded_version)] = head
+            if loaded_version != version:  # a production fallback: remember what serves instead
+                self.desired[model] = _with_production(self.desired[model], loaded_version)
+            changed = True
+        if changed:
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        routes: dict[str, Route] = {}
+        for model, routing in self.desired.items():
+            served = self._routes.get(model)
+            production = self.loaded.get((model, routing.production or 0)) or (
+                served.production if served else None
+            )
+            if production is None:
+                continue
+            canary = self.loaded.get((model, routing.canary)) if routing.canary is not None else None
+            shadow = self.loaded.get((model, routing.shadow)) if routing.shadow is not None else None
+            routes[model] = Route(
+                production=production,
+                canary=canary,
+                canary_weight=routing.canary_weight,
+                shadow=shadow,
+                shadow_sample=self.shadow_sample,
+                canary_epoch=routing.canary_rev,
+                shadow_epoch=routing.shadow_rev,
+            )
+        self._routes = routes
+        keep = {
+            (m, int(h.version)) for m, r in routes.items() for h in (r.production, r.canary, r.shadow) if h
+        }
+        keep |= {(m, v) for m, routing in self.desired.items() for v in routing.versions()}
+        for key in [k for k in self.loaded if k not in keep]:
+            del self.loaded[key]  # a version no stage uses any more: free its session
+
+
+def _stage_of(routing: Routing | None, version: int) -> str:
+    if routing is None:
+        return "unknown"
+    return routing.stage_of().get(version, Stage.NONE).value
+
+
+def _with_production(routing: Routing, version: int) -> Routing:
+    from dataclasses import replace
+
+    return replace(routing, production=version)
