@@ -40,7 +40,7 @@ $(STAMP): requirements-dev.txt pyproject.toml
 
 venv: $(STAMP)  ## create the development environment
 
-models: $(STAMP)  ## build encoder (fp32 + int8), embeddings and the four heads (QUICK=1: subset; TUNE=0: no search)
+models: $(STAMP)  ## build encoder (fp32 + int8), embeddings, the four heads and their ensemble (QUICK=1: subset; TUNE=0: no search)
 	$(PY) -m training.build
 
 models-if-missing: $(STAMP)

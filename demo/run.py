@@ -97,7 +97,7 @@ def report(body: dict[str, Any], labels: list[str]) -> None:
         hits = sum(p["cached"]["prediction"] for p, _ in answered)
         emb = sum(p["cached"]["embedding"] for p, _ in answered)
         print(
-            f"  {model:7s} accuracy {correct / max(1, len(answered)):.3f}  "
+            f"  {model:8s} accuracy {correct / max(1, len(answered)):.3f}  "
             f"prediction-cache hits {hits:3d}/{len(answered)}  embedding reused {emb:3d}/{len(answered)}"
         )
 
@@ -120,7 +120,7 @@ def main() -> int:
             return 1
         p = body["predictions"][0]
         top = ", ".join(f"{t['label']} {t['probability']:.2f}" for t in p["top"])
-        print(f"  {model:7s} v{body['model_version']}: {p['label']:26s} (truth {labels[i]})")
+        print(f"  {model:8s} v{body['model_version']}: {p['label']:26s} (truth {labels[i]})")
         print(f"          top-3: {top}  [{ms:.0f} ms]")
     status, _ = client.call("GET", "/v1/health", api_key="")
     print(f"  without the API key: HTTP {status}")
@@ -142,7 +142,7 @@ def main() -> int:
             warm[model].append(timed_predict(client, model, texts[100 + j])[0])
     for model in MODELS:
         median = statistics.median(warm[model])
-        print(f"  {model:7s} cold start {cold[model]:7.0f} ms   warm median {median:6.0f} ms")
+        print(f"  {model:8s} cold start {cold[model]:7.0f} ms   warm median {median:6.0f} ms")
 
     counts = Counter(r["status"] for r in second.get("results", []))
     print(f"\nsecond pass statuses: {dict(counts)}")

@@ -213,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--heads", default=",".join(MODEL_NAMES), help="comma-separated heads to build")
     args = parser.parse_args(argv)
+    names = [h for h in args.heads.split(",") if h]
+    unknown = sorted(set(names) - set(MODEL_NAMES))
+    if unknown:
+        parser.error(f"unknown head(s) {unknown}; choose from {','.join(MODEL_NAMES)}")
     setup_logging()
     s = Settings.from_env()
     t_start = time.perf_counter()
@@ -227,11 +231,19 @@ def main(argv: list[str] | None = None) -> int:
     emb = build_embeddings(s, ds, enc)
     if args.until == "embeddings":
         return 0
+    from training import ensemble
     from training import heads as heads_mod
 
-    names = [h for h in args.heads.split(",") if h]
-    heads, validation, head_files = heads_mod.build_heads(s, ds, emb, names, enc["int8"]["sha256"])
+    trained = [h for h in names if h != ensemble.NAME]
+    heads, validation, head_files = heads_mod.build_heads(s, ds, emb, trained, enc["int8"]["sha256"])
     PUBLISH.update(head_files)
+    if set(ensemble.MEMBERS) <= set(trained):  # last in the manifest: registered after its members
+        heads[ensemble.NAME], ens_files = ensemble.build_ensemble(
+            s, ds, emb, heads, head_files, enc["int8"]["sha256"]
+        )
+        PUBLISH.update(ens_files)
+    else:
+        log.info("ensemble: skipped, it needs all of %s built in this run", ",".join(ensemble.MEMBERS))
     manifest = {
         "quick": s.quick,
         "tuned": s.tune or s.quick,  # False: the recorded choice of an earlier search, refit (TUNE=0)
@@ -264,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, h in heads.items():
         m = h["metrics"]
         log.info(
-            "  %-6s acc %.4f  macro-F1 %.4f  acc(fp32 emb) %.4f  %7.2f MB  load %.3f s  agree %.4f",
+            "  %-8s acc %.4f  macro-F1 %.4f  acc(fp32 emb) %.4f  %7.2f MB  load %.3f s  agree %.4f",
             name,
             m["accuracy"],
             m["macro_f1"],

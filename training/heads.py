@@ -387,14 +387,9 @@ def _train_one(
     }
 
 
-def build_heads(
-    s: Settings, ds, emb: dict, names: list[str], encoder_sha: str
-) -> tuple[dict, dict, dict[Path, Path]]:
-    """Train/export/evaluate each head (cached). Returns manifest entries, the validation protocol and
-    {published path: cached file} for the caller to install together with the manifest."""
-    x_train, y_train = emb[("int8", "train")], ds.train.y
-    x_test, y_test = emb[("int8", "test")], ds.test.y
-    x_test32 = emb[("fp32", "test")]
+def validation_split(y_train: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(fit indices, validation indices, protocol) of train: the one split every choice is made on (the
+    heads' hyperparameters here, the ensemble's weights in training/ensemble.py)."""
     idx = np.arange(len(y_train))
     tr_idx, val_idx = train_test_split(idx, test_size=VAL_FRACTION, stratify=y_train, random_state=SEED)
     validation = {
@@ -405,8 +400,25 @@ def build_heads(
         "n_validation": len(val_idx),
         "refit_on_full_train": True,
     }
+    return tr_idx, val_idx, validation
+
+
+def embeddings_key(emb: dict) -> dict[str, str]:
+    """sha256 of each embeddings array, ``"<variant>/<split>"`` -> hex: the data part of a cache key."""
+    return {f"{a}/{b}": hashlib.sha256(v.tobytes()).hexdigest() for (a, b), v in emb.items()}
+
+
+def build_heads(
+    s: Settings, ds, emb: dict, names: list[str], encoder_sha: str
+) -> tuple[dict, dict, dict[Path, Path]]:
+    """Train/export/evaluate each head (cached). Returns manifest entries, the validation protocol and
+    {published path: cached file} for the caller to install together with the manifest."""
+    x_train, y_train = emb[("int8", "train")], ds.train.y
+    x_test, y_test = emb[("int8", "test")], ds.test.y
+    x_test32 = emb[("fp32", "test")]
+    tr_idx, val_idx, validation = validation_split(y_train)
     all_grids = grids(s.quick, s.tune)
-    emb_key = {f"{a}/{b}": hashlib.sha256(v.tobytes()).hexdigest() for (a, b), v in emb.items()}
+    emb_key = embeddings_key(emb)
     out: dict[str, dict] = {}
     files: dict[Path, Path] = {}
     for name in names:

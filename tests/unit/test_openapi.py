@@ -37,7 +37,7 @@ def spec_routes(spec: dict[str, Any]) -> set[tuple[str, str]]:
     routes = set()
     for path, item in spec["paths"].items():
         for method in item:
-            if path == "/v1/predict/{model}":  # one parameterised route stands for the four functions
+            if path == "/v1/predict/{model}":  # one parameterised route stands for every predict function
                 routes |= {(method, f"/v1/predict/{m}") for m in MODEL_NAMES} | {(method, "/v1/predict/{m}")}
             else:
                 routes.add((method, path))

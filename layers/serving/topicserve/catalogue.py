@@ -30,6 +30,11 @@ HEADS: tuple[HeadSpec, ...] = (
     HeadSpec("rf", "random forest", "PredictRfFunction"),
     HeadSpec("hgb", "histogram gradient boosting, one-vs-rest", "PredictHgbFunction"),
     HeadSpec("mlp", "small PyTorch MLP (384-256-20)", "PredictMlpFunction"),
+    HeadSpec(
+        "ensemble",
+        "soft vote of the four heads (weights from the validation split)",
+        "PredictEnsembleFunction",
+    ),
 )
 MODEL_NAMES: tuple[str, ...] = tuple(h.name for h in HEADS)
 #: The encoder variant the serving layer ships (``make models`` also builds fp32, the fidelity reference).

@@ -80,12 +80,33 @@ def register_manifest(
             metrics={**entry.get("metrics", {}), "agreement_with_native": entry.get("agreement_with_native")},
             hyperparameters=entry.get("hyperparameters", {}),
             labels=manifest.get("labels", []),
-            lineage=Lineage(dataset=dataset, encoder=encoder_lineage, code_revision=revision),
+            lineage=Lineage(
+                dataset=dataset,
+                encoder=encoder_lineage,
+                code_revision=revision,
+                members=_members(head, entry.get("members", {}), records),
+            ),
             quick=manifest.get("quick", False),
             promote_new=promote_new,
             log=log,
         )
     return records
+
+
+def _members(head: str, members: dict[str, str], records: dict[str, ModelVersion]) -> dict[str, Any]:
+    """An ensemble's lineage: the registered version of each member, which the manifest lists first."""
+    out: dict[str, Any] = {}
+    for member, sha256 in members.items():
+        record = records.get(member)
+        if record is None:
+            raise RegistryError(f"{head}: member {member!r} is not registered before it in the manifest")
+        if record.sha256 != sha256:
+            raise RegistryError(
+                f"{head}: member {member!r} was built from sha256 {sha256[:12]}, the registered one is "
+                f"{record.sha256[:12]}"
+            )
+        out[member] = {"version": record.version, "sha256": record.sha256}
+    return out
 
 
 def _ensure(

@@ -11,8 +11,14 @@ from topicserve.errors import RegistryError
 
 
 class Stage(StrEnum):
+    """Where a version is in its life. ``shadow`` and ``canary`` are the rollout stages: at most one
+    version of a model is in each (as for production), and serving reads them from the model's
+    :class:`Routing` without a redeploy."""
+
     NONE = "none"
     STAGING = "staging"
+    SHADOW = "shadow"
+    CANARY = "canary"
     PRODUCTION = "production"
     ARCHIVED = "archived"
 
@@ -38,6 +44,7 @@ class Lineage:
     encoder: dict[str, Any] = field(default_factory=dict)
     code_revision: str = "unknown"
     parent_version: int | None = None
+    members: dict[str, Any] = field(default_factory=dict)  # an ensemble's member versions
 
 
 @dataclass(frozen=True)
@@ -76,3 +83,72 @@ class ModelVersion:
         data = asdict(self)
         data["stage"] = self.stage.value
         return data
+
+
+@dataclass(frozen=True)
+class Routing:
+    """How a model is served right now: the head item's pointers, which is all serving reads per refresh.
+
+    ``rev`` increases with every transition of the model; ``canary_rev`` / ``shadow_rev`` are the ``rev``
+    at which the current candidate entered its stage, so its rollout record starts from zero each time a
+    version (re-)enters a stage. ``history`` lists the production versions in promotion order.
+    """
+
+    model: str
+    production: int | None = None
+    canary: int | None = None
+    canary_weight: float = 0.0
+    shadow: int | None = None
+    rev: int = 0
+    canary_rev: int = 0
+    shadow_rev: int = 0
+    history: tuple[int, ...] = ()
+
+    def candidates(self) -> list[tuple[Stage, int, int]]:
+        """``(stage, version, epoch)`` of the canary and the shadow that are set."""
+        found = []
+        if self.canary is not None:
+            found.append((Stage.CANARY, self.canary, self.canary_rev))
+        if self.shadow is not None:
+            found.append((Stage.SHADOW, self.shadow, self.shadow_rev))
+        return found
+
+    def versions(self) -> set[int]:
+        return {v for v in (self.production, self.canary, self.shadow) if v is not None}
+
+    def stage_of(self) -> dict[int, Stage]:
+        """The stage of each version a pointer names."""
+        pointed = (
+            (self.production, Stage.PRODUCTION),
+            (self.canary, Stage.CANARY),
+            (self.shadow, Stage.SHADOW),
+        )
+        return {v: stage for v, stage in pointed if v is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "production": self.production,
+            "canary": None if self.canary is None else {"version": self.canary, "weight": self.canary_weight},
+            "shadow": None if self.shadow is None else {"version": self.shadow},
+            "rev": self.rev,
+        }
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One stage change in a model's history: when, which version, from where to where, and why."""
+
+    at: str
+    version: int
+    from_stage: str
+    to_stage: str
+    reason: str = ""
+    actor: str = "cli"
+    weight: float | None = None
+
+    def to_document(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_document(cls, document: str) -> Transition:
+        return cls(**json.loads(document))
