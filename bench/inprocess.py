@@ -218,6 +218,65 @@ def cache_hit_latency(texts: list[str], repeats: int = 3) -> dict[str, Any]:
     }
 
 
+def rollout_cost(texts: list[str], n_rounds: int, batch: int = 16) -> dict[str, Any]:
+    """What a rollout costs a request: production alone, + a shadow scoring every text, + a 20% canary
+    (whose texts production also scores, to compare). Interleaved rounds on fresh texts (caches off, so
+    every text is encoded: the common case of a unique text), requests of ``batch`` texts. The candidate is
+    a second copy of the logreg head (a retrained logreg costs the same)."""
+    from topicserve.heads import Head
+    from topicserve.rollout.routing import Route
+    from topicserve.service import InferenceService
+
+    class Fixed:
+        def __init__(self, route: Route) -> None:
+            self.routes = {"logreg": route}
+
+        def current(self) -> dict[str, Route]:
+            return self.routes
+
+    manifest = json.loads(MANIFEST.read_text())
+    encoder = load_encoder("int8")
+    path, labels = REPO / manifest["heads"]["logreg"]["path"], manifest["labels"]
+    prod = Head(path, name="logreg", version="1", labels=labels)
+    cand = Head(path, name="logreg", version="2", labels=labels)
+    services = {
+        "production": InferenceService(encoder, Fixed(Route(prod))),
+        "shadow_all": InferenceService(encoder, Fixed(Route(prod, shadow=cand))),
+        "canary_20": InferenceService(encoder, Fixed(Route(prod, canary=cand, canary_weight=0.2))),
+    }
+    services["production"].predict(texts[:2], ["logreg"])
+    overhead: dict[str, list[float]] = {k: [] for k in services}
+
+    def run(name: str) -> Callable[[int], float]:
+        def go(r: int) -> float:
+            fresh = salted(texts, f"rollout{r}")
+            started = time.perf_counter()
+            for i in range(0, len(fresh), batch):
+                result = services[name].predict(fresh[i : i + batch], ["logreg"])
+                st = result.stats
+                # inside the call: everything but the encoder, over the encoder (immune to drift)
+                overhead[name].append(st.heads_seconds / max(st.encode_seconds, 1e-9))
+            return (time.perf_counter() - started) * 1000 / len(fresh)
+
+        return go
+
+    say(f"rollout cost: {len(texts)} texts in requests of {batch}, {n_rounds} interleaved rounds")
+    raw = rounds({k: run(k) for k in services}, n_rounds)
+    med = {k: float(np.median(v)) for k, v in raw.items()}
+    heads_share = {k: float(np.median(v)) for k, v in overhead.items()}
+    return {
+        "texts": len(texts),
+        "batch": batch,
+        "rounds": n_rounds,
+        "ms_per_text_raw": raw,
+        "ms_per_text_median": med,
+        "shadow_over_production": ratio(med["shadow_all"], med["production"]),
+        "canary_over_production": ratio(med["canary_20"], med["production"]),
+        "heads_over_encoder_median": heads_share,
+        "shadow_extra_share_of_encoder": heads_share["shadow_all"] - heads_share["production"],
+    }
+
+
 def _median_ms(fn: Callable[[], Any], repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -236,6 +295,7 @@ def run(texts: list[str], quick: bool) -> dict[str, Any]:
         ),
         "peer": peer_and_heads(texts[:n], 3 if quick else 5, 32 if quick else 96),
         "cache_latency": cache_hit_latency(texts[n : n + (20 if quick else 100)]),
+        "rollout_cost": rollout_cost(texts[: n // 2], 3 if quick else 5),
     }
     return out
 

@@ -291,6 +291,26 @@ def section_inprocess(inp: dict[str, Any]) -> list[str]:
         f"Cache-hit latency in the service (LRU tier): p50 {_f(cache['hit_ms']['p50'], 3)} ms vs miss "
         f"{_f(cache['miss_ms']['p50'], 1)} ms ({_pct(cache['hit_over_miss_p50'])}).",
         "",
+        *_rollout_cost(inp.get("rollout_cost")),
+    ]
+
+
+def _rollout_cost(rc: dict[str, Any] | None) -> list[str]:
+    if not rc:
+        return []
+    med = rc["ms_per_text_median"]
+    share = rc["heads_over_encoder_median"]
+    return [
+        "### What a rollout costs a request",
+        "",
+        f"{rc['texts']} fresh texts in requests of {rc['batch']}, {rc['rounds']} interleaved rounds "
+        "(caches off). A shadow scoring every text costs "
+        f"**{_f(rc['shadow_over_production'], 3)}x** production alone per text; a 20% canary "
+        f"{_f(rc['canary_over_production'], 3)}x. Inside the calls, heads / encoder: "
+        + ", ".join(f"{k} {_pct(v)}" for k, v in share.items())
+        + ".",
+        "",
+        *_table(["variant", "ms per text (median)"], [[k, _f(v, 2)] for k, v in med.items()]),
     ]
 
 

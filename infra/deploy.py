@@ -144,12 +144,14 @@ def main(argv: list[str] | None = None) -> int:
             "embedding_cache": outputs["EmbeddingCacheTableName"],
             "prediction_cache": outputs["PredictionCacheTableName"],
             "results": outputs["ResultsTableName"],
+            "rollout": outputs["RolloutTableName"],
         },
         "functions": {
             "predict": dict(zip(MODEL_NAMES, outputs["PredictFunctionNames"].split(","), strict=True)),
             "batcher": outputs["BatcherFunctionName"],
             "api": outputs["ApiFunctionName"],
             "warmer": outputs["WarmerFunctionName"],
+            "gate": outputs["GateFunctionName"],
         },
         "production_versions": after,
     }

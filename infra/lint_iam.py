@@ -1,6 +1,7 @@
 """Least-privilege check of the IAM policies template.yaml creates, offline.
 
     .localcloud/sam-venv/bin/python infra/lint_iam.py [--out build/lint/template.cfn.json]
+        [--param Key=Value ...] [--auto-publish-alias live]   # e.g. the AWS code canary variant
     .venv/bin/checkov -f build/lint/template.cfn.json --framework cloudformation --check CKV_AWS_107,...
 
 Why a transform first: the SAM template declares permissions as ``Policies:`` on AWS::Serverless::Function
@@ -45,7 +46,12 @@ _READ_ARTIFACTS = {
     "s3:GetObjectVersion",
     "s3:GetLifecycleConfiguration",
 }
-_MODEL = _READ_REGISTRY | _READ_ARTIFACTS | {"dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"}
+# + the caches (BatchGet/BatchWrite) and the rollout records (UpdateItem: atomic ADDs)
+_MODEL = (
+    _READ_REGISTRY
+    | _READ_ARTIFACTS
+    | {"dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:UpdateItem"}
+)
 _TUNE_ESM = {
     "lambda:ListEventSourceMappings",
     "lambda:GetEventSourceMapping",
@@ -56,10 +62,18 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     "PredictRfFunctionRole": _MODEL,
     "PredictHgbFunctionRole": _MODEL,
     "PredictMlpFunctionRole": _MODEL,
+    "PredictEnsembleFunctionRole": _MODEL,
     "BatcherFunctionRole": _MODEL | _TUNE_ESM,
     "ApiFunctionRole": _READ_REGISTRY
     | {"sqs:SendMessage*", "dynamodb:PutItem", "dynamodb:Query"},  # SQSSendMessagePolicy: SendMessage(Batch)
     "WarmerFunctionRole": {"lambda:InvokeFunction"},
+    # the rollout gate: routing + records read, stage changes (TransactWriteItems of Updates)
+    "GateFunctionRole": {
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:Query",
+        "dynamodb:UpdateItem",
+    },
 }
 BASIC_EXECUTION = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 # SAM attaches AWSLambdaSQSQueueExecutionRole to a function with an SQS event (the poller's Receive/Delete/
@@ -70,6 +84,12 @@ MANAGED_ALLOWED = {role: {BASIC_EXECUTION} for role in EXPECTED_ACTIONS} | {
 }
 # Actions that AWS does not scope to resources: the only statements allowed on Resource "*".
 UNSCOPABLE_ACTIONS = {"lambda:ListEventSourceMappings"}
+# Function code canaries (template.yaml: CodeDeploymentType + AutoPublishAlias, AWS only) add the service role
+# SAM creates for CodeDeploy: AWS's managed policy for Lambda deployments, no statements of its own.
+CODEDEPLOY_ROLE = "CodeDeployServiceRole"
+CODEDEPLOY_FOR_LAMBDA = "arn:aws:iam::aws:policy/service-role/AWSCodeDeployRoleForLambda"
+OPTIONAL_ACTIONS: dict[str, set[str]] = {CODEDEPLOY_ROLE: set()}
+MANAGED_ALLOWED[CODEDEPLOY_ROLE] = {CODEDEPLOY_FOR_LAMBDA}
 
 
 class _ManagedPolicies:
@@ -82,18 +102,25 @@ class _ManagedPolicies:
         }
 
 
-def transform(template_path: Path) -> dict[str, Any]:
+def transform(
+    template_path: Path, parameters: dict[str, str] | None = None, auto_publish_alias: str | None = None
+) -> dict[str, Any]:
+    """The CloudFormation the SAM transform makes of the template, for ``parameters`` (template defaults for
+    the others). ``auto_publish_alias`` renders the AWS code canary variant: SAM cannot switch
+    Globals.Function.AutoPublishAlias with a parameter, so the AWS deploy adds it (template.yaml, README)."""
     from samcli.yamlhelper import yaml_parse
     from samtranslator.translator.transform import transform as sam_transform
 
     os.environ.setdefault("AWS_DEFAULT_REGION", PARAMETERS["AWS::Region"])  # the translator asks boto3
     template = yaml_parse(template_path.read_text())
+    if auto_publish_alias:
+        template["Globals"]["Function"]["AutoPublishAlias"] = auto_publish_alias
     for resource in template["Resources"].values():
         props = resource.get("Properties", {})
         for key in ("CodeUri", "ContentUri"):
             if key in props:
                 props[key] = DUMMY_CODE  # local paths are packaged by sam; irrelevant to permissions
-    return sam_transform(template, PARAMETERS, _ManagedPolicies())
+    return sam_transform(template, {**PARAMETERS, **(parameters or {})}, _ManagedPolicies())
 
 
 def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:
@@ -111,7 +138,7 @@ def _as_list(value: Any) -> list[Any]:
 def violations(cfn: dict[str, Any]) -> list[str]:
     problems: list[str] = []
     roles = {k: v for k, v in cfn["Resources"].items() if v["Type"] == "AWS::IAM::Role"}
-    if set(roles) != set(EXPECTED_ACTIONS):
+    if set(roles) - set(OPTIONAL_ACTIONS) != set(EXPECTED_ACTIONS):
         problems.append(f"roles {sorted(roles)} differ from the reviewed set {sorted(EXPECTED_ACTIONS)}")
     for name, role in roles.items():
         for arn in role["Properties"].get("ManagedPolicyArns", []):
@@ -128,7 +155,7 @@ def violations(cfn: dict[str, Any]) -> list[str]:
             for resource in _as_list(statement.get("Resource", [])):
                 if resource == "*" and set(_as_list(statement["Action"])) - UNSCOPABLE_ACTIONS:
                     problems.append(f"{name}: statement on Resource '*' ({statement['Action']})")
-        expected = EXPECTED_ACTIONS.get(name)
+        expected = EXPECTED_ACTIONS.get(name, OPTIONAL_ACTIONS.get(name))
         if expected is not None and actions != expected:
             extra, missing = sorted(actions - expected), sorted(expected - actions)
             problems.append(f"{name}: actions differ from the reviewed set: extra {extra}, missing {missing}")
@@ -139,8 +166,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--template", type=Path, default=REPO / "template.yaml")
     parser.add_argument("--out", type=Path, default=REPO / "build" / "lint" / "template.cfn.json")
+    parser.add_argument("--param", action="append", default=[], help="template parameter Key=Value")
+    parser.add_argument(
+        "--auto-publish-alias", help="add Globals.Function.AutoPublishAlias (AWS code canaries)"
+    )
     args = parser.parse_args(argv)
-    cfn = transform(args.template)
+    parameters = dict(p.split("=", 1) for p in args.param)
+    cfn = transform(args.template, parameters, args.auto_publish_alias)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(cfn, indent=1, default=str) + "\n")
     problems = violations(cfn)

@@ -29,6 +29,9 @@ from topicserve.requests import (
 )
 from topicserve.responses import error_body, error_result
 from topicserve.results import ResultsStore
+from topicserve.rollout.gates import Thresholds
+from topicserve.rollout.records import RolloutStore
+from topicserve.rollout.runner import rollout_status
 from topicserve.settings import Settings
 
 logger = make_logger("api")
@@ -37,6 +40,8 @@ settings = Settings.from_env()
 dynamodb = aws_client("dynamodb")
 sqs = aws_client("sqs")
 registry = make_registry(settings, dynamodb)
+rollout_store = RolloutStore(settings.rollout_table, dynamodb) if settings.rollout_table else None
+thresholds = Thresholds.from_env()
 results = ResultsStore(settings.results_table, client=dynamodb, ttl_seconds=settings.results_ttl_seconds)
 app = APIGatewayRestResolver()
 install_error_handlers(app, logger)
@@ -49,6 +54,9 @@ def health() -> dict[str, Any]:
 
 @app.get("/v1/models")
 def models() -> dict[str, Any]:
+    """Every model's versions and stages, and for the heads their rollout: routing (production, canary and
+    weight, shadow), the candidates' records with what the gate would decide now, the last transitions."""
+    rollout = rollout_status(registry, rollout_store, thresholds, list(settings.models))
     view: dict[str, Any] = {}
     for name in [*settings.models, encoder_model_name(SERVED_ENCODER)]:
         versions = registry.list(name)
@@ -63,6 +71,8 @@ def models() -> dict[str, Any]:
                 {"version": v.version, "stage": v.stage.value, "created_at": v.created_at} for v in versions
             ],
         }
+        if name in rollout:
+            view[name]["rollout"] = rollout[name]
     return {"models": view}
 
 

@@ -88,6 +88,22 @@ def test_rest_api_with_key_and_schedule_warmers(template: dict[str, Any]) -> Non
     assert warm["Type"] == "Schedule"  # not ScheduleV2: EventBridge Scheduler never fires in LocalStack
 
 
+def test_schedules_can_really_be_switched_off(template: dict[str, Any]) -> None:
+    """SAM turns ``Enabled: !If [...]`` into ``State: ENABLED`` whatever the condition (an intrinsic is a
+    truthy dict), which left the warmer and the gate running on stacks deployed with them off; ``State``
+    with ``Fn::If`` passes through to CloudFormation."""
+    schedules = {
+        name: event["Properties"]
+        for name, fn in resources(template, "AWS::Serverless::Function").items()
+        for event in fn["Properties"].get("Events", {}).values()
+        if event["Type"] == "Schedule"
+    }
+    assert set(schedules) == {"WarmerFunction", "GateFunction"}
+    for name, props in schedules.items():
+        assert "Enabled" not in props, f"{name}: use State, not Enabled"
+        assert props["State"]["If"][1:] == ["ENABLED", "DISABLED"], name
+
+
 def test_caches_have_ttl(template: dict[str, Any]) -> None:
     for name in ("EmbeddingCacheTable", "PredictionCacheTable", "ResultsTable"):
         ttl = template["Resources"][name]["Properties"]["TimeToLiveSpecification"]

@@ -15,6 +15,7 @@ from tests.e2e.conftest import LocalCloud, delete_stack
 
 REPO = Path(__file__).resolve().parents[3]
 STACK_NAME = "topicserve-e2e"
+ROUTING_TTL_SECONDS = 2
 
 
 def deploy_app(
@@ -41,8 +42,18 @@ def app_stack(localcloud: LocalCloud, tmp_path_factory: pytest.TempPathFactory) 
     """Deploy with infra/deploy.py (sam build + sam deploy + model registration), delete at the end.
 
     Warmer schedules are off here so that cold and warm starts are what each test makes them; the warmer
-    function itself is deployed and tests invoke it directly.
+    function itself is deployed and tests invoke it directly (the gate function likewise).
     """
     output = tmp_path_factory.mktemp("stack") / "stack.json"
-    params = {"WarmerEnabled": "false", "BatchSize": "100", "BatchingWindowSeconds": "1"}
+    params = {
+        "WarmerEnabled": "false",
+        "BatchSize": "100",
+        "BatchingWindowSeconds": "1",
+        # rollout tests (test_rollout.py): a short routing TTL, records written at every invocation, and the
+        # gate only when a test invokes it (a scheduled run could promote a canary in the middle of a test)
+        "RoutingTtlSeconds": str(ROUTING_TTL_SECONDS),
+        "RolloutFlushSeconds": "0",
+        "GateEnabled": "false",
+        "GateMinRequests": "150",
+    }
     yield from deploy_app(localcloud, STACK_NAME, params, output)

@@ -1,7 +1,9 @@
 """``topicserve-registry``: the registry from a shell (works against AWS or LocalStack alike).
 
-The endpoint comes from boto3's own settings (``AWS_ENDPOINT_URL``, ``AWS_REGION``), bucket and table from
-``--bucket/--table`` or ``REGISTRY_BUCKET/REGISTRY_TABLE``. Output is JSON so it can be piped into jq.
+The endpoint comes from boto3's own settings (``AWS_ENDPOINT_URL``, ``AWS_REGION``), bucket and tables from
+``--bucket/--table/--rollout-table`` or ``REGISTRY_BUCKET/REGISTRY_TABLE/ROLLOUT_TABLE``, or else from a
+deployed stack's ``build/stack.json`` (``--stack``; for the local cloud it also gives the endpoint). Output
+is JSON so it can be piped into jq.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from topicserve.aws import aws_client
@@ -33,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("ROLLOUT_TABLE"),
         help="rollout records table (gate, status)",
     )
+    parser.add_argument("--stack", default="build/stack.json", help="stack outputs to read what is not set")
     sub = parser.add_subparsers(dest="command", required=True)
 
     reg = sub.add_parser("register", help="upload an artifact as the next version of NAME")
@@ -114,8 +118,28 @@ def _status(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
     return rollout_status(registry, store, Thresholds.from_env(), names)
 
 
+def _fill_from_stack(args: argparse.Namespace) -> None:
+    """What ``make deploy`` wrote: bucket, tables and, for the local cloud, its endpoint and dummy keys."""
+    path = Path(args.stack)
+    if (args.bucket and args.table) or not path.is_file():
+        return
+    stack = json.loads(path.read_text())
+    args.bucket = args.bucket or stack["bucket"]
+    args.table = args.table or stack["tables"]["registry"]
+    args.rollout_table = args.rollout_table or stack["tables"].get("rollout")
+    if stack.get("endpoint_url"):
+        for key, value in (
+            ("AWS_ENDPOINT_URL", stack["endpoint_url"]),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_DEFAULT_REGION", stack.get("region") or "us-east-1"),
+        ):
+            os.environ.setdefault(key, value)
+
+
 def run(argv: Sequence[str] | None = None) -> Any:
     args = _parser().parse_args(argv)
+    _fill_from_stack(args)
     if not args.bucket or not args.table:
         raise TopicServeError("set --bucket/--table or REGISTRY_BUCKET/REGISTRY_TABLE")
     registry = Registry(bucket=args.bucket, table=args.table)

@@ -25,7 +25,7 @@ WAIT = "wait"
 class Thresholds:
     min_requests: int = 200
     min_agreement: float = 0.85  # share of compared texts with production's label
-    min_confidence_ratio: float = 0.8  # candidate mean top probability / production's on the same texts
+    min_confidence_ratio: float = 0.5  # candidate mean top probability / production's on the same texts
     max_error_rate: float = 0.01
     max_errors_unserved: int = 5
     canary_weight: float = 0.1  # the weight a shadow that passes starts its canary with

@@ -1,0 +1,166 @@
+"""``python -m training.candidate``: train a new version of one head for a rollout, and register it.
+
+It refits the head on the cached embeddings of the build in ``build/models`` (the same encoder, dataset,
+subset and labels; nothing is re-encoded when the build's embedding cache is there), with the recorded
+hyperparameters changed by ``--param``, exports it with the build's own exporter, measures its test
+accuracy, and with ``--register`` records it in the stack's registry (``build/stack.json``) as the next
+version, with lineage and, with ``--stage``, straight into shadow or canary. ``--permute-labels SEED``
+trains on shuffled labels: a deliberately broken version, to watch a gate roll it back.
+
+    python -m training.candidate logreg --param C=0.1 --register --stage shadow
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from training.common import REPO, Settings, code_revision, log, rel, setup_logging, sha256_file
+
+if TYPE_CHECKING:
+    from topicserve.registry import ModelVersion, Registry
+
+MANIFEST = REPO / "build" / "models" / "manifest.json"
+STACK_JSON = REPO / "build" / "stack.json"
+OUT = REPO / "build" / "candidates"
+
+
+def _value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def train(name: str, params: dict[str, Any], *, permute_seed: int | None = None) -> dict[str, Any]:
+    """Fit, export and evaluate one candidate; returns its manifest-like entry."""
+    from topicserve.encoder import Encoder
+    from training import data as data_mod
+    from training import embed
+    from training.heads import EXPORT, FIT, onnx_proba
+
+    manifest = json.loads(MANIFEST.read_text())
+    if name not in manifest["heads"] or name not in FIT:
+        raise SystemExit(f"{name!r} is not a trainable head of this build: {sorted(FIT)}")
+    s = Settings.from_env()
+    ds = data_mod.load(s.data_home, bool(manifest["quick"]))
+    enc_entry = manifest["encoder"]["int8"]
+    encoder = Encoder(
+        REPO / enc_entry["path"],
+        REPO / "build" / "models" / "encoder" / "tokenizer.json",
+        max_length=enc_entry.get("max_length") or s.max_length,
+        intra_op_threads=s.threads,
+    )
+    arrays = {}
+    for split in ("train", "test"):
+        part = getattr(ds, split)
+        arrays[split], _ = embed.embeddings(
+            encoder, enc_entry["sha256"], split, part.texts, part.index, ds.subset, ds.pkz_sha256
+        )
+    y = ds.train.y
+    if permute_seed is not None:
+        y = np.random.default_rng(permute_seed).permutation(y)
+    hyper = {**manifest["heads"][name].get("hyperparameters", {}), **params}
+    log.info(
+        "[%s] fitting a candidate with %s%s",
+        name,
+        hyper,
+        " on PERMUTED labels" if permute_seed is not None else "",
+    )
+    model = FIT[name](arrays["train"], y, hyper)
+    OUT.mkdir(parents=True, exist_ok=True)
+    tag = "-".join(f"{k}{v}" for k, v in sorted(params.items())) or "refit"
+    path = OUT / f"{name}-{tag}{'-permuted' if permute_seed is not None else ''}.onnx"
+    if name == "rf":
+        EXPORT[name](model, path, hyper.get("onnx_format", "treeensemble"))
+    else:
+        EXPORT[name](model, path)
+    pred = onnx_proba(path, arrays["test"]).argmax(1)
+    accuracy = round(float((pred == ds.test.y).mean()), 4)
+    log.info(
+        "[%s] candidate test accuracy %.4f (production build: %s) -> %s",
+        name,
+        accuracy,
+        manifest["heads"][name]["metrics"]["accuracy"],
+        rel(path),
+    )
+    return {
+        "path": path,
+        "sha256": sha256_file(path),
+        "hyperparameters": hyper,
+        "metrics": {"accuracy": accuracy},
+        "labels": manifest["labels"],
+        "dataset": manifest["dataset"],
+        "encoder": {
+            "name": "sentence-transformers/all-MiniLM-L6-v2",
+            "variant": "int8",
+            "sha256": enc_entry["sha256"],
+        },
+        "permuted_labels": permute_seed is not None,
+    }
+
+
+def register(
+    registry: Registry,
+    entry: dict[str, Any],
+    name: str,
+    *,
+    stage: str | None = None,
+    weight: float | None = None,
+    reason: str = "",
+) -> ModelVersion:
+    """Record the candidate as the next version of ``name`` (its parent: the newest version), and put it
+    into ``stage`` when given."""
+    from topicserve.registry import Lineage
+
+    description = "candidate: " + ", ".join(f"{k}={v}" for k, v in entry["hyperparameters"].items())
+    if entry["permuted_labels"]:
+        description += " (PERMUTED LABELS: deliberately broken)"
+    record = registry.register(
+        name,
+        entry["path"],
+        format="onnx",
+        metrics=entry["metrics"],
+        hyperparameters=entry["hyperparameters"],
+        labels=entry["labels"],
+        lineage=Lineage(dataset=entry["dataset"], encoder=entry["encoder"], code_revision=code_revision()),
+        description=description,
+    )
+    if stage:
+        record = registry.promote(name, record.version, stage, weight=weight, reason=reason or description)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name", help="head to retrain (logreg, rf, hgb, mlp)")
+    parser.add_argument("--param", action="append", default=[], help="KEY=VALUE hyperparameter override")
+    parser.add_argument(
+        "--permute-labels", type=int, metavar="SEED", help="train on shuffled labels (broken)"
+    )
+    parser.add_argument("--register", action="store_true", help="register it in build/stack.json's registry")
+    parser.add_argument(
+        "--stage", choices=["shadow", "canary", "staging"], help="with --register: stage to enter"
+    )
+    parser.add_argument("--weight", type=float, help="canary traffic share")
+    parser.add_argument("--reason", default="", help="recorded in the registry history")
+    args = parser.parse_args(argv)
+    setup_logging()
+    params = dict(p.split("=", 1) for p in args.param)
+    entry = train(args.name, {k: _value(v) for k, v in params.items()}, permute_seed=args.permute_labels)
+    out: dict[str, Any] = {"path": rel(entry["path"]), "sha256": entry["sha256"], "metrics": entry["metrics"]}
+    if args.register:
+        out["registered"] = register(
+            entry, args.name, stage=args.stage, weight=args.weight, reason=args.reason
+        )
+    json.dump(out, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
