@@ -146,3 +146,29 @@ def test_cli_roundtrip(registry: Registry, tmp_path: Path, capsys: pytest.Captur
     assert Path(json.loads(capsys.readouterr().out)["path"]).read_bytes() == b"net"
     assert cli_main([*base, "show", "mlp", "9"]) == 2
     assert "not in the registry" in capsys.readouterr().err
+
+
+def test_documents_from_newer_code_stay_readable() -> None:
+    """A registry written by a newer release (fields this code does not know) must not break the functions
+    still running this one: unknown fields are ignored."""
+    from topicserve.registry.model import ModelVersion, Transition
+
+    doc = json.dumps(
+        {
+            "name": "rf",
+            "version": 3,
+            "sha256": "a" * 64,
+            "size_bytes": 1,
+            "format": "onnx",
+            "artifact_uri": "s3://b/k",
+            "created_at": "2026-01-01T00:00:00+00:00",
+            "future_field": 1,
+            "lineage": {"code_revision": "x", "parent_version": 2, "future_lineage": {"a": 1}},
+        }
+    )
+    record = ModelVersion.from_document(doc, stage="canary")
+    assert record.version == 3 and record.lineage.parent_version == 2 and record.stage is Stage.CANARY
+    t = Transition.from_document(
+        json.dumps({"at": "t", "version": 1, "from_stage": "none", "to_stage": "shadow", "x": 1})
+    )
+    assert t.to_stage == "shadow"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -75,8 +75,10 @@ class ModelVersion:
 
     @classmethod
     def from_document(cls, document: str, *, stage: str) -> ModelVersion:
-        data = json.loads(document)
-        data["lineage"] = Lineage(**data.get("lineage", {}))
+        """Fields this code does not know are ignored: a registry written by newer code (a new lineage
+        field, say) must stay readable by the functions still running the previous release."""
+        data = _known(cls, json.loads(document))
+        data["lineage"] = Lineage(**_known(Lineage, data.get("lineage", {})))
         return cls(stage=Stage.parse(stage), **data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -151,4 +153,9 @@ class Transition:
 
     @classmethod
     def from_document(cls, document: str) -> Transition:
-        return cls(**json.loads(document))
+        return cls(**_known(cls, json.loads(document)))
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
