@@ -244,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
         PUBLISH.update(ens_files)
     else:
         log.info("ensemble: skipped, it needs all of %s built in this run", ",".join(ensemble.MEMBERS))
+    from training.reference import build_reference
+
+    reference, reference_files = build_reference(s, ds, emb, heads)
+    PUBLISH.update(reference_files)
     manifest = {
         "quick": s.quick,
         "tuned": s.tune or s.quick,  # False: the recorded choice of an earlier search, refit (TUNE=0)
@@ -263,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "encoder": enc,
         "heads": heads,
+        "reference": reference,
         "build_seconds": round(time.perf_counter() - t_start, 1),
     }
     MODELS.mkdir(parents=True, exist_ok=True)

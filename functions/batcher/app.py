@@ -62,6 +62,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     )
     record_rollout(outcome.rollout, "batcher")
     runtime.record_rollout(outcome.rollout)
+    runtime.record_served(outcome.served)
     if tuner is not None and records:
         tuner.observe(records)
     metrics.add_metric(name="BatchSize", unit=MetricUnit.Count, value=len(records))

@@ -47,6 +47,7 @@ def predict(model: str) -> dict[str, Any]:
     record_stats(metrics, result.stats, latency_ms=latency_ms)
     record_rollout(result.rollout, "predict")
     runtime.record_rollout(result.rollout)
+    runtime.record_served([result])
     logger.info(
         "predicted",
         extra={

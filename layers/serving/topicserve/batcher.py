@@ -46,6 +46,7 @@ class BatchOutcome:
     passes: int = 0  # vectorised passes (1 when nothing failed)
     stats: Stats | None = None
     rollout: list[Observation] = field(default_factory=list)  # what the canaries / shadows did
+    served: list[BatchResult] = field(default_factory=list)  # the passes that answered (for monitoring)
 
     def response(self) -> dict[str, Any]:
         """The ReportBatchItemFailures response shape."""
@@ -102,6 +103,7 @@ def process_records(
             answers = [shape_answer(q, result, k) for k, q in enumerate(requests)]
             stats.append(result.stats)
             outcome.rollout.extend(result.rollout)
+            outcome.served.append(result)
             return answers
 
         iso = isolate(

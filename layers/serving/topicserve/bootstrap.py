@@ -27,11 +27,12 @@ from topicserve.settings import Settings
 if TYPE_CHECKING:  # imported lazily below: the API function loads no model, so it needs no numpy / onnx
     from topicserve.encoder import Encoder
     from topicserve.heads import Head
+    from topicserve.monitoring.capture import Capture
     from topicserve.registry.store import Registry
     from topicserve.rollout.records import RolloutRecorder
     from topicserve.rollout.router import Router
     from topicserve.rollout.tally import Observation
-    from topicserve.service import InferenceService
+    from topicserve.service import BatchResult, InferenceService
 
 logger = logging.getLogger(__name__)
 
@@ -85,11 +86,18 @@ class Runtime:
     dynamodb: AwsClient
     router: Router
     recorder: RolloutRecorder
+    capture: Capture
 
     def record_rollout(self, observations: Sequence[Observation]) -> None:
         """After each invocation: add what the candidates did, write the sums when due."""
         self.recorder.observe(observations)
         self.recorder.maybe_flush()
+
+    def record_served(self, results: Sequence[BatchResult]) -> None:
+        """After each invocation: what was served, for monitoring (summed, written when due)."""
+        for result in results:
+            self.capture.observe(result)
+        self.capture.maybe_flush()
 
 
 def make_registry(settings: Settings, dynamodb: AwsClient) -> Registry:
@@ -107,6 +115,7 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     """The encoder and the routed heads load concurrently: the encoder in one thread, production and
     canary heads in others (see :class:`~topicserve.rollout.router.Router`)."""
     from topicserve.faults import StageFaults
+    from topicserve.monitoring.capture import Capture, MonitorStore
     from topicserve.rollout.records import RolloutRecorder, RolloutStore
     from topicserve.rollout.router import Router
     from topicserve.service import InferenceService
@@ -136,4 +145,11 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         dedup=settings.dedup,
         faults=StageFaults.parse(settings.fault_markers),
     )
-    return Runtime(settings, service, time.perf_counter() - started, dynamodb, router, recorder)
+    capture = Capture(
+        MonitorStore(settings.monitor_table, dynamodb) if settings.monitor_table else None,
+        window_seconds=settings.monitor_window_seconds,
+        sample=settings.monitor_embedding_sample,
+        cap=settings.monitor_embedding_cap,
+        flush_seconds=settings.monitor_flush_seconds,
+    )
+    return Runtime(settings, service, time.perf_counter() - started, dynamodb, router, recorder, capture)

@@ -86,6 +86,9 @@ class BatchResult:
     truncated: list[bool] = field(default_factory=list)  # per input text: the encoder read only its start
     stats: Stats = field(default_factory=Stats)
     rollout: list[Observation] = field(default_factory=list)  # what each canary / shadow did here
+    # text hash -> embedding, for the distinct texts this call had one for (computed or from the
+    # embedding cache; none for prediction-cache hits): monitoring samples these, at no extra cost
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def top_k(probabilities: np.ndarray, labels: Sequence[str], k: int) -> list[dict[str, Any]]:
@@ -252,6 +255,7 @@ class InferenceService:
             truncated=[bool(c) or tokens[h].truncated for c, h in zip(cut, hashes, strict=True)],
             stats=stats,
             rollout=_observations(plan, probabilities, failed, head_ms, wanted),
+            embeddings=embeddings,
         )
 
     # -- steps ---------------------------------------------------------------------------------------

@@ -108,6 +108,13 @@ class Settings:
     shadow_sample: float = 1.0
     rollout_table: str = ""
     rollout_flush_seconds: float = 10.0
+    # monitoring capture (topicserve.monitoring.capture): window length, share of distinct texts whose
+    # embedding is sampled, at most that many per window per environment, how often sums are written
+    monitor_table: str = ""
+    monitor_window_seconds: int = 300
+    monitor_embedding_sample: float = 0.05
+    monitor_embedding_cap: int = 200
+    monitor_flush_seconds: float = 10.0
     # chaos switches (topicserve.faults), for test stacks only: read only when the stack was deployed with
     # TestSwitches=true (TEST_SWITCHES), so setting FAULT_* on a production function does nothing
     test_switches: bool = False
@@ -151,6 +158,11 @@ class Settings:
             shadow_sample=_float(env, "SHADOW_SAMPLE", 1.0),
             rollout_table=env.get("ROLLOUT_TABLE", ""),
             rollout_flush_seconds=_float(env, "ROLLOUT_FLUSH_SECONDS", 10.0),
+            monitor_table=env.get("MONITOR_TABLE", ""),
+            monitor_window_seconds=_int(env, "MONITOR_WINDOW_SECONDS", 300),
+            monitor_embedding_sample=_float(env, "MONITOR_EMBEDDING_SAMPLE", 0.05),
+            monitor_embedding_cap=_int(env, "MONITOR_EMBEDDING_CAP", 200),
+            monitor_flush_seconds=_float(env, "MONITOR_FLUSH_SECONDS", 10.0),
             test_switches=switches,
             fault_rate=_float(chaos, "FAULT_RATE", 0.0),
             fault_kill_rate=_float(chaos, "FAULT_KILL_RATE", 0.0),

@@ -24,6 +24,11 @@ def encoder_model_name(variant: str) -> str:
     return f"encoder-{variant}"
 
 
+def reference_model_name(variant: str) -> str:
+    """The monitoring reference (topicserve.monitoring.reference) built with that encoder variant."""
+    return f"reference-{variant}"
+
+
 def load_manifest(path: str | Path) -> dict[str, Any]:
     with open(path, encoding="utf-8") as handle:
         manifest: dict[str, Any] = json.load(handle)
@@ -86,6 +91,25 @@ def register_manifest(
                 code_revision=revision,
                 members=_members(head, entry.get("members", {}), records),
             ),
+            quick=manifest.get("quick", False),
+            promote_new=promote_new,
+            log=log,
+        )
+    if "reference" in manifest:  # the monitoring reference: an artifact of the encoder it was embedded with
+        entry = manifest["reference"]
+        records[reference_model_name(entry["variant"])] = _ensure(
+            registry,
+            reference_model_name(entry["variant"]),
+            root / entry["path"],
+            sha256=entry["sha256"],
+            format=entry.get("format", "npz"),
+            metrics={
+                "n_embeddings": entry.get("n_embeddings"),
+                "mean_confidence": entry.get("mean_confidence"),
+            },
+            hyperparameters={"heads": entry.get("heads", [])},
+            labels=manifest.get("labels", []),
+            lineage=Lineage(dataset=dataset, encoder=encoder_lineage, code_revision=revision),
             quick=manifest.get("quick", False),
             promote_new=promote_new,
             log=log,

@@ -1,0 +1,229 @@
+"""What serving records for monitoring, per time window, at almost no cost per request.
+
+For every answer: one count for its (model, version, predicted class) and its confidence (the top
+probability) into a 10-bin histogram and a sum. For every distinct text whose embedding the request
+already has in hand (computed, or read from the embedding cache): the embedding, if the text's hash falls
+in the sample (``share < sample``: deterministic, so a text repeated across requests and environments is
+one sample, not many), up to ``cap`` per window per environment. Nothing is computed for monitoring alone.
+
+All of it is summed in memory and written at most every ``flush_seconds``: the counts with atomic ADDs
+(any number of environments add to the same window), the sampled embeddings as one small item each.
+
+Table layout (``MonitorTable``: partition key ``pk`` S, sort key ``sk`` S, TTL ``ttl``):
+* ``pk = sums#<window>``, ``sk = <model>#<version>``: ``n``, ``conf_sum``, ``c0``..``c19`` (class counts),
+  ``h0``..``h9`` (confidence histogram);
+* ``pk = emb#<window>``, ``sk = <text hash>``: ``e`` (384 float32, little-endian bytes).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from topicserve.aws import AwsClient
+from topicserve.cache.typed import decode_vector, encode_vector
+from topicserve.dynamo import RetryPolicy, batch_put
+from topicserve.monitoring.drift import histogram
+from topicserve.rollout.routing import share
+
+logger = logging.getLogger(__name__)
+
+BINS = 10
+SumsKey = tuple[str, str, str]  # window, model, version
+
+
+def window_start(timestamp: float, seconds: int) -> str:
+    """The window holding ``timestamp``, as the ISO time (UTC) it starts at."""
+    start = int(timestamp // seconds * seconds)
+    return dt.datetime.fromtimestamp(start, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class WindowSums:
+    n: int = 0
+    conf_sum: float = 0.0
+    classes: np.ndarray = field(default_factory=lambda: np.zeros(20, dtype=np.int64))
+    hist: np.ndarray = field(default_factory=lambda: np.zeros(BINS, dtype=np.int64))
+
+    def add(self, class_ids: np.ndarray, confidences: np.ndarray) -> None:
+        if len(self.classes) <= int(class_ids.max(initial=0)):
+            self.classes = np.pad(self.classes, (0, int(class_ids.max()) + 1 - len(self.classes)))
+        self.classes += np.bincount(class_ids, minlength=len(self.classes))
+        self.hist += histogram(confidences, BINS)
+        self.n += len(class_ids)
+        self.conf_sum += float(confidences.sum())
+
+    def add_sums(self, other: WindowSums) -> None:
+        if len(other.classes) > len(self.classes):
+            self.classes = np.pad(self.classes, (0, len(other.classes) - len(self.classes)))
+        self.classes[: len(other.classes)] += other.classes
+        self.hist += other.hist
+        self.n += other.n
+        self.conf_sum += other.conf_sum
+
+    def to_values(self) -> dict[str, float]:
+        values: dict[str, float] = {"n": self.n, "conf_sum": round(self.conf_sum, 6)}
+        values |= {f"c{i}": int(v) for i, v in enumerate(self.classes)}
+        values |= {f"h{i}": int(v) for i, v in enumerate(self.hist)}
+        return values
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> WindowSums:
+        def num(name: str) -> float:
+            return float(item.get(name, {}).get("N", "0"))
+
+        n_classes = 1 + max((int(k[1:]) for k in item if k[0] == "c" and k[1:].isdigit()), default=19)
+        return cls(
+            n=int(num("n")),
+            conf_sum=num("conf_sum"),
+            classes=np.array([int(num(f"c{i}")) for i in range(n_classes)], dtype=np.int64),
+            hist=np.array([int(num(f"h{i}")) for i in range(BINS)], dtype=np.int64),
+        )
+
+
+class PredictionsLike(Protocol):
+    """The part of :class:`~topicserve.service.BatchResult` monitoring reads."""
+
+    @property
+    def predictions(self) -> Mapping[str, Any]: ...
+
+    @property
+    def embeddings(self) -> Mapping[str, np.ndarray]: ...
+
+
+class Capture:
+    def __init__(
+        self,
+        store: MonitorStore | None,
+        *,
+        window_seconds: int = 300,
+        sample: float = 0.05,
+        cap: int = 200,
+        flush_seconds: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.window_seconds = window_seconds
+        self.sample = sample
+        self.cap = cap
+        self.flush_seconds = flush_seconds
+        self.clock = clock
+        self.sums: dict[SumsKey, WindowSums] = {}
+        self.samples: dict[str, dict[str, np.ndarray]] = {}
+        self.sampled_per_window: dict[str, int] = {}
+        self._last_flush = clock()
+
+    def observe(self, result: PredictionsLike) -> None:
+        if self.store is None:
+            return
+        window = window_start(self.clock(), self.window_seconds)
+        for model, predictions in result.predictions.items():
+            by_version: dict[str, list[Any]] = {}
+            for p in predictions:
+                by_version.setdefault(p.version, []).append(p)
+            for version, preds in by_version.items():
+                ids = np.fromiter((p.label_id for p in preds), dtype=np.int64, count=len(preds))
+                conf = np.fromiter(
+                    (p.top[0]["probability"] for p in preds), dtype=np.float64, count=len(preds)
+                )
+                self.sums.setdefault((window, model, version), WindowSums()).add(ids, conf)
+        taken = self.sampled_per_window.get(window, 0)
+        for h, vector in result.embeddings.items():
+            if taken >= self.cap:
+                break
+            if share("monitor", "", h) < self.sample:
+                self.samples.setdefault(window, {})[h] = vector
+                taken += 1
+        self.sampled_per_window = {window: taken}  # only the current window is still being filled
+
+    def maybe_flush(self, *, force: bool = False) -> int:
+        """Write what was summed when due; a failed write keeps it for the next flush (and is logged)."""
+        if self.store is None or not (self.sums or self.samples):
+            return 0
+        if not force and self.clock() - self._last_flush < self.flush_seconds:
+            return 0
+        self._last_flush = self.clock()
+        written = 0
+        try:
+            for key in list(self.sums):
+                self.store.add_sums(*key, self.sums[key])
+                del self.sums[key]
+                written += 1
+            for window in list(self.samples):
+                self.store.put_embeddings(window, self.samples.pop(window))
+                written += 1
+        except Exception as exc:
+            logger.warning("monitoring write failed; kept for the next flush", extra={"error": repr(exc)})
+        return written
+
+
+class MonitorStore:
+    def __init__(self, table: str, client: AwsClient, *, ttl_seconds: int = 14 * 24 * 3600) -> None:
+        self.table = table
+        self.ddb = client
+        self.ttl_seconds = ttl_seconds
+
+    def add_sums(self, window: str, model: str, version: str, sums: WindowSums) -> None:
+        values = sums.to_values()
+        names = {f"#a{i}": k for i, k in enumerate(values)}
+        attr = {f":a{i}": {"N": str(v)} for i, v in enumerate(values.values())}
+        attr |= {":model": {"S": model}, ":version": {"S": version}, ":ttl": {"N": str(self._ttl())}}
+        self.ddb.update_item(
+            TableName=self.table,
+            Key={"pk": {"S": f"sums#{window}"}, "sk": {"S": f"{model}#{version}"}},
+            UpdateExpression="ADD "
+            + ", ".join(f"#a{i} :a{i}" for i in range(len(values)))
+            + " SET model = :model, version = :version, #t = :ttl",
+            ExpressionAttributeNames={**names, "#t": "ttl"},
+            ExpressionAttributeValues=attr,
+        )
+
+    def put_embeddings(self, window: str, vectors: Mapping[str, np.ndarray]) -> None:
+        ttl = str(self._ttl())
+        batch_put(
+            self.ddb,
+            self.table,
+            [
+                {
+                    "pk": {"S": f"emb#{window}"},
+                    "sk": {"S": h},
+                    "e": {"B": encode_vector(v)},
+                    "ttl": {"N": ttl},
+                }
+                for h, v in vectors.items()
+            ],
+            retry=RetryPolicy(),
+        )
+
+    def window_sums(self, window: str) -> dict[tuple[str, str], WindowSums]:
+        return {
+            (i["model"]["S"], i["version"]["S"]): WindowSums.from_item(i)
+            for i in self._query(f"sums#{window}")
+        }
+
+    def window_embeddings(self, window: str) -> np.ndarray:
+        rows = [decode_vector(i["e"]["B"]) for i in self._query(f"emb#{window}")]
+        return np.vstack(rows) if rows else np.zeros((0, 384), dtype=np.float32)
+
+    def _query(self, pk: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": pk}},
+        }
+        while True:
+            page = self.ddb.query(**kwargs)
+            items.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _ttl(self) -> int:
+        return int(time.time()) + self.ttl_seconds

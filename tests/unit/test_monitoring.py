@@ -1,0 +1,127 @@
+"""Monitoring: the drift statistics, the capture's sums and sample, one window judged, the PNG."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.helpers import create_table
+from tests.unit.conftest import FakeEncoder, FakeHead
+from topicserve.monitoring.capture import Capture, MonitorStore, WindowSums, window_start
+from topicserve.monitoring.drift import domain_auc, mean_shift, psi, roc_auc
+from topicserve.monitoring.monitor import DriftThresholds, evaluate_window, render_png
+from topicserve.monitoring.reference import Reference, from_probabilities
+from topicserve.service import InferenceService
+
+RNG = np.random.default_rng(0)
+LABELS = [f"group.{i}" for i in range(20)]
+
+
+def unit_rows(n: int, dim: int = 384, shift: float = 0.0) -> np.ndarray:
+    x = RNG.standard_normal((n, dim)) + shift
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_psi_is_zero_for_equal_distributions_and_large_for_a_prior_shift() -> None:
+    uniform = np.full(20, 50)
+    assert psi(uniform, uniform) == pytest.approx(0.0, abs=1e-9)
+    two_classes = np.zeros(20)
+    two_classes[[3, 7]] = 500
+    assert psi(uniform, two_classes) > 2.0
+
+
+def test_roc_auc_matches_the_definition() -> None:
+    assert roc_auc(np.array([0.1, 0.2, 0.8, 0.9]), np.array([0, 0, 1, 1])) == 1.0
+    assert roc_auc(np.array([0.5, 0.5]), np.array([0, 1])) == 0.5
+    assert roc_auc(np.array([0.9, 0.1, 0.2]), np.array([0, 1, 1])) == 0.0
+
+
+def test_domain_classifier_tells_shifted_inputs_and_not_identical_ones() -> None:
+    ref = unit_rows(1000)
+    assert domain_auc(ref, unit_rows(300)) < 0.6  # same distribution: no better than chance
+    assert domain_auc(ref, unit_rows(300, shift=0.15)) > 0.9
+    assert mean_shift(ref, unit_rows(300)) < 2.0 < mean_shift(ref, unit_rows(300, shift=0.15))
+
+
+def reference() -> Reference:
+    proba = RNG.dirichlet(np.ones(20) * 0.3, size=2000).astype(np.float32)
+    return from_probabilities(unit_rows(1000), LABELS, {"logreg": proba})
+
+
+def sums_like(ref: Reference, n: int, classes: list[int] | None = None) -> WindowSums:
+    s = WindowSums()
+    p = ref.classes["logreg"] if classes is None else np.bincount(classes, minlength=20) / len(classes)
+    ids = RNG.choice(20, size=n, p=p)
+    s.add(ids, np.full(n, ref.mean_confidence["logreg"]))
+    return s
+
+
+def test_a_window_is_judged_on_each_statistic() -> None:
+    ref, t = reference(), DriftThresholds()
+    calm = evaluate_window("w", {("logreg", "1"): sums_like(ref, 400)}, unit_rows(200), ref, t)
+    assert not calm["drift"] and calm["models"]["logreg"]["psi"] < t.psi
+    prior = evaluate_window("w", {("logreg", "1"): sums_like(ref, 400, [3, 7])}, unit_rows(200), ref, t)
+    assert prior["drift"] and prior["models"]["logreg"]["flags"] == ["prediction_psi"]
+    covariate = evaluate_window(
+        "w", {("logreg", "1"): sums_like(ref, 400)}, unit_rows(200, shift=0.15), ref, t
+    )
+    assert covariate["drift"] and "embedding_auc" in covariate["embeddings"]["flags"]
+    small = evaluate_window("w", {("logreg", "1"): sums_like(ref, 20, [3])}, unit_rows(5, shift=1), ref, t)
+    assert not small["drift"], "too little data is reported, not flagged"
+    png = render_png(prior, ref)
+    import matplotlib.image
+
+    image = matplotlib.image.imread(io.BytesIO(png), format="png")
+    assert image.shape[0] > 200 and image.shape[1] > 500
+
+
+def test_reference_round_trip(tmp_path: Path) -> None:
+    ref = reference()
+    ref.save(tmp_path / "r.npz")
+    back = Reference.load(tmp_path / "r.npz")
+    assert back.labels == LABELS and np.array_equal(back.embeddings, ref.embeddings)
+    assert back.mean_confidence == ref.mean_confidence and np.allclose(
+        back.classes["logreg"], ref.classes["logreg"]
+    )
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_capture_sums_answers_samples_embeddings_and_writes_windows(
+    ddb: Any, fake_encoder: FakeEncoder
+) -> None:
+    create_table(ddb, "monitor", [("pk", "S", "HASH"), ("sk", "S", "RANGE")])
+    store = MonitorStore("monitor", ddb)
+    clock = Clock(1_800_000_000.0)
+    capture = Capture(store, window_seconds=60, sample=0.5, cap=30, flush_seconds=5, clock=clock)
+    service = InferenceService(fake_encoder, {"logreg": FakeHead("logreg", "7")})
+    texts = [f"text {i}" for i in range(100)]
+    result = service.predict(texts + texts[:10], ["logreg"])  # duplicates count as answers
+    capture.observe(result)
+    assert capture.maybe_flush() == 0  # not due yet
+    clock.now += 5
+    assert capture.maybe_flush() == 2
+    window = window_start(clock.now, 60)
+    sums = store.window_sums(window)[("logreg", "7")]
+    assert sums.n == 110 and sums.classes.sum() == 110 and sums.hist.sum() == 110
+    assert sums.conf_sum == pytest.approx(
+        sum(p.top[0]["probability"] for p in result.predictions["logreg"]), rel=1e-4
+    )
+    sampled = store.window_embeddings(window)
+    assert len(sampled) == 30  # the cap per window and environment
+    again = service.predict(texts, ["logreg"])  # the same texts: the same hashes, no new sample rows
+    capture.sampled_per_window = {}
+    capture.observe(again)
+    capture.maybe_flush(force=True)
+    assert len(store.window_embeddings(window)) <= 60
+    assert store.window_sums(window)[("logreg", "7")].n == 210
