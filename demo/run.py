@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from topicserve.catalogue import MODEL_NAMES
-from topicserve.client import Client
+from topicserve.client import Client, drift_table
 from topicserve.requests import QueuedRequest, new_batch_id
 from topicserve.text import normalise
 
@@ -144,10 +144,22 @@ def main() -> int:
         median = statistics.median(warm[model])
         print(f"  {model:8s} cold start {cold[model]:7.0f} ms   warm median {median:6.0f} ms")
 
+    section("5. monitoring: this window's traffic against the training reference")
+    drift = client.monitor()  # the current window, as far as the functions have written it
+    print(drift_table(drift))
+    png = client.download(drift["report"]["png"], REPO / "build" / "demo-drift.png")
+    print(f"  report {drift['report']['json']}; PNG saved to {png.relative_to(REPO)}")
+    print("  (the embedding test needs >= 50 sampled embeddings: MonitorEmbeddingSample keeps 5 % of texts)")
+
     counts = Counter(r["status"] for r in second.get("results", []))
     print(f"\nsecond pass statuses: {dict(counts)}")
     print("\nThe local cloud is still running: `make down` stops it (by PID, children included).")
-    summary = {"cold_ms": cold, "warm_ms": warm, "sqs_seconds": [seconds, seconds2]}
+    summary = {
+        "cold_ms": cold,
+        "warm_ms": warm,
+        "sqs_seconds": [seconds, seconds2],
+        "drift": {"window": drift["window"], "drift": drift["drift"], "summary": drift["summary"]},
+    }
     (REPO / "build" / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
     return 0
 

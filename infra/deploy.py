@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             "prediction_cache": outputs["PredictionCacheTableName"],
             "results": outputs["ResultsTableName"],
             "rollout": outputs["RolloutTableName"],
+            "monitor": outputs["MonitorTableName"],
         },
         "functions": {
             "predict": dict(zip(MODEL_NAMES, outputs["PredictFunctionNames"].split(","), strict=True)),
@@ -152,13 +153,23 @@ def main(argv: list[str] | None = None) -> int:
             "api": outputs["ApiFunctionName"],
             "warmer": outputs["WarmerFunctionName"],
             "gate": outputs["GateFunctionName"],
+            "monitor": outputs["MonitorFunctionName"],
         },
+        "alarm_topic": outputs["AlarmTopicArn"],
+        "dashboard": outputs["DashboardName"],
+        "monitor_window_seconds": _parameter(args.param, "MonitorWindowSeconds", 300),
         "production_versions": after,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(stack, indent=2) + "\n")
     say(f"wrote {args.output}: API {stack['api_url']}")
     return 0
+
+
+def _parameter(params: list[str], name: str, default: int) -> int:
+    """A numeric template parameter as this deploy set it (``--param Name=Value``), else its default."""
+    values = dict(p.split("=", 1) for p in params)
+    return int(values.get(name, default))
 
 
 def _production(registry: Any, name: str) -> int | None:

@@ -74,6 +74,8 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
         "dynamodb:Query",
         "dynamodb:UpdateItem",
     },
+    # the drift monitor: its windows, the reference (registry record + artifact), the report objects
+    "MonitorFunctionRole": {"dynamodb:Query", "dynamodb:GetItem", "s3:GetObject", "s3:PutObject"},
 }
 BASIC_EXECUTION = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 # SAM attaches AWSLambdaSQSQueueExecutionRole to a function with an SQS event (the poller's Receive/Delete/

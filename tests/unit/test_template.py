@@ -98,7 +98,7 @@ def test_schedules_can_really_be_switched_off(template: dict[str, Any]) -> None:
         for event in fn["Properties"].get("Events", {}).values()
         if event["Type"] == "Schedule"
     }
-    assert set(schedules) == {"WarmerFunction", "GateFunction"}
+    assert set(schedules) == {"WarmerFunction", "GateFunction", "MonitorFunction"}
     for name, props in schedules.items():
         assert "Enabled" not in props, f"{name}: use State, not Enabled"
         assert props["State"]["If"][1:] == ["ENABLED", "DISABLED"], name

@@ -107,18 +107,41 @@ class Client:
         return answers
 
     # -- SQS --------------------------------------------------------------------------------------------
-    def submit(self, requests: Sequence[QueuedRequest]) -> int:
+    def aws(self, service: str) -> Any:
+        """A boto3 client of the stack's cloud (the local endpoint when it has one)."""
         import boto3
-
-        from topicserve.queue import send_all
 
         endpoint = self.stack.get("endpoint_url")
         session = boto3.session.Session()
         if endpoint and session.get_credentials() is None:
             # the local cloud accepts any credentials; AWS uses the caller's own
             session = boto3.session.Session(aws_access_key_id="test", aws_secret_access_key="test")
-        sqs = session.client("sqs", endpoint_url=endpoint, region_name=self.stack.get("region"))
-        return send_all(sqs, self.stack["queue_url"], [r.to_message() for r in requests])
+        return session.client(service, endpoint_url=endpoint, region_name=self.stack.get("region"))
+
+    def submit(self, requests: Sequence[QueuedRequest]) -> int:
+        from topicserve.queue import send_all
+
+        return send_all(self.aws("sqs"), self.stack["queue_url"], [r.to_message() for r in requests])
+
+    def monitor(self, window: str | None = None) -> dict[str, Any]:
+        """Run the deployed drift monitor on ``window`` (default: the current one, so far) and return its
+        answer: the window, the drift flag, the S3 keys of the JSON and PNG report, a summary."""
+        from topicserve.monitoring.capture import window_start
+
+        window = window or window_start(time.time(), int(self.stack.get("monitor_window_seconds", 300)))
+        response = self.aws("lambda").invoke(
+            FunctionName=self.stack["functions"]["monitor"], Payload=json.dumps({"window": window}).encode()
+        )
+        answer: dict[str, Any] = json.loads(response["Payload"].read())
+        if "FunctionError" in response:
+            raise RuntimeError(f"the monitor failed: {answer}")
+        return answer
+
+    def download(self, uri: str, path: str | Path) -> Path:
+        bucket, key = uri.removeprefix("s3://").split("/", 1)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.aws("s3").download_file(bucket, key, str(path))
+        return Path(path)
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
@@ -176,6 +199,25 @@ def _print(value: Any) -> None:
     print()
 
 
+def drift_table(answer: dict[str, Any]) -> str:
+    """The monitor's answer as a table a person reads at a glance."""
+    lines = [f"window {answer['window']}: {'DRIFT' if answer['drift'] else 'no drift'}"]
+    lines.append(f"{'model':<10} {'n':>6} {'PSI':>8} {'conf. change':>13}  flags")
+    for model, m in answer["summary"]["models"].items():
+        psi, change = m.get("psi"), m.get("confidence_change")
+        lines.append(
+            f"{model:<10} {m.get('n', 0):>6} {'-' if psi is None else f'{psi:.3f}':>8} "
+            f"{'-' if change is None else f'{change:+.3f}':>13}  {','.join(m.get('flags') or []) or 'ok'}"
+        )
+    e = answer["summary"]["embeddings"]
+    auc, shift = e.get("auc"), e.get("mean_shift")
+    lines.append(
+        f"inputs: {e['n']} sampled embeddings, domain-classifier AUC {'-' if auc is None else f'{auc:.3f}'}, "
+        f"mean shift {'-' if shift is None else f'{shift:.2f}'}  {','.join(e.get('flags') or []) or 'ok'}"
+    )
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="topicserve", description=__doc__.splitlines()[0])
     parser.add_argument("--stack", default="build/stack.json", help="stack outputs written by make deploy")
@@ -193,9 +235,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--wait", type=float, default=0)
     r.add_argument("--expect", type=int)
     sub.add_parser("models", help="the registry view: versions in production")
+    mon = sub.add_parser("monitor", help="the drift table of a window; the PNG report saved locally")
+    mon.add_argument("--window", help="window start (ISO, UTC); default: the current window")
+    mon.add_argument("--png", default="build/monitor/drift.png", help="where to save the PNG report")
     args = parser.parse_args(argv)
     client = Client.from_file(args.stack)
 
+    if args.command == "monitor":
+        answer = client.monitor(args.window)
+        png = client.download(answer["report"]["png"], args.png)
+        print(drift_table(answer))
+        print(f"report: {answer['report']['json']}\nPNG saved to {png}")
+        return 0
     if args.command == "predict":
         status, body = client.predict(args.model, args.texts)
     elif args.command == "models":

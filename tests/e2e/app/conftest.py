@@ -16,6 +16,7 @@ from tests.e2e.conftest import LocalCloud, delete_stack
 REPO = Path(__file__).resolve().parents[3]
 STACK_NAME = "topicserve-e2e"
 ROUTING_TTL_SECONDS = 2
+MONITOR_WINDOW_SECONDS = 30
 
 
 def deploy_app(
@@ -55,5 +56,11 @@ def app_stack(localcloud: LocalCloud, tmp_path_factory: pytest.TempPathFactory) 
         "RolloutFlushSeconds": "0",
         "GateEnabled": "false",
         "GateMinRequests": "150",
+        # monitoring tests (test_monitoring.py): short windows, every served embedding kept, sums written at
+        # every invocation, the monitor only when a test invokes it
+        "MonitorWindowSeconds": str(MONITOR_WINDOW_SECONDS),
+        "MonitorEmbeddingSample": "1.0",
+        "MonitorFlushSeconds": "0",
+        "MonitorEnabled": "false",
     }
     yield from deploy_app(localcloud, STACK_NAME, params, output)
