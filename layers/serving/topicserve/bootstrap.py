@@ -131,6 +131,7 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         registry,
         functools.partial(load_head, settings, registry),
         ttl_seconds=settings.routing_ttl_seconds,
+        load_wait_seconds=settings.routing_load_wait_seconds,
         shadow_sample=settings.shadow_sample,
         on_load_error=recorder.load_error,
     )

@@ -168,7 +168,10 @@ def test_canary_answers_a_sticky_share(rollout: Rollout) -> None:
     again = rollout.answers(shuffled)
     assert {t: a[1:] for t, a in again.items()} == {t: a[1:] for t, a in first.items()}
 
-    # the batcher routes the same way (and its answers name version and stage too)
+    # the batcher routes the same way (and its answers name version and stage too). One small batch first:
+    # an idle batcher reads the new routing at its next batch, like any environment after a rollout step
+    (primer,) = rollout.client.submit_batches([{"text": "a batch that makes the batcher read the routing"}])
+    rollout.client.wait_results(primer["batch_id"], expect=1, timeout=120)
     queued = rollout.texts[:100]
     (submitted,) = rollout.client.submit_batches([{"id": f"t{i}", "text": t} for i, t in enumerate(queued)])
     view = rollout.client.wait_results(submitted["batch_id"], expect=len(queued), timeout=180)

@@ -43,6 +43,7 @@ class Router:
         load: LoadHead,
         *,
         ttl_seconds: float = 30.0,
+        load_wait_seconds: float = 1.0,
         shadow_sample: float = 1.0,
         on_load_error: LoadError | None = None,
         executor: cf.Executor | None = None,
@@ -52,6 +53,7 @@ class Router:
         self.registry = registry
         self.load = load
         self.ttl = ttl_seconds
+        self.load_wait = load_wait_seconds
         self.shadow_sample = shadow_sample
         self.on_load_error = on_load_error
         self.executor = executor or cf.ThreadPoolExecutor(max_workers=3, thread_name_prefix="loader")
@@ -81,9 +83,15 @@ class Router:
 
     # -- per request ---------------------------------------------------------------------------------
     def current(self) -> Mapping[str, Route]:
+        """The routing to serve this request with. The request that finds a routing change waits up to
+        ``load_wait_seconds`` for the new heads (milliseconds for most: heads are small), so an environment
+        switches between two requests rather than part-way through a rollout step; a slower load finishes
+        in the background while the previous routing keeps serving."""
         now = self.clock()
         if now >= self._next_refresh:
             self._refresh(now)
+            if self.pending and self.load_wait > 0:
+                cf.wait(list(self.pending.values()), timeout=self.load_wait)
         if self.pending:
             self._harvest()
         return self._routes
