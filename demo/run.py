@@ -20,6 +20,7 @@ from typing import Any
 
 from topicserve.catalogue import MODEL_NAMES
 from topicserve.client import Client, drift_table
+from topicserve.monitoring.capture import window_start
 from topicserve.requests import QueuedRequest, new_batch_id
 from topicserve.text import normalise
 
@@ -125,6 +126,7 @@ def main() -> int:
     status, _ = client.call("GET", "/v1/health", api_key="")
     print(f"  without the API key: HTTP {status}")
 
+    window = window_start(time.time(), int(client.stack.get("monitor_window_seconds", 300)))
     section("2. SQS submission of 200 20NG test texts (20 of them repeated)")
     first, seconds = submit_and_wait(client, texts)
     print(f"completed in {seconds:.1f} s")
@@ -144,8 +146,8 @@ def main() -> int:
         median = statistics.median(warm[model])
         print(f"  {model:8s} cold start {cold[model]:7.0f} ms   warm median {median:6.0f} ms")
 
-    section("5. monitoring: this window's traffic against the training reference")
-    drift = client.monitor()  # the current window, as far as the functions have written it
+    section("5. monitoring: the window of the SQS traffic above, against the training reference")
+    drift = client.monitor(window)  # as far as the functions have written it (the batcher: every batch)
     print(drift_table(drift))
     png = client.download(drift["report"]["png"], REPO / "build" / "demo-drift.png")
     print(f"  report {drift['report']['json']}; PNG saved to {png.relative_to(REPO)}")

@@ -28,7 +28,7 @@ settings = Settings.from_env()
 dynamodb = aws_client("dynamodb")
 s3 = aws_client("s3")
 store = MonitorStore(settings.monitor_table, dynamodb)
-reference = load_reference(make_registry(settings, dynamodb), settings.model_cache_dir)
+registry = make_registry(settings, dynamodb)
 thresholds = DriftThresholds.from_env()
 PREFIX = os.environ.get("DRIFT_REPORT_PREFIX", "reports/drift").strip("/")
 
@@ -39,6 +39,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     window = window or window_start(
         time.time() - settings.monitor_window_seconds, settings.monitor_window_seconds
     )
+    # resolved at every run (one GetItem; the file is downloaded again only for a new version), so a newly
+    # registered reference is used from the next window on
+    reference = load_reference(registry, settings.model_cache_dir)
     report = run_window(store, reference, window, thresholds)
     _publish(report)
     keys = {}

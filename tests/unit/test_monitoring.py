@@ -113,7 +113,7 @@ def test_capture_sums_answers_samples_embeddings_and_writes_windows(
     assert capture.maybe_flush() == 2
     window = window_start(clock.now, 60)
     sums = store.window_sums(window)[("logreg", "7")]
-    assert sums.n == 110 and sums.classes.sum() == 110 and sums.hist.sum() == 110
+    assert sums.n == 110 and sums.classes.sum() == 110 and sums.hist.sum() == 110 and sums.distinct == 100
     assert sums.conf_sum == pytest.approx(
         sum(p.top[0]["probability"] for p in result.predictions["logreg"]), rel=1e-4
     )
@@ -124,4 +124,5 @@ def test_capture_sums_answers_samples_embeddings_and_writes_windows(
     capture.observe(again)
     capture.maybe_flush(force=True)
     assert len(store.window_embeddings(window)) <= 60
-    assert store.window_sums(window)[("logreg", "7")].n == 210
+    again_sums = store.window_sums(window)[("logreg", "7")]
+    assert again_sums.n == 210 and again_sums.distinct == 100  # repeats add answers, not information

@@ -99,6 +99,12 @@ class Runtime:
             self.capture.observe(result)
         self.capture.maybe_flush()
 
+    def flush(self, *, force: bool = False) -> None:
+        """Write the rollout and monitoring sums (when due, or now). The sums of an environment that goes
+        idle stay in memory until its next invocation: the warmer's periodic warm-ups flush them."""
+        self.recorder.maybe_flush(force=force)
+        self.capture.maybe_flush(force=force)
+
 
 def make_registry(settings: Settings, dynamodb: AwsClient) -> Registry:
     from topicserve.registry.store import Registry

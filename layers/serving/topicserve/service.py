@@ -89,6 +89,7 @@ class BatchResult:
     # text hash -> embedding, for the distinct texts this call had one for (computed or from the
     # embedding cache; none for prediction-cache hits): monitoring samples these, at no extra cost
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+    hashes: list[str] = field(default_factory=list)  # per input text, its text hash
 
 
 def top_k(probabilities: np.ndarray, labels: Sequence[str], k: int) -> list[dict[str, Any]]:
@@ -256,6 +257,7 @@ class InferenceService:
             stats=stats,
             rollout=_observations(plan, probabilities, failed, head_ms, wanted),
             embeddings=embeddings,
+            hashes=hashes,
         )
 
     # -- steps ---------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -35,6 +35,7 @@ from topicserve.rollout.routing import share
 logger = logging.getLogger(__name__)
 
 BINS = 10
+MAX_SEEN = 50_000  # text hashes remembered per window and model version, for the distinct count
 SumsKey = tuple[str, str, str]  # window, model, version
 
 
@@ -47,6 +48,7 @@ def window_start(timestamp: float, seconds: int) -> str:
 @dataclass
 class WindowSums:
     n: int = 0
+    distinct: int = 0  # distinct texts among the n answers (per environment: repeats across them count)
     conf_sum: float = 0.0
     classes: np.ndarray = field(default_factory=lambda: np.zeros(20, dtype=np.int64))
     hist: np.ndarray = field(default_factory=lambda: np.zeros(BINS, dtype=np.int64))
@@ -65,10 +67,15 @@ class WindowSums:
         self.classes[: len(other.classes)] += other.classes
         self.hist += other.hist
         self.n += other.n
+        self.distinct += other.distinct
         self.conf_sum += other.conf_sum
 
     def to_values(self) -> dict[str, float]:
-        values: dict[str, float] = {"n": self.n, "conf_sum": round(self.conf_sum, 6)}
+        values: dict[str, float] = {
+            "n": self.n,
+            "distinct": self.distinct,
+            "conf_sum": round(self.conf_sum, 6),
+        }
         values |= {f"c{i}": int(v) for i, v in enumerate(self.classes)}
         values |= {f"h{i}": int(v) for i, v in enumerate(self.hist)}
         return values
@@ -81,6 +88,7 @@ class WindowSums:
         n_classes = 1 + max((int(k[1:]) for k in item if k[0] == "c" and k[1:].isdigit()), default=19)
         return cls(
             n=int(num("n")),
+            distinct=int(num("distinct")),
             conf_sum=num("conf_sum"),
             classes=np.array([int(num(f"c{i}")) for i in range(n_classes)], dtype=np.int64),
             hist=np.array([int(num(f"h{i}")) for i in range(BINS)], dtype=np.int64),
@@ -95,6 +103,9 @@ class PredictionsLike(Protocol):
 
     @property
     def embeddings(self) -> Mapping[str, np.ndarray]: ...
+
+    @property
+    def hashes(self) -> Sequence[str]: ...
 
 
 class Capture:
@@ -117,6 +128,7 @@ class Capture:
         self.sums: dict[SumsKey, WindowSums] = {}
         self.samples: dict[str, dict[str, np.ndarray]] = {}
         self.sampled_per_window: dict[str, int] = {}
+        self.seen: dict[tuple[str, str, str], set[str]] = {}  # texts answered per key, this window only
         self._last_flush = clock()
 
     def observe(self, result: PredictionsLike) -> None:
@@ -124,15 +136,23 @@ class Capture:
             return
         window = window_start(self.clock(), self.window_seconds)
         for model, predictions in result.predictions.items():
-            by_version: dict[str, list[Any]] = {}
-            for p in predictions:
-                by_version.setdefault(p.version, []).append(p)
-            for version, preds in by_version.items():
-                ids = np.fromiter((p.label_id for p in preds), dtype=np.int64, count=len(preds))
+            by_version: dict[str, list[tuple[Any, str]]] = {}
+            for p, h in zip(predictions, result.hashes, strict=True):
+                by_version.setdefault(p.version, []).append((p, h))
+            for version, pairs in by_version.items():
+                ids = np.fromiter((p.label_id for p, _ in pairs), dtype=np.int64, count=len(pairs))
                 conf = np.fromiter(
-                    (p.top[0]["probability"] for p in preds), dtype=np.float64, count=len(preds)
+                    (p.top[0]["probability"] for p, _ in pairs), dtype=np.float64, count=len(pairs)
                 )
-                self.sums.setdefault((window, model, version), WindowSums()).add(ids, conf)
+                key = (window, model, version)
+                sums = self.sums.setdefault(key, WindowSums())
+                sums.add(ids, conf)
+                seen = self.seen.setdefault(key, set())
+                fresh = {h for _, h in pairs} - seen
+                sums.distinct += len(fresh)
+                if len(seen) < MAX_SEEN:
+                    seen.update(fresh)
+        self.seen = {k: v for k, v in self.seen.items() if k[0] == window}
         taken = self.sampled_per_window.get(window, 0)
         for h, vector in result.embeddings.items():
             if taken >= self.cap:

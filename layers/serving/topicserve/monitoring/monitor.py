@@ -74,7 +74,8 @@ def evaluate_window(
         enough = s.n >= t.min_predictions
         ref_classes = reference.classes[model]
         value = psi(ref_classes, s.classes[: len(ref_classes)]) if s.n else None
-        chance = chance_psi(ref_classes, s.n, reference.n)
+        # sampling noise comes from distinct texts: a text answered twice adds no information
+        chance = chance_psi(ref_classes, s.distinct or s.n, reference.n)
         mean_conf = s.conf_sum / s.n if s.n else None
         change = mean_conf - reference.mean_confidence[model] if mean_conf is not None else None
         flags = []
@@ -84,6 +85,7 @@ def evaluate_window(
             flags.append("confidence")
         models[model] = {
             "n": s.n,
+            "distinct": s.distinct,
             "psi": _r(value),
             "psi_by_chance": _r(chance) if s.n else None,
             "mean_confidence": _r(mean_conf),
@@ -147,7 +149,7 @@ def render_png(report: dict[str, Any], reference: Reference) -> bytes:
             f"(ref {m['reference_mean_confidence']})  {verdict}",
             fontsize=9,
         )
-        ax.set_xticks(x, [lbl.split(".")[-1] for lbl in report["labels"]], fontsize=6, rotation=45)
+        ax.set_xticks(x, [".".join(lbl.split(".")[-2:]) for lbl in report["labels"]], fontsize=6, rotation=45)
         ax.legend(fontsize=7, loc="upper right")
     ax = axes[-1, 0]
     e = report["embeddings"]
