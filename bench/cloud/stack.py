@@ -9,6 +9,7 @@ from typing import Any
 
 from bench.common import client
 from topicserve.client import Client
+from topicserve.dynamo import pages
 from topicserve.lambda_config import update_environment
 
 #: the model every cloud benchmark serves
@@ -90,23 +91,19 @@ class Stack:
             time.sleep(1.0)
 
     def _query(self, batch_id: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.info["tables"]["results"],
-            "KeyConditionExpression": "batch_id = :b",
-            "ExpressionAttributeValues": {":b": {"S": batch_id}},
-        }
-        while True:
-            page = self.ddb.query(**kwargs)
-            items.extend(page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return [
-                    {
-                        "request_id": i["request_id"]["S"],
-                        "completed_ms": float(i["completed_ms"]["N"]),
-                        "result": json.loads(i["result"]["S"]),
-                    }
-                    for i in items
-                    if "completed_ms" in i
-                ]
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        query = pages(
+            self.ddb.query,
+            TableName=self.info["tables"]["results"],
+            KeyConditionExpression="batch_id = :b",
+            ExpressionAttributeValues={":b": {"S": batch_id}},
+        )
+        return [
+            {
+                "request_id": i["request_id"]["S"],
+                "completed_ms": float(i["completed_ms"]["N"]),
+                "result": json.loads(i["result"]["S"]),
+            }
+            for page in query
+            for i in page.get("Items", [])
+            if "completed_ms" in i
+        ]

@@ -22,6 +22,16 @@ WRITE_CHUNK = 25
 T = TypeVar("T")
 
 
+def pages(call: Callable[..., dict[str, Any]], **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Every page of a paginated Query or Scan (``call`` is the client's ``query`` or ``scan``)."""
+    while True:
+        page = call(**kwargs)
+        yield page
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
 def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]

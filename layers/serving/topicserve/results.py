@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from topicserve.aws import AwsClient, aws_client
-from topicserve.dynamo import RetryPolicy, batch_put
+from topicserve.dynamo import RetryPolicy, batch_put, pages
 
 META = "#meta"
 
@@ -140,18 +140,12 @@ class ResultsStore:
         )
 
     def _count(self, batch_id: str) -> int:
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "batch_id = :b AND request_id > :meta",
-            "ExpressionAttributeValues": {":b": {"S": batch_id}, ":meta": {"S": META}},
-            "Select": "COUNT",
-            "ConsistentRead": True,
-        }
-        total = 0
-        while True:
-            page = self.client.query(**kwargs)
-            count: int = page.get("Count", 0)
-            total += count
-            if "LastEvaluatedKey" not in page:
-                return total
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        query = pages(
+            self.client.query,
+            TableName=self.table,
+            KeyConditionExpression="batch_id = :b AND request_id > :meta",
+            ExpressionAttributeValues={":b": {"S": batch_id}, ":meta": {"S": META}},
+            Select="COUNT",
+            ConsistentRead=True,
+        )
+        return sum(int(page.get("Count", 0)) for page in query)

@@ -28,7 +28,7 @@ import numpy as np
 
 from topicserve.aws import AwsClient
 from topicserve.cache.typed import decode_vector, encode_vector
-from topicserve.dynamo import RetryPolicy, batch_put
+from topicserve.dynamo import RetryPolicy, batch_put, pages
 from topicserve.monitoring.drift import histogram
 from topicserve.rollout.routing import share
 
@@ -232,18 +232,13 @@ class MonitorStore:
         return np.vstack(rows) if rows else np.zeros((0, 384), dtype=np.float32)
 
     def _query(self, pk: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": pk}},
-        }
-        while True:
-            page = self.ddb.query(**kwargs)
-            items.extend(page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        query = pages(
+            self.ddb.query,
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": pk}},
+        )
+        return [item for page in query for item in page.get("Items", [])]
 
     def _ttl(self) -> int:
         return int(time.time()) + self.ttl_seconds

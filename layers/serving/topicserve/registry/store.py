@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from topicserve.aws import AwsClient, aws_client
+from topicserve.dynamo import pages
 from topicserve.errors import ArtifactError, ChecksumMismatchError, RegistryError
 from topicserve.registry.model import Lineage, ModelVersion, Routing, Stage, Transition
 
@@ -225,38 +226,28 @@ class Registry:
 
     # -- reads ---------------------------------------------------------------------------------------
     def names(self) -> list[str]:
-        names: set[str] = set()
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "FilterExpression": "version = :head",
-            "ExpressionAttributeValues": {":head": {"N": str(HEAD)}},
-            "ProjectionExpression": "#n",
-            "ExpressionAttributeNames": {"#n": "name"},
-        }
-        while True:
-            page = self.ddb.scan(**kwargs)
-            names.update(item["name"]["S"] for item in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return sorted(names)
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        scan = pages(
+            self.ddb.scan,
+            TableName=self.table,
+            FilterExpression="version = :head",
+            ExpressionAttributeValues={":head": {"N": str(HEAD)}},
+            ProjectionExpression="#n",
+            ExpressionAttributeNames={"#n": "name"},
+        )
+        return sorted({item["name"]["S"] for page in scan for item in page.get("Items", [])})
 
     def list(self, name: str | None = None) -> list[ModelVersion]:
         if name is None:
             return [v for n in self.names() for v in self.list(n)]
-        versions: list[ModelVersion] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "#n = :n AND version > :head",
-            "ExpressionAttributeNames": {"#n": "name"},
-            "ExpressionAttributeValues": {":n": {"S": name}, ":head": {"N": str(HEAD)}},
-            "ConsistentRead": True,
-        }
-        while True:
-            page = self.ddb.query(**kwargs)
-            versions.extend(self._record(item) for item in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return versions
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        query = pages(
+            self.ddb.query,
+            TableName=self.table,
+            KeyConditionExpression="#n = :n AND version > :head",
+            ExpressionAttributeNames={"#n": "name"},
+            ExpressionAttributeValues={":n": {"S": name}, ":head": {"N": str(HEAD)}},
+            ConsistentRead=True,
+        )
+        return [self._record(item) for page in query for item in page.get("Items", [])]
 
     def show(self, name: str, version: int) -> ModelVersion:
         item = self.ddb.get_item(TableName=self.table, Key=self._key(name, version), ConsistentRead=True).get(

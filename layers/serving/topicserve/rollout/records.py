@@ -18,6 +18,7 @@ from dataclasses import fields
 from typing import Any
 
 from topicserve.aws import AwsClient
+from topicserve.dynamo import pages
 from topicserve.rollout.tally import Observation, Tally
 
 logger = logging.getLogger(__name__)
@@ -65,18 +66,13 @@ class RolloutStore:
 
     def records(self, model: str) -> list[dict[str, Any]]:
         """Every record of a model (all stages, versions and epochs), oldest first."""
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "model = :m",
-            "ExpressionAttributeValues": {":m": {"S": model}},
-        }
-        while True:
-            page = self.ddb.query(**kwargs)
-            items.extend(page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        query = pages(
+            self.ddb.query,
+            TableName=self.table,
+            KeyConditionExpression="model = :m",
+            ExpressionAttributeValues={":m": {"S": model}},
+        )
+        items = [item for page in query for item in page.get("Items", [])]
         out = [
             {
                 "stage": i["stage"]["S"],
