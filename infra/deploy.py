@@ -89,6 +89,23 @@ def api_base_url(outputs: dict[str, str]) -> str:
     return outputs["ApiUrl"]
 
 
+#: ``CodeDeploymentType`` values (template.yaml) that shift traffic with CodeDeploy
+CODE_DEPLOYMENTS = ("Canary10Percent5Minutes", "Linear10PercentEvery1Minute", "AllAtOnce")
+ALIAS = "live"
+AWS_TEMPLATE = REPO / "template.aws.yaml"  # next to template.yaml: its CodeUri paths are relative
+
+
+def code_canary_template(source: Path = REPO / "template.yaml", target: Path = AWS_TEMPLATE) -> Path:
+    """template.yaml plus ``AutoPublishAlias: live`` in ``Globals.Function``: the one line SAM cannot
+    switch with a parameter (README "Two levels of rollout"); written beside it, git-ignored."""
+    text = source.read_text()
+    anchor = "\nGlobals:\n  Function:\n"
+    if anchor not in text:
+        raise SystemExit(f"{source}: no Globals.Function section to add AutoPublishAlias to")
+    target.write_text(text.replace(anchor, f"{anchor}    AutoPublishAlias: {ALIAS}\n", 1))
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="sam build + sam deploy + model registration")
     parser.add_argument("--stack-name", default=os.environ.get("STACK_NAME", "topicserve"))
@@ -96,7 +113,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-promote", action="store_true", help="do not promote newly registered models")
     parser.add_argument("--skip-build", action="store_true", help="reuse .aws-sam/build")
     parser.add_argument("--output", type=Path, default=STACK_JSON, help="where to write the stack outputs")
+    parser.add_argument(
+        "--code-deployment",
+        choices=["off", *CODE_DEPLOYMENTS],
+        default="off",
+        help="AWS only: publish a 'live' alias per model function and shift it with CodeDeploy",
+    )
     args = parser.parse_args(argv)
+    template = REPO / "template.yaml"
+    if args.code_deployment != "off":
+        if local_endpoint():
+            print(
+                "--code-deployment needs CodeDeploy, which LocalStack community does not have",
+                file=sys.stderr,
+            )
+            return 2
+        template = code_canary_template()
+        args.param.append(f"CodeDeploymentType={args.code_deployment}")
+        say(f"code canaries: {template.name} with AutoPublishAlias {ALIAS}, {args.param[-1]}")
 
     import boto3
 
@@ -113,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     say(f"encoder layer: {layer.relative_to(REPO)}")
     if not args.skip_build:
-        sam("build", "--cached", "--parallel")
+        sam("build", "--cached", "--parallel", "--template-file", str(template))
     sam_deploy(args.stack_name, *(["--parameter-overrides", *args.param] if args.param else []))
 
     outputs = stack_outputs(boto3.client("cloudformation"), args.stack_name)

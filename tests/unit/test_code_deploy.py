@@ -175,3 +175,14 @@ def test_a_type_without_the_alias_fails_the_transform(tmp_path: Path) -> None:
         pytest.skip("the SAM CLI venv is missing: run `make localcloud`")
     template, output = render(tmp_path, "--param", f"CodeDeploymentType={CANARY}")
     assert template is None and "requires AutoPublishAlias" in output, output[-2000:]
+
+
+def test_deploy_writes_the_aws_variant_with_the_one_line(tmp_path: Path) -> None:
+    """`infra/deploy.py --code-deployment TYPE` builds template.aws.yaml: template.yaml plus the alias."""
+    from infra.deploy import code_canary_template
+
+    target = code_canary_template(TEMPLATE, tmp_path / "template.aws.yaml")
+    aws = yaml.load(target.read_text(), Loader=CfnLoader)
+    base = yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
+    assert aws["Globals"]["Function"].pop("AutoPublishAlias") == ALIAS
+    assert aws == base
