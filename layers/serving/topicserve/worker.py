@@ -178,3 +178,51 @@ class Worker:
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
+
+
+def settings_from_env(env: dict[str, str] | None = None) -> WorkerSettings:
+    import os
+
+    from topicserve.settings import number_setting
+
+    env = dict(os.environ) if env is None else env
+    d = WorkerSettings(queue_url="")
+    return WorkerSettings(
+        queue_url=env["BULK_QUEUE_URL"],
+        target_messages=number_setting(env, "WORKER_TARGET_MESSAGES", d.target_messages, int),
+        max_gather_seconds=number_setting(env, "WORKER_MAX_GATHER_SECONDS", d.max_gather_seconds, float),
+        wait_seconds=number_setting(env, "WORKER_WAIT_SECONDS", d.wait_seconds, int),
+        visibility_seconds=number_setting(env, "WORKER_VISIBILITY_SECONDS", d.visibility_seconds, int),
+        heartbeat_seconds=number_setting(env, "WORKER_HEARTBEAT_SECONDS", d.heartbeat_seconds, float),
+        retry_delay_seconds=number_setting(env, "WORKER_RETRY_DELAY_SECONDS", d.retry_delay_seconds, int),
+    )
+
+
+def main() -> int:
+    """``topicserve-worker``: the same runtime as the batcher (registry routing, caches, results), run as a
+    long-lived process until SIGTERM."""
+    from topicserve.aws import aws_client
+    from topicserve.bootstrap import build_runtime
+    from topicserve.observability import make_logger
+    from topicserve.results import ResultsStore
+
+    make_logger("worker")
+    runtime = build_runtime()
+    results = ResultsStore(
+        runtime.settings.results_table,
+        client=runtime.dynamodb,
+        ttl_seconds=runtime.settings.results_ttl_seconds,
+    )
+    worker = Worker(
+        aws_client("sqs"), settings_from_env(), runtime.service, results.put_results, runtime.settings
+    )
+    worker.install_signal_handlers()
+    logger.info("worker started", extra={"init_seconds": round(runtime.init_seconds, 3)})
+    worker.run()
+    runtime.flush(force=True)
+    logger.info("worker stopped", extra={"answered": worker.answered, "retried": worker.retried})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
