@@ -76,13 +76,32 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     },
     # the drift monitor: its windows, the reference (registry record + artifact), the report objects
     "MonitorFunctionRole": {"dynamodb:Query", "dynamodb:GetItem", "s3:GetObject", "s3:PutObject"},
+    # the GPU worker (GpuWorker=true, AWS only): its tasks drain the bulk queue like the batcher does ...
+    "WorkerTaskRole": {
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:Query",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:UpdateItem",
+        "s3:GetObject",
+    },
+    # ... the task execution role pulls the image and writes logs, the instances join the cluster: AWS's
+    # managed policies for exactly that, nothing of their own
+    "WorkerExecutionRole": set(),
+    "GpuInstanceRole": set(),
 }
 BASIC_EXECUTION = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 # SAM attaches AWSLambdaSQSQueueExecutionRole to a function with an SQS event (the poller's Receive/Delete/
 # GetQueueAttributes); accepted for the batcher only, the one function that SQS feeds.
 SQS_POLLER = "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole"
 MANAGED_ALLOWED = {role: {BASIC_EXECUTION} for role in EXPECTED_ACTIONS} | {
-    "BatcherFunctionRole": {BASIC_EXECUTION, SQS_POLLER}
+    "BatcherFunctionRole": {BASIC_EXECUTION, SQS_POLLER},
+    "WorkerExecutionRole": {"arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"},
+    "GpuInstanceRole": {"arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"},
 }
 # Actions that AWS does not scope to resources: the only statements allowed on Resource "*".
 UNSCOPABLE_ACTIONS = {"lambda:ListEventSourceMappings"}
@@ -133,6 +152,14 @@ def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _partitioned(arn: Any) -> Any:
+    """``!Sub "arn:${AWS::Partition}:..."`` (how a partition-agnostic template names AWS's managed policies)
+    read for the partition the check assumes."""
+    if isinstance(arn, dict) and isinstance(arn.get("Fn::Sub"), str):
+        return arn["Fn::Sub"].replace("${AWS::Partition}", PARAMETERS["AWS::Partition"])
+    return arn
+
+
 def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
@@ -143,7 +170,7 @@ def violations(cfn: dict[str, Any]) -> list[str]:
     if set(roles) - set(OPTIONAL_ACTIONS) != set(EXPECTED_ACTIONS):
         problems.append(f"roles {sorted(roles)} differ from the reviewed set {sorted(EXPECTED_ACTIONS)}")
     for name, role in roles.items():
-        for arn in role["Properties"].get("ManagedPolicyArns", []):
+        for arn in map(_partitioned, role["Properties"].get("ManagedPolicyArns", [])):
             if arn not in MANAGED_ALLOWED.get(name, set()):
                 problems.append(f"{name}: unexpected managed policy {arn}")
         actions: set[str] = set()

@@ -1,0 +1,228 @@
+"""The bulk worker (``topicserve-worker``, the GPU image's entrypoint): drains a bulk SQS queue in large
+merged batches, with the batcher's rules per message.
+
+Lambda hands the batcher at most one SQS batch per invocation; a long-running worker can do better on a
+GPU: it merges many receives (10 messages each, SQS's maximum) into one pass of hundreds to about a
+thousand texts, so the encoder runs at the batch sizes a GPU needs. Per message it is exactly the batcher
+(:func:`topicserve.batcher.process_records`: dedup, caches, isolation, error results), so labels and
+results match the Lambda path. Around that:
+
+* while a batch is being served, a heartbeat thread keeps extending its messages' visibility, so a long
+  batch is not delivered twice;
+* only the messages that were answered (a result or an error result written) are deleted; the rest
+  become visible again after ``retry_delay_seconds`` and SQS redelivers them (to the dead-letter queue
+  after ``maxReceiveCount``);
+* SIGTERM (a task being stopped, a scale-in) stops receiving, finishes and answers the batch in hand,
+  then exits; killed outright, nothing was deleted that was not answered, and results are keyed by
+  request id, so a redelivered message overwrites its own result (answered once, as the batcher).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from topicserve.aws import AwsClient
+from topicserve.batcher import BatchOutcome, ResultRow, process_records
+from topicserve.service import InferenceService
+from topicserve.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+SQS_MAX = 10  # messages per ReceiveMessage / DeleteMessageBatch / ChangeMessageVisibilityBatch call
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    queue_url: str
+    target_messages: int = 512  # merge receives until this many messages ...
+    max_gather_seconds: float = 2.0  # ... or this long since the first one arrived
+    wait_seconds: int = 5  # long polling of an empty queue
+    visibility_seconds: int = 300  # what each heartbeat extends the batch's messages to
+    heartbeat_seconds: float = 60.0
+    retry_delay_seconds: int = 5  # a message to retry becomes visible again after this, not after 300 s
+
+
+class Heartbeat:
+    """Extends the visibility of the messages in hand every ``every`` seconds until stopped."""
+
+    def __init__(
+        self, sqs: AwsClient, queue_url: str, receipts: Sequence[str], *, every: float, extend: int
+    ) -> None:
+        self.sqs, self.queue_url, self.receipts = sqs, queue_url, list(receipts)
+        self.every, self.extend = every, extend
+        self.beats = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="visibility-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            for start in range(0, len(self.receipts), SQS_MAX):
+                entries = [
+                    {"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": self.extend}
+                    for i, r in enumerate(self.receipts[start : start + SQS_MAX])
+                ]
+                try:
+                    self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
+                except Exception as exc:  # the batch goes on; at worst a message is delivered twice
+                    logger.warning("visibility extension failed", extra={"error": repr(exc)})
+            self.beats += 1
+
+
+class Worker:
+    def __init__(
+        self,
+        sqs: AwsClient,
+        config: WorkerSettings,
+        service: InferenceService,
+        write: Callable[[list[ResultRow]], None],
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sqs, self.config, self.service, self.write, self.settings = sqs, config, service, write, settings
+        self.clock = clock
+        self.stopping = threading.Event()
+        self.answered = 0
+        self.retried = 0
+
+    def gather(self) -> list[dict[str, Any]]:
+        """Receive until ``target_messages`` or ``max_gather_seconds`` after the first message; empty
+        when the queue stays empty for one long poll or a stop was asked."""
+        messages: list[dict[str, Any]] = []
+        first: float | None = None
+        while len(messages) < self.config.target_messages and not self.stopping.is_set():
+            if first is not None and self.clock() - first >= self.config.max_gather_seconds:
+                break
+            page = self.sqs.receive_message(
+                QueueUrl=self.config.queue_url,
+                MaxNumberOfMessages=min(SQS_MAX, self.config.target_messages - len(messages)),
+                WaitTimeSeconds=0 if messages else self.config.wait_seconds,
+                VisibilityTimeout=self.config.visibility_seconds,
+            ).get("Messages", [])
+            if not page:
+                if messages or first is None:
+                    break
+                continue
+            first = first if first is not None else self.clock()
+            messages.extend(page)
+        return messages
+
+    def serve(self, messages: list[dict[str, Any]]) -> BatchOutcome:
+        """One merged pass; deletes exactly the messages it answered."""
+        records = [{"messageId": m["MessageId"], "body": m["Body"]} for m in messages]
+        receipts = {m["MessageId"]: m["ReceiptHandle"] for m in messages}
+        with Heartbeat(
+            self.sqs,
+            self.config.queue_url,
+            list(receipts.values()),
+            every=self.config.heartbeat_seconds,
+            extend=self.config.visibility_seconds,
+        ):
+            outcome = process_records(records, self.service, self.write, self.settings)
+        retry = set(outcome.failed_message_ids)
+        done = [(i, receipts[m]) for i, m in enumerate(receipts) if m not in retry]
+        for start in range(0, len(done), SQS_MAX):
+            entries = [{"Id": str(i), "ReceiptHandle": r} for i, r in done[start : start + SQS_MAX]]
+            self.sqs.delete_message_batch(QueueUrl=self.config.queue_url, Entries=entries)
+        again = [(i, receipts[m]) for i, m in enumerate(receipts) if m in retry]
+        for start in range(0, len(again), SQS_MAX):
+            self.sqs.change_message_visibility_batch(
+                QueueUrl=self.config.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": self.config.retry_delay_seconds}
+                    for i, r in again[start : start + SQS_MAX]
+                ],
+            )
+        self.answered += len(done)
+        self.retried += len(retry)
+        logger.info(
+            "bulk batch served",
+            extra={
+                "messages": len(messages),
+                "answered": len(done),
+                "retried": len(retry),
+                "passes": outcome.passes,
+            },
+        )
+        return outcome
+
+    def run(self, *, once: bool = False) -> None:
+        """Until SIGTERM / :meth:`stop` (or, with ``once``, until the queue is empty)."""
+        while not self.stopping.is_set():
+            messages = self.gather()
+            if messages:
+                self.serve(messages)
+            elif once:
+                return
+
+    def stop(self, *_: object) -> None:
+        """Finish the batch in hand, receive nothing more (the SIGTERM handler)."""
+        if not self.stopping.is_set():
+            logger.info("stopping: the batch in hand is answered first")
+        self.stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+
+
+def settings_from_env(env: dict[str, str] | None = None) -> WorkerSettings:
+    import os
+
+    from topicserve.settings import number_setting
+
+    env = dict(os.environ) if env is None else env
+    d = WorkerSettings(queue_url="")
+    return WorkerSettings(
+        queue_url=env["BULK_QUEUE_URL"],
+        target_messages=number_setting(env, "WORKER_TARGET_MESSAGES", d.target_messages, int),
+        max_gather_seconds=number_setting(env, "WORKER_MAX_GATHER_SECONDS", d.max_gather_seconds, float),
+        wait_seconds=number_setting(env, "WORKER_WAIT_SECONDS", d.wait_seconds, int),
+        visibility_seconds=number_setting(env, "WORKER_VISIBILITY_SECONDS", d.visibility_seconds, int),
+        heartbeat_seconds=number_setting(env, "WORKER_HEARTBEAT_SECONDS", d.heartbeat_seconds, float),
+        retry_delay_seconds=number_setting(env, "WORKER_RETRY_DELAY_SECONDS", d.retry_delay_seconds, int),
+    )
+
+
+def main() -> int:
+    """``topicserve-worker``: the same runtime as the batcher (registry routing, caches, results), run as a
+    long-lived process until SIGTERM."""
+    from topicserve.aws import aws_client
+    from topicserve.bootstrap import build_runtime
+    from topicserve.observability import make_logger
+    from topicserve.results import ResultsStore
+
+    make_logger("worker")
+    runtime = build_runtime()
+    results = ResultsStore(
+        runtime.settings.results_table,
+        client=runtime.dynamodb,
+        ttl_seconds=runtime.settings.results_ttl_seconds,
+    )
+    worker = Worker(
+        aws_client("sqs"), settings_from_env(), runtime.service, results.put_results, runtime.settings
+    )
+    worker.install_signal_handlers()
+    logger.info("worker started", extra={"init_seconds": round(runtime.init_seconds, 3)})
+    worker.run()
+    runtime.flush(force=True)
+    logger.info("worker stopped", extra={"answered": worker.answered, "retried": worker.retried})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
