@@ -23,7 +23,7 @@ LOCAL_AWS := AWS_ENDPOINT_URL=http://127.0.0.1:$(or $(LOCALCLOUD_PORT),4566) AWS
              AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
 
 .PHONY: help venv models models-if-missing test test-slow test-unit lint audit fmt localcloud up down status deploy demo clean distclean \
-        bench bench-quick
+        bench bench-quick images
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -46,7 +46,10 @@ models: $(STAMP)  ## build encoder (fp32 + int8), embeddings, the four heads and
 models-if-missing: $(STAMP)
 	@if [ -f $(MANIFEST) ]; then echo "==> models present ($(MANIFEST))"; else QUICK=1 $(MAKE) --no-print-directory models; fi
 
-test: $(STAMP) models-if-missing localcloud  ## the whole suite: unit, functional, security and LocalStack end-to-end tests
+images: $(STAMP) models-if-missing  ## OCI images without Docker (buildah, Debian base): build/images/topicserve-cpu.oci.tar; GPU=1: + gpu
+	$(PY) -m containers.build
+
+test: $(STAMP) models-if-missing images localcloud  ## the whole suite: unit, functional, security and LocalStack end-to-end tests
 	$(PY) -m pytest tests -m "not slow and not network"
 
 test-slow: $(STAMP) models-if-missing localcloud  ## the long runs: 10,000 property cases per route, 5,000 SQS requests under faults, 10-minute soak
@@ -84,7 +87,7 @@ down:  ## stop the local cloud (by PID, children included)
 status:  ## is the local cloud running?
 	$(LOCALCLOUD) status
 
-deploy: $(STAMP) models-if-missing localcloud up  ## sam build + sam deploy into the local cloud, register models, write build/stack.json
+deploy: $(STAMP) models-if-missing images localcloud up  ## sam build + sam deploy into the local cloud, register models, write build/stack.json
 	$(LOCAL_AWS) $(PY) infra/deploy.py $(foreach p,$(PARAMS),--param $(p))
 
 demo: $(STAMP) localcloud  ## the whole thing end to end: models, local cloud, deploy, HTTP + SQS requests, results

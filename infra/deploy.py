@@ -35,6 +35,7 @@ from topicserve.lambda_config import renew_environments
 
 REPO = Path(__file__).resolve().parents[1]
 STACK_JSON = REPO / "build" / "stack.json"
+IMAGES = REPO / "build" / "images"
 MANIFEST = REPO / "build" / "models" / "manifest.json"
 #: ``sam deploy`` without prompts: the flags every deploy of ours shares (app, benchmark and test stacks)
 SAM_DEPLOY_FLAGS = (
@@ -106,6 +107,20 @@ def code_canary_template(source: Path = REPO / "template.yaml", target: Path = A
     return target
 
 
+def local_image_param(params: list[str]) -> str | None:
+    """``PredictImageUri`` for the local cloud: the CPU image ``make images`` built, named by its digest
+    (the executor maps the repository name to the archive and checks the digest). Unset on AWS (push the
+    image to ECR and pass the parameter) and when the caller set it (``PredictImageUri=`` turns it off)."""
+    if not local_endpoint() or any(p.startswith("PredictImageUri=") for p in params):
+        return None
+    index = IMAGES / "images.json"
+    cpu = json.loads(index.read_text()).get("cpu") if index.is_file() else None
+    if not cpu or not (REPO / cpu["archive"]).is_file():
+        say("image function off: no CPU image (run `make images`)")
+        return None
+    return f"PredictImageUri=000000000000.dkr.ecr.us-east-1.amazonaws.com/topicserve-cpu@{cpu['digest']}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="sam build + sam deploy + model registration")
     parser.add_argument("--stack-name", default=os.environ.get("STACK_NAME", "topicserve"))
@@ -146,9 +161,17 @@ def main(argv: list[str] | None = None) -> int:
         MANIFEST, SERVED_ENCODER, REPO / "build" / "layers" / f"encoder-{SERVED_ENCODER}"
     )
     say(f"encoder layer: {layer.relative_to(REPO)}")
+    image_param = local_image_param(args.param)
+    if image_param:
+        args.param.append(image_param)
+        say(f"image function: {image_param}")
     if not args.skip_build:
         sam("build", "--cached", "--parallel", "--template-file", str(template))
-    sam_deploy(args.stack_name, *(["--parameter-overrides", *args.param] if args.param else []))
+    extra = ["--parameter-overrides", *args.param] if args.param else []
+    image_uri = next((p.split("=", 1)[1] for p in args.param if p.startswith("PredictImageUri=")), "")
+    if image_uri:  # sam deploy insists on a repository for every image function, even one given by URI
+        extra += ["--image-repositories", f"PredictImageFunction={image_uri.split('@')[0].split(':')[0]}"]
+    sam_deploy(args.stack_name, *extra)
 
     outputs = stack_outputs(boto3.client("cloudformation"), args.stack_name)
     registry = Registry(bucket=outputs["ArtifactsBucketName"], table=outputs["RegistryTableName"])
@@ -189,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
             "gate": outputs["GateFunctionName"],
             "monitor": outputs["MonitorFunctionName"],
         },
+        "image_function": outputs.get("ImageFunctionName"),
+        "bulk_queue_url": outputs.get("BulkQueueUrl"),
+        "bulk_dlq_url": outputs.get("BulkDeadLetterQueueUrl"),
         "alarm_topic": outputs["AlarmTopicArn"],
         "dashboard": outputs["DashboardName"],
         "monitor_window_seconds": _parameter(args.param, "MonitorWindowSeconds", 300),

@@ -109,8 +109,11 @@ UNSCOPABLE_ACTIONS = {"lambda:ListEventSourceMappings"}
 # SAM creates for CodeDeploy: AWS's managed policy for Lambda deployments, no statements of its own.
 CODEDEPLOY_ROLE = "CodeDeployServiceRole"
 CODEDEPLOY_FOR_LAMBDA = "arn:aws:iam::aws:policy/service-role/AWSCodeDeployRoleForLambda"
-OPTIONAL_ACTIONS: dict[str, set[str]] = {CODEDEPLOY_ROLE: set()}
+# The container-image predict function (PredictImageUri set): a predict function, the same permissions.
+IMAGE_ROLE = "PredictImageFunctionRole"
+OPTIONAL_ACTIONS: dict[str, set[str]] = {CODEDEPLOY_ROLE: set(), IMAGE_ROLE: _MODEL}
 MANAGED_ALLOWED[CODEDEPLOY_ROLE] = {CODEDEPLOY_FOR_LAMBDA}
+MANAGED_ALLOWED[IMAGE_ROLE] = {BASIC_EXECUTION}
 
 
 class _ManagedPolicies:
@@ -144,9 +147,19 @@ def transform(
     return sam_transform(template, {**PARAMETERS, **(parameters or {})}, _ManagedPolicies())
 
 
-def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+def _policies(role: dict[str, Any]) -> list[dict[str, Any]]:
+    """A role's inline policies; a conditional one (``Fn::If``) counts with both branches, so the review
+    covers what any parameter value can grant."""
     out = []
     for policy in role["Properties"].get("Policies", []):
+        branches = policy["Fn::If"][1:] if isinstance(policy, dict) and "Fn::If" in policy else [policy]
+        out.extend(b for b in branches if isinstance(b, dict) and "PolicyDocument" in b)
+    return out
+
+
+def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for policy in _policies(role):
         statements = policy["PolicyDocument"]["Statement"]
         out.extend(statements if isinstance(statements, list) else [statements])
     return out

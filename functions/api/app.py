@@ -17,7 +17,7 @@ from topicserve.bootstrap import make_registry
 from topicserve.catalogue import HEADS, SERVED_ENCODER
 from topicserve.errors import RegistryError, UnknownModelError
 from topicserve.observability import JsonResponse, install_error_handlers, json_response, make_logger
-from topicserve.queue import send_all
+from topicserve.queue import choose_queue, send_all
 from topicserve.registry.manifest import encoder_model_name
 from topicserve.requests import (
     NothingValidError,
@@ -95,13 +95,15 @@ def submit_batch() -> JsonResponse:
     results.create_batch(batch_id, submission.count)
     if submission.rejected:
         results.put_results([(batch_id, r.request_id, error_result(r.error)) for r in submission.rejected])
-    send_all(sqs, settings.requests_queue_url, [r.to_message() for r in submission.accepted])
+    queue, queue_url = choose_queue(len(submission.accepted), submission.bulk, settings)
+    send_all(sqs, queue_url, [r.to_message() for r in submission.accepted])
     logger.info(
         "batch accepted",
         extra={
             "batch_id": batch_id,
             "queued": len(submission.accepted),
             "rejected": len(submission.rejected),
+            "queue": queue,
         },
     )
     return json_response(
@@ -110,6 +112,7 @@ def submit_batch() -> JsonResponse:
             "batch_id": batch_id,
             "count": submission.count,
             "queued": len(submission.accepted),
+            "queue": queue,
             "rejected": [r.to_dict() for r in submission.rejected],
             "status_url": f"/v1/batches/{batch_id}",
         },

@@ -51,7 +51,9 @@ def test_gpu_worker_is_off_by_default() -> None:
     template = yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
     assert template["Parameters"]["GpuWorker"]["Default"] == "false"
     gpu = {k for k, v in template["Resources"].items() if v.get("Condition") == "GpuWorkerOn"}
-    assert {"BulkQueue", "GpuCluster", "WorkerTaskDefinition", "WorkerService", "WorkerBacklogScaling"} <= gpu
+    assert {"GpuCluster", "WorkerTaskDefinition", "WorkerService", "WorkerBacklogScaling"} <= gpu
+    bulk = {k for k, v in template["Resources"].items() if v.get("Condition") == "BulkQueueOn"}
+    assert bulk == {"BulkQueue", "BulkDeadLetterQueue"}  # GpuWorker implies them (BulkQueueOn's Or)
     kinds = {template["Resources"][k]["Type"] for k in gpu}
     assert {
         t for t in (v["Type"] for v in template["Resources"].values()) if t.startswith("AWS::ECS")

@@ -188,3 +188,35 @@ def test_oversized_message_is_malformed() -> None:
 def test_invalid_but_parseable_messages_get_an_error_result(extra: dict[str, Any]) -> None:
     parsed = parse_message(json.dumps({"batch_id": "b", "request_id": "r", **extra}), S, SERVED)
     assert isinstance(parsed, MessageError) and parsed.request_id == "r"
+
+
+# -- which queue a submission goes to ------------------------------------------------------------------
+def test_bulk_must_be_a_boolean() -> None:
+    from topicserve.errors import InvalidRequestError
+
+    with pytest.raises(InvalidRequestError, match='"bulk" must be true or false'):
+        parse_batch_submission(json.dumps({"texts": ["a b c"], "bulk": "yes"}), Settings(), ["logreg"])
+    assert (
+        parse_batch_submission(json.dumps({"texts": ["a"], "bulk": True}), Settings(), ["logreg"]).bulk
+        is True
+    )
+    assert parse_batch_submission(json.dumps({"texts": ["a"]}), Settings(), ["logreg"]).bulk is None
+
+
+@pytest.mark.parametrize(
+    ("bulk_url", "accepted", "asked", "expected"),
+    [
+        ("", 1000, None, "requests"),  # no bulk queue deployed: always the batcher
+        ("", 5, True, "requests"),  # asked, but there is none: still served, by the batcher
+        ("B", 499, None, "requests"),  # under the threshold
+        ("B", 500, None, "bulk"),  # at the threshold
+        ("B", 1, True, "bulk"),  # asked for
+        ("B", 1000, False, "requests"),  # asked not to
+    ],
+)
+def test_choose_queue(bulk_url: str, accepted: int, asked: bool | None, expected: str) -> None:
+    from topicserve.queue import choose_queue
+
+    settings = Settings(requests_queue_url="R", bulk_queue_url=bulk_url, bulk_threshold_texts=500)
+    name, url = choose_queue(accepted, asked, settings)
+    assert name == expected and url == ("B" if expected == "bulk" else "R")

@@ -31,6 +31,7 @@ from infra.localstack.localcloud.settings import (
     LOG_FILE,
     PID_FILE,
     PORT,
+    REPO,
     RUNTIMES_FILE,
     START_TIMEOUT_S,
     STOP_TIMEOUT_S,
@@ -136,6 +137,9 @@ def localstack_env() -> dict[str, str]:
             "DISABLE_EVENTS": "1",  # no analytics calls home
             "LAMBDA_RUNTIME_EXECUTOR": EXECUTOR_NAME,
             "LOCALCLOUD_RUNTIMES_FILE": str(RUNTIMES_FILE),
+            # container-image functions: OCI archives from `make images`, unpacked once per digest
+            "LOCALCLOUD_IMAGES_DIR": os.environ.get("LOCALCLOUD_IMAGES_DIR", str(REPO / "build" / "images")),
+            "LOCALCLOUD_IMAGE_CACHE": str(HOME / "images"),
             "LOCALCLOUD_DDB_HOST": HOST,
             "TMPDIR": str(TMP_DIR),
             "PYTHONUNBUFFERED": "1",

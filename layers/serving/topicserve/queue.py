@@ -1,4 +1,5 @@
-"""SQS adapter: enqueue requests with SendMessageBatch (10 per call), retrying entries SQS reports failed."""
+"""SQS adapter: enqueue requests with SendMessageBatch (10 per call), retrying entries SQS reports failed;
+and which queue a submission goes to."""
 
 from __future__ import annotations
 
@@ -7,8 +8,22 @@ from collections.abc import Sequence
 from topicserve.aws import AwsClient
 from topicserve.dynamo import RetryPolicy, chunks
 from topicserve.errors import BackendUnavailableError
+from topicserve.settings import Settings
 
 SQS_BATCH = 10
+
+
+def choose_queue(accepted: int, asked: bool | None, settings: Settings) -> tuple[str, str]:
+    """("bulk" | "requests", queue URL) for a submission of ``accepted`` valid items.
+
+    The bulk queue (drained by the GPU worker in large merged batches) when it exists and the submission
+    asks for it or is at least ``bulk_threshold_texts`` long; Lambda's batcher otherwise, which answers a
+    small batch sooner. A submission that asks for bulk where there is no bulk queue is still served, by
+    the batcher, and the answer says which queue took it.
+    """
+    if settings.bulk_queue_url and (asked or (asked is None and accepted >= settings.bulk_threshold_texts)):
+        return "bulk", settings.bulk_queue_url
+    return "requests", settings.requests_queue_url
 
 
 def send_all(

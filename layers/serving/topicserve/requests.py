@@ -162,6 +162,7 @@ class Submission:
     batch_id: str
     accepted: list[QueuedRequest]
     rejected: list[Rejected]
+    bulk: bool | None = None  # what the body asked for ("bulk": true/false); None: the size decides
 
     @property
     def count(self) -> int:
@@ -177,7 +178,10 @@ def parse_batch_submission(body: str | bytes | None, settings: Settings, served:
     rejection listed (:class:`NothingValidError`).
     """
     data = _load_json_object(body, max_bytes=settings.max_body_bytes)
-    _check_keys(data, {"texts", "requests", "models"}, "the body")
+    _check_keys(data, {"texts", "requests", "models", "bulk"}, "the body")
+    bulk = data.get("bulk")
+    if bulk is not None and not isinstance(bulk, bool):
+        raise InvalidRequestError('"bulk" must be true or false')
     if ("texts" in data) == ("requests" in data):
         raise InvalidRequestError('send exactly one of "texts" (a list of strings) or "requests" (a list)')
     default_models = check_models(data["models"], served) if "models" in data else list(served)
@@ -191,7 +195,7 @@ def parse_batch_submission(body: str | bytes | None, settings: Settings, served:
         raise TooManyTextsError(
             f"{len(items)} items in one batch; the limit is {settings.max_requests_per_batch}"
         )
-    submission = Submission(new_batch_id(), [], [])
+    submission = Submission(new_batch_id(), [], [], bulk)
     seen: set[str] = set()
     for i, item in enumerate(items):
         try:

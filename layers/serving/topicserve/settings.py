@@ -85,6 +85,8 @@ class Settings:
     prediction_cache_table: str = ""
     results_table: str = ""
     requests_queue_url: str = ""
+    bulk_queue_url: str = ""  # empty: no bulk queue, every submission goes to the requests queue
+    bulk_threshold_texts: int = 500
     encoder_dir: str = ""
     encoder_max_length: int = 256
     encoder_threads: int | None = None
@@ -138,6 +140,8 @@ class Settings:
             prediction_cache_table=env.get("PREDICTION_CACHE_TABLE", ""),
             results_table=env.get("RESULTS_TABLE", ""),
             requests_queue_url=env.get("REQUESTS_QUEUE_URL", ""),
+            bulk_queue_url=env.get("BULK_QUEUE_URL", ""),
+            bulk_threshold_texts=_int(env, "BULK_THRESHOLD_TEXTS", 500),
             encoder_dir=env.get("ENCODER_DIR") or _default_encoder_dir(),
             encoder_max_length=_int(env, "ENCODER_MAX_LENGTH", 256),
             encoder_threads=threads or None,

@@ -35,7 +35,9 @@ import tempfile
 import threading
 from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
+from localcloud_executor import images
 from localcloud_executor.layout import BOOTSTRAP_SCRIPT, INIT_PROGRAM
 from localcloud_executor.proctree import descendants
 from localstack import config
@@ -63,7 +65,7 @@ def resolve_runtime(runtime: str | None) -> dict[str, str]:
     """The interpreter for a function's Runtime, or an error that says what to install."""
     if not runtime:
         raise LambdaRuntimeException(
-            "container-image functions are not supported by the localprocess executor"
+            "a function without a Runtime must be a container image (PackageType Image)"
         )
     table = runtime_table()
     entry = table.get(runtime)
@@ -83,6 +85,10 @@ def resolve_runtime(runtime: str | None) -> dict[str, str]:
     if not os.access(entry["python"], os.X_OK):
         raise LambdaRuntimeException(f"Runtime {runtime}: interpreter {entry['python']} is missing")
     return entry
+
+
+def is_image(function_version: FunctionVersion) -> bool:
+    return str(function_version.config.package_type) in ("Image", "PackageType.Image")
 
 
 def layer_paths(function_version: FunctionVersion, python_version: str) -> list[str]:
@@ -114,27 +120,33 @@ class LocalProcessRuntimeExecutor(RuntimeExecutor):
     def start(self, env_vars: dict[str, str]) -> None:
         self.executor_endpoint.start()
         fv = self.function_version
-        runtime = resolve_runtime(fv.config.runtime)
-        python_version = (fv.config.runtime or "").removeprefix("python")
-        code_dir = str(fv.config.code.get_unzipped_code_location()) if fv.config.code else None
-        if code_dir is None:
-            raise LambdaRuntimeException("function has no code archive")
         self.env_dir = Path(tempfile.mkdtemp(prefix=f"env-{fv.id.function_name[:40]}-{self.id[:8]}-"))
         tmp = self.env_dir / "tmp"  # the function's /tmp (TMPDIR): private to this environment
         tmp.mkdir()
         env = {str(k): str(v) for k, v in env_vars.items()}
-        env.update(
-            {
-                "LAMBDA_TASK_ROOT": code_dir,
-                "LAMBDA_RUNTIME_DIR": runtime["path"],
-                "AWS_EXECUTION_ENV": f"AWS_Lambda_{fv.config.runtime}",
-                "PATH": f"{Path(runtime['python']).parent}:/usr/local/bin:/usr/bin:/bin",
-                "LANG": env.get("LANG", "en_US.UTF-8"),
-                "TMPDIR": str(tmp),
-                "HOME": str(tmp),
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
+        if is_image(fv):
+            image_setup = self._image_setup(env)
+            runtime: dict[str, str] = {"python": "", "path": ""}
+            code_dir, python_version = image_setup["workdir"], ""
+        else:
+            image_setup = None
+            runtime = resolve_runtime(fv.config.runtime)
+            python_version = (fv.config.runtime or "").removeprefix("python")
+            code_dir = str(fv.config.code.get_unzipped_code_location()) if fv.config.code else ""
+            if not code_dir:
+                raise LambdaRuntimeException("function has no code archive")
+            env.update(
+                {
+                    "LAMBDA_TASK_ROOT": code_dir,
+                    "LAMBDA_RUNTIME_DIR": runtime["path"],
+                    "AWS_EXECUTION_ENV": f"AWS_Lambda_{fv.config.runtime}",
+                    "PATH": f"{Path(runtime['python']).parent}:/usr/local/bin:/usr/bin:/bin",
+                    "LANG": env.get("LANG", "en_US.UTF-8"),
+                    "TMPDIR": str(tmp),
+                    "HOME": str(tmp),
+                    "PYTHONUNBUFFERED": "1",
+                }
+            )
         # Lambda reserves these; user variables cannot override them there either
         for key in ("LOCALSTACK_RUNTIME_ENDPOINT", "LOCALSTACK_RUNTIME_ID", "LOCALSTACK_CHMOD_PATHS"):
             env.pop(key, None)
@@ -154,7 +166,9 @@ class LocalProcessRuntimeExecutor(RuntimeExecutor):
             "bootstrap": str(BOOTSTRAP_SCRIPT),
             "handler": fv.config.handler,
             "task_root": code_dir,
-            "layer_paths": layer_paths(fv, python_version),
+            "layer_paths": layer_paths(fv, python_version) if image_setup is None else [],
+            "image": image_setup,
+            "tmp": str(tmp),
             "timeout": fv.config.timeout,
             "memory_size": fv.config.memory_size,
             "function_version": fv.id.qualifier,
@@ -180,6 +194,28 @@ class LocalProcessRuntimeExecutor(RuntimeExecutor):
         LOG.debug("environment %s of %s: init PID %s", self.id, fv.qualified_arn, self.process.pid)
         threading.Thread(target=self._watch, name=f"localprocess-watch-{self.id[:8]}", daemon=True).start()
         self.executor_endpoint.wait_for_startup()
+
+    def _image_setup(self, env: dict[str, str]) -> dict[str, Any]:
+        """Root filesystem, argv and working directory of an image function; its environment is the image's
+        ``Env`` under the function's variables, as on Lambda (a function variable wins)."""
+        fv = self.function_version
+        try:
+            image = images.prepare(fv.config.image.image_uri)
+        except images.ImageError as e:
+            raise LambdaRuntimeException(str(e)) from e
+        overrides = fv.config.image_config
+        merged = {**image.env, **env}
+        env.clear()
+        env.update(merged)
+        env.setdefault("LAMBDA_TASK_ROOT", "/var/task")
+        env.setdefault("LAMBDA_RUNTIME_DIR", "/var/runtime")
+        env.setdefault("LANG", "en_US.UTF-8")
+        env["PYTHONUNBUFFERED"] = "1"
+        return {
+            "rootfs": str(image.rootfs),
+            "argv": image.argv(overrides),
+            "workdir": image.workdir(overrides),
+        }
 
     def _watch(self) -> None:
         """If init dies, fail whatever waits on it now instead of letting LocalStack wait for minutes."""
@@ -248,7 +284,14 @@ class LocalProcessRuntimeExecutor(RuntimeExecutor):
     # -- versions ---------------------------------------------------------------------------------
     @classmethod
     def prepare_version(cls, function_version: FunctionVersion) -> None:
-        """Unzip code and layers once per version; a missing runtime fails the function (state Failed)."""
+        """Unzip code and layers (or unpack the image) once per version; a missing runtime or image fails the
+        function (state Failed)."""
+        if is_image(function_version):
+            try:
+                images.prepare(function_version.config.image.image_uri)
+            except images.ImageError as e:
+                raise LambdaRuntimeException(str(e)) from e
+            return
         resolve_runtime(function_version.config.runtime)
         if function_version.config.code:
             function_version.config.code.prepare_for_execution()

@@ -31,6 +31,25 @@ class Pending:
         self.is_error = False
 
 
+#: Runs an image's entrypoint inside its root filesystem, in a mount namespace of its own (host /bin/sh):
+#: the image read-only, /proc, /dev and the environment's private /tmp mounted in it, then chroot and the
+#: image's working directory. The network is the host's, so the Runtime API on 127.0.0.1 is reachable.
+IMAGE_SCRIPT = r"""
+R=$1 T=$2 W=$3; shift 3
+mount --bind "$R" "$R" && mount -o remount,bind,ro "$R" && mount -t proc proc "$R/proc" &&
+  mount --rbind /dev "$R/dev" && mount --bind "$T" "$R/tmp" || { echo "image mounts failed" >&2; exit 126; }
+exec chroot "$R" /bin/sh -c 'cd "$1" || exit 126; shift; exec "$@"' sh "$W" "$@"
+"""
+
+
+def image_command(image: dict[str, Any], tmp: str) -> list[str]:
+    """unshare (mount namespace, so nothing mounted here outlives the environment) + the script above."""
+    return [
+        "unshare", "--mount", "--fork", "--", "/bin/sh", "-c", IMAGE_SCRIPT, "sh",
+        image["rootfs"], tmp, image["workdir"], *image["argv"],
+    ]  # fmt: skip
+
+
 class Runtime:
     """One runtime process (awslambdaric) with its own Runtime API server; replaced after a timeout/crash."""
 
@@ -52,14 +71,21 @@ class Runtime:
         cfg = env.config
         proc_env = dict(cfg["env"])
         proc_env["AWS_LAMBDA_RUNTIME_API"] = f"127.0.0.1:{self.server.server_address[1]}"
-        proc_env["_LOCALCLOUD_PATH_FRONT"] = os.pathsep.join([cfg["task_root"], *cfg["layer_paths"]])
-        proc_env["_LOCALCLOUD_PATH_BACK"] = cfg["runtime_dir"]
+        image = cfg.get("image")
+        if image:
+            command, cwd = image_command(image, cfg["tmp"]), cfg["tmp"]
+        else:
+            proc_env["_LOCALCLOUD_PATH_FRONT"] = os.pathsep.join([cfg["task_root"], *cfg["layer_paths"]])
+            proc_env["_LOCALCLOUD_PATH_BACK"] = cfg["runtime_dir"]
+            # -I: no user site, no PYTHON* env, no script dir; -S: not even the interpreter's own
+            # site-packages. The bootstrap then builds sys.path as Lambda does: task root, layers, stdlib,
+            # runtime dir.
+            command = [cfg["python"], "-I", "-S", "-u", cfg["bootstrap"], cfg["handler"]]
+            cwd = cfg["task_root"]
         self.started_at = time.monotonic()
-        # -I: no user site, no PYTHON* env, no script dir; -S: not even the interpreter's own site-packages.
-        # The bootstrap then builds sys.path as Lambda does: task root, layers, stdlib, runtime dir.
         self.proc = subprocess.Popen(
-            [cfg["python"], "-I", "-S", "-u", cfg["bootstrap"], cfg["handler"]],
-            cwd=cfg["task_root"],
+            command,
+            cwd=cwd,
             env=proc_env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -131,15 +157,23 @@ class Runtime:
         return (self.init_done_at - self.started_at) * 1000
 
     def max_memory_mb(self) -> int:
-        """Peak RSS (VmHWM) of the runtime process: what AWS reports as Max Memory Used."""
-        try:
-            with open(f"/proc/{self.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        return math.ceil(int(line.split()[1]) / 1024)
-        except OSError:
-            pass
+        """Peak RSS (VmHWM) of the runtime process: what AWS reports as Max Memory Used. For an image the
+        runtime is a child of unshare (same process group), so the largest peak in the group counts."""
+        peaks = [kb for pid in self._group() if (kb := _peak_kb(pid)) is not None]
+        if peaks:
+            return math.ceil(max(peaks) / 1024)
         return math.ceil(self.peak_kb / 1024)  # the process is gone: its rusage, once reaped
+
+    def _group(self) -> list[int]:
+        if not self.env.config.get("image"):
+            return [self.pid]
+        members = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with contextlib.suppress(OSError):
+                    if os.getpgid(int(entry)) == self.pid:
+                        members.append(int(entry))
+        return members
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -149,3 +183,14 @@ class Runtime:
         self.queue.put(None)
         self.server.shutdown()
         self.server.server_close()
+
+
+def _peak_kb(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None

@@ -1,0 +1,309 @@
+"""Build the OCI images without a Docker daemon: ``make images`` (CPU) and ``GPU=1 make images`` (+ GPU).
+
+    python -m containers.build [--variant cpu|gpu ...]   ->  build/images/topicserve-<variant>.oci.tar
+
+Steps, each cached under ``build/images/`` so a second run only redoes what changed:
+
+1. the container tools (buildah, debootstrap) from Debian's packages when missing (apt, as root), else a
+   message naming what to install;
+2. the base image: no registry is reachable here, so Debian trixie (Python 3.13, the Lambda runtime's
+   version) made by ``debootstrap --variant=minbase`` and committed to buildah's storage as
+   ``localhost/topicserve-base:trixie``; on AWS the Containerfile's ``BASE_IMAGE`` is the Lambda Python 3.13
+   image (CPU) or an NVIDIA CUDA runtime image (GPU) instead;
+3. the context: the pinned runtime dependencies as cp313 manylinux wheels installed by the host's pip
+   (``--target``, as ``sam build`` does for the layer), the serving library, the encoder layer's package and
+   the predict handler: the same code as the zip package;
+4. ``buildah bud`` (vfs storage, chroot isolation: the flags DESIGN.md section 5 found to work here), then
+   ``buildah push`` to an OCI archive, which the local executor runs and ECR would take on AWS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "build" / "images"
+CONTAINERFILE = REPO / "containers" / "Containerfile"
+STORAGE = ["--storage-driver", "vfs", "--root", str(OUT / "storage"), "--runroot", str(OUT / "run")]
+BASE_TAG = "localhost/topicserve-base:trixie"
+BASE_SUITE = "trixie"  # Python 3.13, as the Lambda runtime python3.13
+DEBIAN_MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
+TOOLS = {"buildah": "buildah", "debootstrap": "debootstrap"}  # command -> Debian package
+PLATFORMS = ("manylinux_2_28_x86_64", "manylinux2014_x86_64", "manylinux_2_17_x86_64")
+#: what the image needs beyond the layer's requirements: the runtime client and the SDK Lambda's base has
+RUNTIME_PINS = ("awslambdaric==4.2.2", "boto3==1.42.72")
+#: the GPU variant swaps onnxruntime for its CUDA 13 build (CUDA and cuDNN libraries come as wheels)
+GPU_ONNXRUNTIME = "onnxruntime-gpu[cuda,cudnn]==1.31.1"
+#: files of a Debian rootfs no program in the image reads
+SLIM = (
+    "var/cache/apt",
+    "var/lib/apt/lists",
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/locale",
+    "usr/share/info",
+)
+
+
+def say(message: str) -> None:
+    print(f"==> images: {message}", flush=True)
+
+
+def run(*command: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, check=True, text=True, **kwargs)  # type: ignore[call-overload]
+
+
+def buildah(*args: str, capture: bool = False) -> str:
+    env = {**os.environ, "BUILDAH_ISOLATION": "chroot", "STORAGE_DRIVER": "vfs"}
+    done = run("buildah", *STORAGE, *args, env=env, capture_output=capture)
+    return done.stdout.strip() if capture else ""
+
+
+def ensure_tools() -> None:
+    """Install buildah and debootstrap from Debian's packages where they are missing (15 s)."""
+    missing = [pkg for cmd, pkg in TOOLS.items() if shutil.which(cmd) is None]
+    if not missing:
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        say(f"installing {' '.join(missing)} (apt)")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        run(
+            "apt-get",
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            *missing,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        return
+    sys.exit(
+        f"images: {', '.join(missing)} not found. Install them (Debian/Ubuntu: `sudo apt-get install "
+        f"{' '.join(missing)}`; Fedora: `sudo dnf install {' '.join(missing)}`) and run `make images` again."
+    )
+
+
+def _has_image(tag: str) -> bool:
+    env = {**os.environ, "STORAGE_DRIVER": "vfs"}
+    return (
+        subprocess.run(
+            ["buildah", *STORAGE, "inspect", tag], env=env, capture_output=True, check=False
+        ).returncode
+        == 0
+    )
+
+
+def base_image() -> str:
+    """Debian trixie minbase + python3 as a buildah image, made once (about 40 s) and kept in the storage."""
+    if _has_image(BASE_TAG):
+        return BASE_TAG
+    rootfs = OUT / "base" / "rootfs"
+    archive = OUT / "base" / f"{BASE_SUITE}.tar"
+    if not archive.exists():
+        if rootfs.exists():
+            shutil.rmtree(rootfs)
+        rootfs.parent.mkdir(parents=True, exist_ok=True)
+        say(f"base: debootstrap {BASE_SUITE} (minbase + python3) from {DEBIAN_MIRROR}")
+        started = time.monotonic()
+        run(
+            "debootstrap",
+            "--variant=minbase",
+            "--include=python3,ca-certificates",
+            BASE_SUITE,
+            str(rootfs),
+            DEBIAN_MIRROR,
+            stdout=subprocess.DEVNULL,
+        )
+        for rel in SLIM:
+            shutil.rmtree(rootfs / rel, ignore_errors=True)
+        for mount_point in ("proc", "sys", "dev"):  # mounted by whoever runs the image
+            shutil.rmtree(rootfs / mount_point, ignore_errors=True)
+            (rootfs / mount_point).mkdir()
+        with tarfile.open(archive.with_suffix(".part"), "w") as tar:
+            tar.add(rootfs, arcname=".")
+        archive.with_suffix(".part").rename(archive)
+        shutil.rmtree(rootfs)
+        say(f"base: {archive.stat().st_size / 1e6:.0f} MB in {time.monotonic() - started:.0f} s")
+    container = buildah("from", "scratch", capture=True)
+    try:
+        buildah("add", container, str(archive), "/")
+        buildah(
+            "config", "--env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", container
+        )
+        buildah("commit", "--quiet", container, BASE_TAG)
+    finally:
+        buildah("rm", container)
+    return BASE_TAG
+
+
+def requirements(variant: str) -> list[str]:
+    """The serving layer's pins (the zip package's), plus the runtime client; onnxruntime-gpu for the GPU."""
+    pins = []
+    for line in (REPO / "layers" / "serving" / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if variant == "gpu" and line.startswith("onnxruntime=="):
+            line = GPU_ONNXRUNTIME
+        pins.append(line)
+    return [*pins, *RUNTIME_PINS]
+
+
+def dependencies(variant: str) -> Path:
+    """cp313 manylinux wheels installed by the host's pip, once per set of pins."""
+    pins = requirements(variant)
+    key = hashlib.sha256("\n".join(pins).encode()).hexdigest()[:16]
+    target = OUT / "deps" / f"{variant}-{key}"
+    if (target / ".complete").exists():
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    say(f"{variant}: {len(pins)} pinned dependencies (cp313 manylinux) into {target.relative_to(REPO)}")
+    platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
+    pip = subprocess.run(
+        [
+            sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--target", str(target),
+            "--python-version", "3.13", "--implementation", "cp", "--abi", "cp313", *platforms,
+            "--only-binary=:all:", *pins,
+        ],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if pip.returncode != 0:  # its output only when it failed: the rest is pages of index warnings
+        sys.exit(f"images: pip failed for {variant}:\n{pip.stdout}{pip.stderr}")
+    (target / ".complete").touch()
+    return target
+
+
+def _copytree(src: Path, dst: Path) -> None:
+    shutil.copytree(
+        src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"), dirs_exist_ok=True
+    )
+
+
+def context(variant: str) -> Path:
+    """``build/images/context/<variant>/``: python/ (dependencies, library, encoder package) and task/."""
+    from infra.encoder_layer import build as encoder_layer
+
+    ctx = OUT / "context" / variant
+    shutil.rmtree(ctx, ignore_errors=True)
+    python = ctx / "python"
+    say(f"{variant}: staging the context")
+    shutil.copytree(
+        dependencies(variant), python, ignore=shutil.ignore_patterns(".complete"), copy_function=os.link
+    )
+    _copytree(REPO / "layers" / "serving" / "topicserve", python / "topicserve")
+    manifest = REPO / "build" / "models" / "manifest.json"
+    layer = encoder_layer(manifest, "int8", OUT / "encoder-int8")
+    _copytree(layer, python / "topicserve_encoder")
+    extra = _gpu_encoders(manifest) if variant == "gpu" else []
+    for path in extra:
+        shutil.copy2(path, python / "topicserve_encoder" / path.name)
+    (ctx / "task").mkdir()
+    shutil.copy2(REPO / "functions" / "predict" / "app.py", ctx / "task" / "app.py")
+    return ctx
+
+
+def _gpu_encoders(manifest_path: Path) -> list[Path]:
+    """The fp16 encoder beside the INT8 one (the worker uses it on CUDA, the INT8 one on the CPU fallback)."""
+    manifest = json.loads(manifest_path.read_text())
+    entry = manifest.get("encoder", {}).get("fp16")
+    if not entry:
+        sys.exit("images: the manifest has no fp16 encoder: run `make models` again")
+    return [REPO / entry["path"]]
+
+
+def inputs_digest(variant: str, base: str) -> str:
+    """Everything an image is made of: a rebuild only when one of these changed."""
+    digest = hashlib.sha256(f"{variant}\n{base}\n{requirements(variant)}".encode())
+    files = [CONTAINERFILE, REPO / "functions" / "predict" / "app.py"]
+    files += sorted((REPO / "layers" / "serving" / "topicserve").rglob("*.py"))
+    for path in files:
+        digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    manifest = json.loads((REPO / "build" / "models" / "manifest.json").read_text())
+    for entry in manifest.get("encoder", {}).values():
+        digest.update(str(entry.get("sha256", "")).encode())
+    return digest.hexdigest()
+
+
+def build(variant: str, base: str) -> dict[str, object]:
+    started = time.monotonic()
+    ctx = context(variant)
+    tag = f"localhost/topicserve-{variant}:latest"
+    say(f"{variant}: buildah bud --target {variant} (base {base})")
+    buildah(
+        "bud", "--quiet", "--isolation", "chroot", "--layers=false", "--target", variant,
+        "--build-arg", f"BASE_IMAGE={base}", "-f", str(CONTAINERFILE), "-t", tag, str(ctx),
+    )  # fmt: skip
+    archive = OUT / f"topicserve-{variant}.oci.tar"
+    partial = archive.with_name(archive.name + ".part")
+    partial.unlink(missing_ok=True)
+    say(f"{variant}: exporting {archive.relative_to(REPO)}")
+    buildah("push", "--quiet", tag, f"oci-archive:{partial}:latest")
+    partial.rename(archive)
+    buildah("rmi", "--prune")  # the previous build of this tag, now untagged (vfs keeps whole copies)
+    digest = archive_digest(archive)
+    info = {
+        "variant": variant,
+        "archive": str(archive.relative_to(REPO)),
+        "digest": digest,
+        "archive_mb": round(archive.stat().st_size / 1e6, 1),
+        "context_mb": round(_du(ctx) / 1e6, 1),
+        "base": base,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    say(f"{variant}: {info['archive_mb']} MB archive ({info['context_mb']} MB added to the base), {digest}")
+    return info
+
+
+def archive_digest(archive: Path) -> str:
+    """The manifest digest of an OCI archive's one image (what ``ImageUri``'s ``@sha256:`` names)."""
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile("index.json")
+        assert member is not None
+        index = json.load(member)
+    return str(index["manifests"][0]["digest"])
+
+
+def _du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="build the OCI images (buildah, no daemon)")
+    parser.add_argument(
+        "--variant", action="append", choices=["cpu", "gpu"], help="default: cpu (GPU=1: + gpu)"
+    )
+    parser.add_argument(
+        "--base", default=os.environ.get("BASE_IMAGE"), help="base image (default: Debian trixie)"
+    )
+    args = parser.parse_args(argv)
+    variants = args.variant or (["cpu", "gpu"] if os.environ.get("GPU") == "1" else ["cpu"])
+    if not (REPO / "build" / "models" / "manifest.json").is_file():
+        sys.exit("images: build/models/manifest.json not found: run `make models` first")
+    ensure_tools()
+    OUT.mkdir(parents=True, exist_ok=True)
+    base = args.base or base_image()
+    index_file = OUT / "images.json"
+    index = json.loads(index_file.read_text()) if index_file.exists() else {}
+    for variant in variants:
+        inputs = inputs_digest(variant, base)
+        known = index.get(variant) or {}
+        if known.get("inputs") == inputs and (REPO / str(known.get("archive", "-"))).is_file():
+            say(f"{variant}: up to date ({known['archive']}, {known['archive_mb']} MB, {known['digest']})")
+            continue
+        index[variant] = {**build(variant, base), "inputs": inputs}
+        index_file.write_text(json.dumps(index, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
