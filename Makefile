@@ -96,10 +96,10 @@ demo: $(STAMP) localcloud  ## the whole thing end to end: models, local cloud, d
 	$(MAKE) --no-print-directory deploy
 	$(LOCAL_AWS) $(PY) demo/run.py
 
-bench-quick: $(STAMP) models-if-missing localcloud  ## benchmark subset (~5 min quiet, ~8 busy): bench/results/quick.*, REPORT.md
+bench-quick: $(STAMP) models-if-missing images localcloud  ## benchmark subset (~5 min quiet, ~8 busy): bench/results/quick.*, REPORT.md
 	$(LOCAL_AWS) $(PY) -m bench.run --quick
 
-bench: $(STAMP) models-if-missing localcloud  ## the full benchmark set (~45 min): bench/results/full.*, REPORT.md
+bench: $(STAMP) models-if-missing images localcloud  ## the full benchmark set (~45 min): bench/results/full.*, REPORT.md
 	$(LOCAL_AWS) $(PY) -m bench.run
 
 clean:  ## remove build outputs (keeps the venvs and the local cloud install)

@@ -438,7 +438,7 @@ def section_cold(cs: dict[str, Any]) -> list[str]:
     sizes = cs["package_sizes"]
     rows = []
     for k, v in cs["stats"].items():
-        zipped = sizes[k]["zipped_bytes"]
+        zipped = sizes[k].get("zipped_bytes") or sizes[k].get("archive_bytes")
         rows.append(
             [
                 k,
@@ -463,7 +463,7 @@ def section_cold(cs: dict[str, Any]) -> list[str]:
         "max memory MB",
         "of init: build_runtime p50 ms",
         "unzipped MiB",
-        "zipped MiB",
+        "zipped / image archive MiB",
     ]
     return [
         "## 2. Cold starts",

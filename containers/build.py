@@ -1,6 +1,8 @@
 """Build the OCI images without a Docker daemon: ``make images`` (CPU) and ``GPU=1 make images`` (+ GPU).
 
-    python -m containers.build [--variant cpu|gpu ...]   ->  build/images/topicserve-<variant>.oci.tar
+    python -m containers.build [--variant cpu|gpu|naive ...]  ->  build/images/topicserve-<variant>.oci.tar
+
+(naive: the benchmark's PyTorch peer, built by `make bench` / `make bench-quick`.)
 
 Steps, each cached under ``build/images/`` so a second run only redoes what changed:
 
@@ -28,14 +30,32 @@ import subprocess
 import sys
 import tarfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "build" / "images"
 CONTAINERFILE = REPO / "containers" / "Containerfile"
 STORAGE = ["--storage-driver", "vfs", "--root", str(OUT / "storage"), "--runroot", str(OUT / "run")]
-BASE_TAG = "localhost/topicserve-base:trixie"
-BASE_SUITE = "trixie"  # Python 3.13, as the Lambda runtime python3.13
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One image: its Debian base (for its Python), the Containerfile stage, and how its context is made."""
+
+    suite: str
+    python: str  # the cp tag pip installs wheels for
+    target: str  # the Containerfile stage
+    what: str
+
+
+VARIANTS = {
+    "cpu": Variant("trixie", "3.13", "cpu", "the serving library as a Lambda image (predict function)"),
+    "gpu": Variant("trixie", "3.13", "gpu", "the bulk worker (onnxruntime-gpu: fp16 on CUDA, else the CPU)"),
+    # the benchmark's naive peer: sentence-transformers on PyTorch, 1.3 GB, over the zip limit: an image on
+    # AWS. Python 3.11: the torch wheel this machine has (a CPU build; PyPI's for 3.13 is a CUDA build of GBs)
+    "naive": Variant("bookworm", "3.11", "cpu", "the naive peer (PyTorch + sentence-transformers)"),
+}
 DEBIAN_MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 TOOLS = {"buildah": "buildah", "debootstrap": "debootstrap"}  # command -> Debian package
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux2014_x86_64", "manylinux_2_17_x86_64")
@@ -103,23 +123,25 @@ def _has_image(tag: str) -> bool:
     )
 
 
-def base_image() -> str:
-    """Debian trixie minbase + python3 as a buildah image, made once (about 40 s) and kept in the storage."""
-    if _has_image(BASE_TAG):
-        return BASE_TAG
-    rootfs = OUT / "base" / "rootfs"
-    archive = OUT / "base" / f"{BASE_SUITE}.tar"
+def base_image(suite: str) -> str:
+    """Debian ``suite`` minbase + python3 as a buildah image, made once (about 40 s) and kept in the
+    storage: trixie has Python 3.13 (the Lambda runtime's), bookworm 3.11 (the naive peer's torch wheel)."""
+    tag = f"localhost/topicserve-base:{suite}"
+    if _has_image(tag):
+        return tag
+    rootfs = OUT / "base" / f"{suite}-rootfs"
+    archive = OUT / "base" / f"{suite}.tar"
     if not archive.exists():
         if rootfs.exists():
             shutil.rmtree(rootfs)
         rootfs.parent.mkdir(parents=True, exist_ok=True)
-        say(f"base: debootstrap {BASE_SUITE} (minbase + python3) from {DEBIAN_MIRROR}")
+        say(f"base: debootstrap {suite} (minbase + python3) from {DEBIAN_MIRROR}")
         started = time.monotonic()
         run(
             "debootstrap",
             "--variant=minbase",
             "--include=python3,ca-certificates",
-            BASE_SUITE,
+            suite,
             str(rootfs),
             DEBIAN_MIRROR,
             stdout=subprocess.DEVNULL,
@@ -140,14 +162,17 @@ def base_image() -> str:
         buildah(
             "config", "--env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", container
         )
-        buildah("commit", "--quiet", container, BASE_TAG)
+        buildah("commit", "--quiet", container, tag)
     finally:
         buildah("rm", container)
-    return BASE_TAG
+    return tag
 
 
 def requirements(variant: str) -> list[str]:
-    """The serving layer's pins (the zip package's), plus the runtime client; onnxruntime-gpu for the GPU."""
+    """The serving layer's pins (the zip package's), plus the runtime client; onnxruntime-gpu for the GPU.
+    The naive peer brings its own closure (bench/naive/package.py) and needs only the runtime client."""
+    if variant == "naive":
+        return [RUNTIME_PINS[0]]
     pins = []
     for line in (REPO / "layers" / "serving" / "requirements.txt").read_text().splitlines():
         line = line.split("#", 1)[0].strip()
@@ -167,12 +192,14 @@ def dependencies(variant: str) -> Path:
     if (target / ".complete").exists():
         return target
     shutil.rmtree(target, ignore_errors=True)
-    say(f"{variant}: {len(pins)} pinned dependencies (cp313 manylinux) into {target.relative_to(REPO)}")
+    py = VARIANTS[variant].python
+    abi = "cp" + py.replace(".", "")
+    say(f"{variant}: {len(pins)} pinned dependencies ({abi} manylinux) into {target.relative_to(REPO)}")
     platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
     pip = subprocess.run(
         [
             sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--target", str(target),
-            "--python-version", "3.13", "--implementation", "cp", "--abi", "cp313", *platforms,
+            "--python-version", py, "--implementation", "cp", "--abi", abi, *platforms,
             "--only-binary=:all:", *pins,
         ],
         capture_output=True, text=True, check=False,
@@ -200,6 +227,11 @@ def context(variant: str) -> Path:
     shutil.copytree(
         dependencies(variant), python, ignore=shutil.ignore_patterns(".complete"), copy_function=os.link
     )
+    if variant == "naive":
+        from bench.naive.package import image_context
+
+        image_context(python, ctx / "task")
+        return ctx
     _copytree(REPO / "layers" / "serving" / "topicserve", python / "topicserve")
     manifest = REPO / "build" / "models" / "manifest.json"
     layer = encoder_layer(manifest, "int8", OUT / "encoder-int8")
@@ -225,7 +257,10 @@ def inputs_digest(variant: str, base: str) -> str:
     """Everything an image is made of: a rebuild only when one of these changed."""
     digest = hashlib.sha256(f"{variant}\n{base}\n{requirements(variant)}".encode())
     files = [CONTAINERFILE, REPO / "functions" / "predict" / "app.py"]
-    files += sorted((REPO / "layers" / "serving" / "topicserve").rglob("*.py"))
+    if variant == "naive":
+        files = [CONTAINERFILE, *sorted((REPO / "bench" / "naive").rglob("*.py"))]
+    else:
+        files += sorted((REPO / "layers" / "serving" / "topicserve").rglob("*.py"))
     for path in files:
         digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
     manifest = json.loads((REPO / "build" / "models" / "manifest.json").read_text())
@@ -238,9 +273,10 @@ def build(variant: str, base: str) -> dict[str, object]:
     started = time.monotonic()
     ctx = context(variant)
     tag = f"localhost/topicserve-{variant}:latest"
-    say(f"{variant}: buildah bud --target {variant} (base {base})")
+    target = VARIANTS[variant].target
+    say(f"{variant}: {VARIANTS[variant].what}: buildah bud --target {target} (base {base})")
     buildah(
-        "bud", "--quiet", "--isolation", "chroot", "--layers=false", "--target", variant,
+        "bud", "--quiet", "--isolation", "chroot", "--layers=false", "--target", target,
         "--build-arg", f"BASE_IMAGE={base}", "-f", str(CONTAINERFILE), "-t", tag, str(ctx),
     )  # fmt: skip
     archive = OUT / f"topicserve-{variant}.oci.tar"
@@ -249,7 +285,7 @@ def build(variant: str, base: str) -> dict[str, object]:
     say(f"{variant}: exporting {archive.relative_to(REPO)}")
     buildah("push", "--quiet", tag, f"oci-archive:{partial}:latest")
     partial.rename(archive)
-    buildah("rmi", "--prune")  # the previous build of this tag, now untagged (vfs keeps whole copies)
+    buildah("rmi", "--prune", capture=True)  # the previous build of this tag, untagged now (vfs: copies)
     digest = archive_digest(archive)
     info = {
         "variant": variant,
@@ -280,7 +316,7 @@ def _du(path: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="build the OCI images (buildah, no daemon)")
     parser.add_argument(
-        "--variant", action="append", choices=["cpu", "gpu"], help="default: cpu (GPU=1: + gpu)"
+        "--variant", action="append", choices=sorted(VARIANTS), help="default: cpu (GPU=1: + gpu)"
     )
     parser.add_argument(
         "--base", default=os.environ.get("BASE_IMAGE"), help="base image (default: Debian trixie)"
@@ -291,10 +327,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("images: build/models/manifest.json not found: run `make models` first")
     ensure_tools()
     OUT.mkdir(parents=True, exist_ok=True)
-    base = args.base or base_image()
     index_file = OUT / "images.json"
     index = json.loads(index_file.read_text()) if index_file.exists() else {}
     for variant in variants:
+        base = args.base or base_image(VARIANTS[variant].suite)
         inputs = inputs_digest(variant, base)
         known = index.get(variant) or {}
         if known.get("inputs") == inputs and (REPO / str(known.get("archive", "-"))).is_file():

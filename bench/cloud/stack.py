@@ -30,6 +30,7 @@ class Stack:
         self.s3 = client("s3")
         self.http = Client(self.info, timeout=60)
         self.predict_fn = self.info["functions"]["predict"][MODEL]
+        self.image_fn: str | None = self.info.get("image_function")  # the same code as a container image
         self.batcher = self.info["functions"]["batcher"]
         self.warmer = self.info["functions"]["warmer"]
         mappings = self.lam.list_event_source_mappings(FunctionName=self.batcher)["EventSourceMappings"]
@@ -63,7 +64,8 @@ class Stack:
         self.set_batching(variant["batch_size"], variant["window_s"])
 
     def configure_predict(self, disable_caches: str) -> None:
-        update_environment(self.lam, self.predict_fn, {"DISABLE_CACHES": disable_caches})  # one text/request
+        for fn in filter(None, (self.predict_fn, self.image_fn)):  # one text/request
+            update_environment(self.lam, fn, {"DISABLE_CACHES": disable_caches})
 
     # -- the requests queue and the results table ------------------------------------------------------
     def drain_queue(self, timeout_s: float = 60) -> None:

@@ -102,6 +102,33 @@ def build() -> dict[str, int]:
     return sizes
 
 
+def image_context(python: Path, task: Path) -> None:
+    """The naive peer as a container image's context (containers/build.py, variant ``naive``): the same
+    closure copied (hard links, symlinks resolved) into ``python`` (/opt/python in the image) and the
+    handler with its pickled head into ``task`` (/var/task), as a user would package it for AWS."""
+    import shutil
+
+    build()
+    python.mkdir(parents=True, exist_ok=True)
+    task.mkdir(parents=True, exist_ok=True)
+    for entry in PACKAGE.iterdir():
+        if entry.name in ("app.py", "heads"):
+            continue
+        source = entry.resolve()
+        if source.is_dir():
+            shutil.copytree(
+                source,
+                python / entry.name,
+                copy_function=os.link,
+                ignore=shutil.ignore_patterns("__pycache__"),
+                dirs_exist_ok=True,
+            )
+        else:
+            os.link(source, python / entry.name)
+    shutil.copy2(REPO / "bench/naive/function/app.py", task / "app.py")
+    shutil.copytree(PACKAGE / "heads", task / "heads", dirs_exist_ok=True)
+
+
 if __name__ == "__main__":
     json.dump(build(), sys.stdout)
     print()
