@@ -4,7 +4,9 @@
    its cold start);
 2. an SQS submission of 200 20 Newsgroups test texts (with some repeated), their results and accuracy;
 3. the same submission again, now served from the caches;
-4. cold versus warm latency of the synchronous path.
+4. cold versus warm latency of the synchronous path;
+5. the drift monitor's view of that traffic;
+6. the same predict code as a container-image function (``make images``), beside its zip twin.
 """
 
 from __future__ import annotations
@@ -103,6 +105,31 @@ def report(body: dict[str, Any], labels: list[str]) -> None:
         )
 
 
+def image_demo(client: Client, image_fn: str, texts: list[str]) -> None:
+    """Invoke the image function and the zip function with the same API Gateway event, cold, and show
+    that they agree and what Lambda's REPORT line says of each."""
+    import base64
+    import re
+
+    lam = client.aws("lambda")
+    zip_fn = client.stack["functions"]["predict"]["logreg"]
+    renew_environments([image_fn, zip_fn])
+    event = {"httpMethod": "POST", "path": "/v1/predict/logreg", "body": json.dumps({"texts": texts})}
+    answers = {}
+    for kind, name in (("image", image_fn), ("zip", zip_fn)):
+        response = lam.invoke(FunctionName=name, Payload=json.dumps(event).encode(), LogType="Tail")
+        body = json.loads(json.loads(response["Payload"].read())["body"])
+        answers[kind] = [p["label"] for p in body["predictions"]]
+        log = base64.b64decode(response["LogResult"]).decode(errors="replace")
+        report = re.search(r"REPORT .*", log)
+        fields = re.findall(
+            r"(Init Duration|Duration|Max Memory Used): ([\d.]+ \w+)", report.group(0) if report else ""
+        )
+        print(f"  {kind:5s} {', '.join(f'{k} {v}' for k, v in fields)}")
+    same = answers["image"] == answers["zip"]
+    print(f"  labels of {len(texts)} texts: {'identical' if same else 'DIFFERENT'}: {answers['image']}")
+
+
 def main() -> int:
     stack_path = Path(os.environ.get("STACK_JSON", REPO / "build" / "stack.json"))
     client = Client.from_file(stack_path)
@@ -152,6 +179,13 @@ def main() -> int:
     png = client.download(drift["report"]["png"], REPO / "build" / "demo-drift.png")
     print(f"  report {drift['report']['json']}; PNG saved to {png.relative_to(REPO)}")
     print("  (the embedding test needs >= 50 sampled embeddings: MonitorEmbeddingSample keeps 5 % of texts)")
+
+    section("6. the same predict code as a container image (PackageType Image, build/images/topicserve-cpu)")
+    image_fn = client.stack.get("image_function")
+    if image_fn:
+        image_demo(client, image_fn, texts[150:155])
+    else:
+        print("  no image function in this stack (`make images`, then `make deploy`)")
 
     counts = Counter(r["status"] for r in second.get("results", []))
     print(f"\nsecond pass statuses: {dict(counts)}")

@@ -18,7 +18,7 @@ import numpy as np
 
 from topicserve.catalogue import MODEL_NAMES
 from training import data as data_mod
-from training import embed, export_encoder, fidelity, quantize
+from training import embed, export_encoder, fidelity, fp16, quantize
 from training.common import (
     MODEL_NAME,
     MODELS,
@@ -134,14 +134,48 @@ def build_encoder(s: Settings, ds: data_mod.Dataset) -> dict:
             break
         log.warning("int8 plan %r misses the fidelity goal, trying the next plan", label)
 
+    tok = exp_dir / "tokenizer.json"
+    h_dir, h_res = cached_step(
+        "encoder-fp16",
+        {"fp32_sha256": fp32_sha, "op_block_list": None, "code": fp16.FP16_CODE_VERSION},
+        lambda d: fp16.convert(fp32, d),
+        [fp16.FP16_FILE],
+    )
+    half = h_dir / fp16.FP16_FILE
+    fid_half = fid(half)
+    _, half_vs_fp32 = cached_step(
+        "fidelity-fp16",
+        {
+            "fp16_sha256": sha256_file(half),
+            "fp32_sha256": fp32_sha,
+            "n": len(texts),
+            "max_length": s.max_length,
+            "dataset_sha256": ds.pkz_sha256,
+            "texts": "train seeded sample",
+            "code": fp16.FP16_CODE_VERSION,
+        },
+        lambda d: fp16.measure(fp32, half, tok, texts, max_length=s.max_length, threads=s.threads, workdir=d),
+        [],
+    )
+    for name, m in half_vs_fp32["measurements"].items():
+        log.info(
+            "fidelity fp16 vs fp32 (%s, %s): cos mean %.6f min %.6f (n=%d)",
+            name,
+            m["provider"],
+            m["cos_mean"],
+            m["cos_min"],
+            m["n"],
+        )
+    fp16.check(half_vs_fp32)  # a miss fails the build before anything is published
+
     # Artifacts are measured where they are cached and only published (with the manifest) at the very end
     # of the build, so build/models never mixes a new artifact with an old manifest for long.
     enc_dir = MODELS / "encoder"
-    tok = exp_dir / "tokenizer.json"
     PUBLISH.update(
         {
             enc_dir / "model.fp32.onnx": fp32,
             enc_dir / "model.int8.onnx": int8,
+            enc_dir / fp16.FP16_FILE: half,
             enc_dir / "tokenizer.json": tok,
         }
     )
@@ -181,6 +215,19 @@ def build_encoder(s: Settings, ds: data_mod.Dataset) -> dict:
             fid_int8,
             "int8-dynamic-per-channel",
             {"quantization": q_res | {"attempts": attempts}},
+        ),
+        # the GPU worker's encoder (CUDA EP); never in a Lambda layer. ``fidelity`` is against
+        # sentence-transformers like the others; ``fidelity_vs_fp32`` is the gate (training/fp16.py)
+        "fp16": entry(
+            enc_dir / fp16.FP16_FILE,
+            half,
+            fid_half,
+            "fp16",
+            {
+                "execution_provider": "CUDAExecutionProvider",
+                "conversion": h_res,
+                "fidelity_vs_fp32": half_vs_fp32,
+            },
         ),
     }
 

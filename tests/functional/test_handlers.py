@@ -29,7 +29,8 @@ def test_predict_matches_the_library_offline(handlers: dict[str, ModuleType], mo
     body = body_of(response)
     assert body["model"] == model and body["model_version"] == "1"
     service = handlers[model].runtime.service
-    expected = service.heads[model].predict_proba(service.encoder.encode(TEXTS)).argmax(axis=1)
+    embeddings = service.encoder.encode(TEXTS, service.encode_batch_size)  # as served (batch-invariant)
+    expected = service.heads[model].predict_proba(embeddings).argmax(axis=1)
     assert [p["label_id"] for p in body["predictions"]] == [int(i) for i in expected]
     first = body["predictions"][0]
     assert len(first["top"]) == 3 and first["label"] == first["top"][0]["label"]

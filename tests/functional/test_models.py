@@ -64,7 +64,7 @@ def test_manifest_structure(manifest):
     assert ds["split"] == "bydate" and ds["remove"] == ["headers", "footers", "quotes"]
     assert len(ds["sha256"]) == 64 and ds["n_train"] > 0 and ds["n_test"] > 0 and ds["validation"]
     assert manifest["code_revision"]
-    assert set(manifest["encoder"]) == {"int8", "fp32"}
+    assert set(manifest["encoder"]) == {"int8", "fp32", "fp16"}
     assert set(manifest["heads"]) == set(HEADS)
     for a in manifest["encoder"].values():
         assert {"path", "sha256", "size_bytes", "load_seconds", "fidelity", "tokenizer_path"} <= set(a)
@@ -104,6 +104,24 @@ def test_encoder_fidelity_recorded(manifest):
     assert fid32["cos_min"] > 0.9999
     assert fid8["cos_mean"] >= 0.99 and fid8["cos_min"] >= 0.95
     assert fid8["n"] >= (100 if manifest["quick"] else 200)
+
+
+def test_fp16_encoder_recorded_and_close_to_fp32(manifest):
+    """The GPU worker's encoder (training/fp16.py): the build's gate, and a re-measure on the CPU EP, the
+    only provider here (the CUDA numbers come from bench/gpu_check.py)."""
+    e16, e32 = manifest["encoder"]["fp16"], manifest["encoder"]["fp32"]
+    gate = e16["fidelity_vs_fp32"]
+    assert set(gate["measurements"]) == {"cpu_ep", "fp16_storage_emulation"}
+    for m in gate["measurements"].values():
+        assert m["cos_mean"] >= 0.999 and m["provider"] == "CPUExecutionProvider"
+    assert gate["activation_range"]["max_abs"] < 65504
+    assert e16["size_bytes"] < e32["size_bytes"] * 0.55  # fp16 weights: half of fp32
+    fp16 = Encoder(REPO / e16["path"], REPO / e16["tokenizer_path"], max_length=e16["max_length"])
+    fp32 = Encoder(REPO / e32["path"], REPO / e32["tokenizer_path"], max_length=e32["max_length"])
+    texts = ["The goalie made a great save in overtime.", "How do I install a new SCSI driver? " * 30]
+    a, b = fp16.encode(texts), fp32.encode(texts)
+    assert a.dtype == np.float32 and np.allclose(np.linalg.norm(a, axis=1), 1, atol=1e-5)  # pooled in fp32
+    assert (a * b).sum(axis=1).min() > 0.999
 
 
 def test_heads_agree_with_native_models(manifest):
@@ -214,3 +232,24 @@ def test_ensemble_is_the_weighted_sum_of_its_members(manifest, heads, test_sampl
     assert m["gain_points_vs_best_single"] == pytest.approx(
         100 * (m["accuracy"] - m["best_single_head"]["accuracy"])
     )
+
+
+def test_served_embeddings_do_not_depend_on_batch_mates(encoder: Encoder) -> None:
+    """The INT8 encoder quantises activations per tensor at run time, so with several texts per call a
+    text's embedding depends on the others and on their padding. The serving default encodes one text per
+    call: the same text gets the same embedding (so the same labels) on every path, whatever shares its
+    batch. Guards the default; a batch-invariant encoder (static quantisation) may lift it."""
+    from topicserve.settings import Settings
+    from topicserve.text import normalise
+
+    batch_size = Settings().encode_batch_size
+    texts = [
+        normalise(t) for t in ("NASA launched a probe to Jupiter.", "The goalie " * 60, "Which X11 driver?")
+    ]
+    ids = [t.ids for t in encoder.tokenize(texts)]
+    together = encoder.encode_tokens(ids, batch_size)
+    for i, one in enumerate(ids):
+        alone = encoder.encode_tokens([one], batch_size)[0]
+        assert np.array_equal(alone, together[i]), (i, float(alone @ together[i]))
+    mixed = encoder.encode_tokens(ids[::-1], batch_size)[::-1]
+    assert np.array_equal(mixed, together)

@@ -3,19 +3,32 @@ deletes only of what was answered, visibility heartbeats, stopping after the bat
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
 from tests.unit.conftest import FakeEncoder, FakeHead
+from topicserve.accelerator import CPU, CUDA, EncoderChoice
 from topicserve.batcher import ResultRow
+from topicserve.cache.store import LRUStore
 from topicserve.requests import QueuedRequest
 from topicserve.service import InferenceService
 from topicserve.settings import Settings
-from topicserve.worker import Heartbeat, Worker, WorkerSettings
+from topicserve.worker import (
+    GPU_ENCODE_BATCH_SIZE,
+    Heartbeat,
+    Worker,
+    WorkerSettings,
+    report_encoder,
+    settings_from_env,
+    with_encoder,
+)
 
 
 @pytest.fixture
@@ -103,3 +116,134 @@ def test_stop_finishes_the_batch_in_hand_and_receives_nothing_more(sqs: Any, que
     assert not thread.is_alive()
     assert len(written) == 10 and worker.answered == 10
     assert visible(sqs, queue) == 10  # the rest stays queued for the next task
+
+
+# --- the encoder the worker runs (topicserve.accelerator), its settings, its log line and metric ---------
+
+
+def test_encoder_settings_from_env() -> None:
+    base = {"BULK_QUEUE_URL": "http://q"}
+    default = settings_from_env(base)
+    assert (default.encoder_mode, default.encoder_dir, default.encode_batch_size) == ("auto", "", 0)
+    config = settings_from_env(
+        {
+            **base,
+            "WORKER_ENCODER": "CPU",
+            "WORKER_ENCODER_DIR": " /models/encoder ",
+            "WORKER_ENCODE_BATCH_SIZE": "512",
+        }
+    )
+    assert (config.encoder_mode, config.encoder_dir, config.encode_batch_size) == (
+        "cpu",
+        "/models/encoder",
+        512,
+    )
+    with pytest.raises(ValueError, match="WORKER_ENCODER must be one of"):
+        settings_from_env({**base, "WORKER_ENCODER": "gpu"})
+    with pytest.raises(ValueError, match="WORKER_ENCODE_BATCH_SIZE must be an integer"):
+        settings_from_env({**base, "WORKER_ENCODE_BATCH_SIZE": "many"})
+    with pytest.raises(ValueError, match="encode_batch_size must be >= 0"):
+        WorkerSettings(queue_url="q", encode_batch_size=-1)
+
+
+def choice(provider: str = CPU, precision: str = "int8") -> EncoderChoice:
+    return EncoderChoice(provider, precision, f"/enc/model.{precision}.onnx", "auto", "test", (provider, CPU))
+
+
+def test_encode_batch_size_follows_the_device() -> None:
+    settings = Settings(models=("logreg",), encode_batch_size=32)
+    assert (
+        WorkerSettings(queue_url="q").batch_size_for(choice(CUDA, "fp16"), settings) == GPU_ENCODE_BATCH_SIZE
+    )
+    assert WorkerSettings(queue_url="q").batch_size_for(choice(), settings) == 32
+    assert WorkerSettings(queue_url="q", encode_batch_size=1024).batch_size_for(choice(), settings) == 1024
+
+
+def test_with_encoder_rebinds_the_caches_to_the_new_encoder_version() -> None:
+    """Embeddings of the fp16 encoder must never be served as the INT8 encoder's (nor the reverse)."""
+    store = LRUStore(100)
+    old = InferenceService(
+        FakeEncoder("int8-v"), {"logreg": FakeHead("logreg")}, embedding_store=store, prediction_store=store
+    )
+    new = with_encoder(old, FakeEncoder("fp16-v"), 256)
+    assert new is not old and new.encoder.version == "fp16-v" and new.encode_batch_size == 256
+    assert new.routes is old.routes and new.dedup == old.dedup and new.faults is old.faults
+    assert new.embedding_cache is not None and new.embedding_cache.encoder_version == "fp16-v"
+    assert new.prediction_cache is not None and new.prediction_cache.encoder_version == "fp16-v"
+    assert new.embedding_cache.store is store
+    same = with_encoder(old, old.encoder, 64)  # the runtime's own encoder: the service is kept
+    assert same is old and old.encode_batch_size == 64
+
+
+def emf(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{") and "_aws" in line]
+
+
+@pytest.mark.parametrize(("provider", "precision", "on_gpu"), [(CPU, "int8", 0), (CUDA, "fp16", 1)])
+def test_report_encoder_emits_the_provider_metric(
+    provider: str,
+    precision: str,
+    on_gpu: int,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", logger="topicserve.worker")
+    report_encoder(choice(provider, precision), 256)
+    (blob,) = emf(capsys.readouterr().out)
+    assert blob["WorkerEncoderOnGpu"] == [on_gpu]
+    assert blob["Provider"] == provider and blob["precision"] == precision
+    (directive,) = blob["_aws"]["CloudWatchMetrics"]
+    assert directive["Dimensions"] == [["Provider", "service"]]
+    assert [m["Name"] for m in directive["Metrics"]] == ["WorkerEncoderOnGpu"]
+    (record,) = [r for r in caplog.records if r.getMessage() == "encoder selected"]
+    assert record.provider == provider and record.precision == precision  # type: ignore[attr-defined]
+    assert record.levelname == ("INFO" if on_gpu else "WARNING")  # a GPU worker on its CPU is worth a look
+
+
+def test_main_runs_the_selected_encoder_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """main() wiring without AWS: the runtime is a stand-in, the encoder selection is real (this machine:
+    CPU fallback), the worker gets the selected encoder, and the start says which provider runs it."""
+    import topicserve.aws
+    import topicserve.bootstrap
+    from tests.unit.test_encoder import make_encoder_graph, make_tokenizer
+    from topicserve import worker as worker_mod
+
+    make_encoder_graph(tmp_path / "model.int8.onnx")
+    make_tokenizer(tmp_path / "tokenizer.json")
+    runtime_service = InferenceService(FakeEncoder(), {"logreg": FakeHead("logreg")})
+    flushed: list[bool] = []
+
+    class Runtime:
+        settings = Settings(models=("logreg",), encoder_max_length=16)
+        service = runtime_service
+        dynamodb = None
+        init_seconds = 0.1
+
+        def flush(self, *, force: bool = False) -> None:
+            flushed.append(force)
+
+    ran: list[Worker] = []
+    monkeypatch.setattr(topicserve.bootstrap, "build_runtime", lambda settings=None: Runtime())
+    monkeypatch.setattr(topicserve.aws, "aws_client", lambda name, **kw: None)  # no AWS client is needed
+    monkeypatch.setattr(Worker, "install_signal_handlers", lambda self: None)  # pytest owns the signals
+    monkeypatch.setattr(Worker, "run", lambda self, once=False: ran.append(self))
+    for var, value in {
+        "BULK_QUEUE_URL": "http://q",
+        "WORKER_ENCODER_DIR": str(tmp_path),
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.delenv("WORKER_ENCODER", raising=False)
+    assert worker_mod.main() == 0
+    (worker,) = ran
+    assert worker.service is not runtime_service  # the toy INT8 file, not the runtime's fake encoder
+    assert (
+        worker.service.encoder.version
+        == hashlib.sha256((tmp_path / "model.int8.onnx").read_bytes()).hexdigest()
+    )
+    assert worker.service.encode_batch_size == Settings().encode_batch_size  # CPU: the serving default
+    assert flushed == [True]
+    (blob,) = emf(capsys.readouterr().out)
+    assert blob["Provider"] == CPU and blob["precision"] == "int8"

@@ -217,5 +217,16 @@ class Encoder:
         embeddings: np.ndarray = self._session.run([OUTPUT], feed)[0]  # onnxruntime is untyped
         return embeddings
 
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers the session actually got, in priority order.
+
+        Not what was asked for: onnxruntime-gpu on a machine without a usable GPU creates the session on
+        the CPU without an error (``get_available_providers()`` still lists CUDA), so only this tells
+        which device runs the encoder (see :mod:`topicserve.accelerator`).
+        """
+        providers: list[str] = self._session.get_providers()
+        return providers
+
     def __repr__(self) -> str:
         return f"Encoder(version={self.version[:12]}..., max_length={self.max_length}, dim={self.dim})"

@@ -125,7 +125,7 @@ class InferenceService:
         embedding_store: CacheStore | None = None,
         prediction_store: CacheStore | None = None,
         top: int = 3,
-        encode_batch_size: int = 32,
+        encode_batch_size: int = 1,  # Settings.encode_batch_size says why
         dedup: bool = True,
         faults: StageFaults | None = None,
     ) -> None:

@@ -15,11 +15,17 @@ results match the Lambda path. Around that:
 * SIGTERM (a task being stopped, a scale-in) stops receiving, finishes and answers the batch in hand,
   then exits; killed outright, nothing was deleted that was not answered, and results are keyed by
   request id, so a redelivered message overwrites its own result (answered once, as the batcher).
+
+The encoder is chosen at start (:mod:`topicserve.accelerator`): fp16 on CUDA where a GPU is usable, else the
+CPU INT8 encoder, the Lambda path's. The worker logs which provider and precision run and emits it as the
+metric ``WorkerEncoderOnGpu`` (1/0, dimension ``Provider``), so a GPU task that silently fell back to its
+CPU is visible, not only slow. On a GPU the encoder gets larger sub-batches (``WORKER_ENCODE_BATCH_SIZE``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -27,14 +33,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from topicserve.accelerator import MODES, EncoderChoice, Mode, parse_mode
 from topicserve.aws import AwsClient
 from topicserve.batcher import BatchOutcome, ResultRow, process_records
+from topicserve.protocols import EncoderLike
 from topicserve.service import InferenceService
 from topicserve.settings import Settings
 
-logger = logging.getLogger(__name__)
+# not __name__: run as ``python -m topicserve.worker`` (the GPU image's entrypoint) that is "__main__",
+# outside the "topicserve" logger tree that make_logger gives its JSON format
+logger = logging.getLogger("topicserve.worker")
 
 SQS_MAX = 10  # messages per ReceiveMessage / DeleteMessageBatch / ChangeMessageVisibilityBatch call
+#: encoder sub-batch on a GPU when WORKER_ENCODE_BATCH_SIZE is unset: a GPU needs hundreds of texts per
+#: call to be busy, while on a CPU the serving default (ENCODE_BATCH_SIZE, 1: batch-invariant INT8) is
+#: also the fastest (bench/results/gpu_check-*.json: 118 texts/s at 1, 92 at 64, 38 at 1024)
+GPU_ENCODE_BATCH_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,21 @@ class WorkerSettings:
     visibility_seconds: int = 300  # what each heartbeat extends the batch's messages to
     heartbeat_seconds: float = 60.0
     retry_delay_seconds: int = 5  # a message to retry becomes visible again after this, not after 300 s
+    encoder_mode: Mode = "auto"  # WORKER_ENCODER: auto (GPU if usable, else CPU), cuda (GPU or fail), cpu
+    encoder_dir: str = ""  # where model.fp16.onnx / the INT8 encoder are; "" = Settings.encoder_dir
+    encode_batch_size: int = 0  # encoder sub-batch; 0: GPU_ENCODE_BATCH_SIZE on a GPU, else the service's
+
+    def __post_init__(self) -> None:
+        if self.encoder_mode not in MODES:
+            raise ValueError(f"encoder_mode must be one of {', '.join(MODES)}, got {self.encoder_mode!r}")
+        if self.encode_batch_size < 0:
+            raise ValueError(f"encode_batch_size must be >= 0, got {self.encode_batch_size}")
+
+    def batch_size_for(self, choice: EncoderChoice, settings: Settings) -> int:
+        """The encoder sub-batch for the encoder that runs (see WORKER_ENCODE_BATCH_SIZE)."""
+        if self.encode_batch_size:
+            return self.encode_batch_size
+        return GPU_ENCODE_BATCH_SIZE if choice.on_gpu else settings.encode_batch_size
 
 
 class Heartbeat:
@@ -181,8 +210,6 @@ class Worker:
 
 
 def settings_from_env(env: dict[str, str] | None = None) -> WorkerSettings:
-    import os
-
     from topicserve.settings import number_setting
 
     env = dict(os.environ) if env is None else env
@@ -195,27 +222,85 @@ def settings_from_env(env: dict[str, str] | None = None) -> WorkerSettings:
         visibility_seconds=number_setting(env, "WORKER_VISIBILITY_SECONDS", d.visibility_seconds, int),
         heartbeat_seconds=number_setting(env, "WORKER_HEARTBEAT_SECONDS", d.heartbeat_seconds, float),
         retry_delay_seconds=number_setting(env, "WORKER_RETRY_DELAY_SECONDS", d.retry_delay_seconds, int),
+        encoder_mode=parse_mode(env.get("WORKER_ENCODER")),
+        encoder_dir=env.get("WORKER_ENCODER_DIR", "").strip(),
+        encode_batch_size=number_setting(env, "WORKER_ENCODE_BATCH_SIZE", d.encode_batch_size, int),
     )
+
+
+def with_encoder(service: InferenceService, encoder: EncoderLike, batch_size: int) -> InferenceService:
+    """``service`` running ``encoder`` with sub-batches of ``batch_size``.
+
+    A different encoder needs a new service, not a swapped attribute: the embedding and prediction caches
+    are keyed by the encoder's version (the fp16 encoder's embeddings are not the INT8 one's), and the
+    service binds that version when it is built. Routes, cache stores, dedup and faults are kept.
+    """
+    if encoder is service.encoder:
+        service.encode_batch_size = batch_size
+        return service
+    return InferenceService(
+        encoder,
+        service.routes,
+        embedding_store=service.embedding_cache.store if service.embedding_cache else None,
+        prediction_store=service.prediction_cache.store if service.prediction_cache else None,
+        top=service.top,
+        encode_batch_size=batch_size,
+        dedup=service.dedup,
+        faults=service.faults,
+    )
+
+
+def report_encoder(choice: EncoderChoice, batch_size: int, service_name: str = "worker") -> None:
+    """Say which provider and precision run the encoder: a log line, and ``WorkerEncoderOnGpu`` (1 on
+    CUDA, 0 on a CPU fallback) as an EMF metric with the dimension ``Provider``, in its own blob because
+    its dimension differs from the service's metrics."""
+    from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+    from topicserve.observability import NAMESPACE
+
+    log = logger.info if choice.on_gpu or choice.mode == "cpu" else logger.warning
+    log("encoder selected", extra={**choice.as_dict(), "encode_batch_size": batch_size})
+    blob = EphemeralMetrics(
+        namespace=NAMESPACE, service=os.environ.get("POWERTOOLS_SERVICE_NAME", service_name)
+    )
+    blob.add_dimension(name="Provider", value=choice.provider)
+    blob.add_metadata(key="precision", value=choice.precision)
+    blob.add_metadata(key="path", value=choice.path)
+    blob.add_metric(name="WorkerEncoderOnGpu", unit=MetricUnit.Count, value=int(choice.on_gpu))
+    blob.flush_metrics()
 
 
 def main() -> int:
     """``topicserve-worker``: the same runtime as the batcher (registry routing, caches, results), run as a
-    long-lived process until SIGTERM."""
+    long-lived process until SIGTERM, with the encoder :mod:`topicserve.accelerator` picks."""
+    from topicserve.accelerator import select_encoder
     from topicserve.aws import aws_client
     from topicserve.bootstrap import build_runtime
+    from topicserve.encoder import Encoder
     from topicserve.observability import make_logger
     from topicserve.results import ResultsStore
 
     make_logger("worker")
-    runtime = build_runtime()
+    settings = Settings.from_env()
+    config = settings_from_env()  # a malformed worker setting fails here, before anything loads
+    runtime = build_runtime(settings)  # its encoder is the encoder layer's (ENCODER_DIR), on the CPU
+    loaded = runtime.service.encoder
+    selected = select_encoder(
+        config.encoder_dir or settings.encoder_dir,
+        config.encoder_mode,
+        max_length=settings.encoder_max_length,
+        intra_op_threads=settings.encoder_threads,
+        preloaded=loaded if isinstance(loaded, Encoder) else None,
+    )
+    batch_size = config.batch_size_for(selected.choice, settings)
+    service = with_encoder(runtime.service, selected.encoder, batch_size)
+    report_encoder(selected.choice, batch_size)
     results = ResultsStore(
         runtime.settings.results_table,
         client=runtime.dynamodb,
         ttl_seconds=runtime.settings.results_ttl_seconds,
     )
-    worker = Worker(
-        aws_client("sqs"), settings_from_env(), runtime.service, results.put_results, runtime.settings
-    )
+    worker = Worker(aws_client("sqs"), config, service, results.put_results, runtime.settings)
     worker.install_signal_handlers()
     logger.info("worker started", extra={"init_seconds": round(runtime.init_seconds, 3)})
     worker.run()

@@ -62,5 +62,9 @@ def app_stack(localcloud: LocalCloud, tmp_path_factory: pytest.TempPathFactory) 
         "MonitorEmbeddingSample": "1.0",
         "MonitorFlushSeconds": "0",
         "MonitorEnabled": "false",
+        # the bulk worker test (test_worker.py): a bulk queue, used only by submissions that ask for it (the
+        # 1,000-item submissions of test_bulk.py stay on the batcher)
+        "BulkQueueEnabled": "true",
+        "BulkThresholdTexts": "1001",
     }
     yield from deploy_app(localcloud, STACK_NAME, params, output)
