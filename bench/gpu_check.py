@@ -224,15 +224,7 @@ def measure_fidelity(
 ) -> dict[str, Any]:
     """fp16 (at the worker's sub-batch on its provider) and INT8 (at the serving sub-batch) against fp32."""
 
-    def cos(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-        a = a / np.linalg.norm(a, axis=1, keepdims=True)
-        b = b / np.linalg.norm(b, axis=1, keepdims=True)
-        c = (a * b).sum(axis=1)
-        return {
-            "cos_mean": float(c.mean()),
-            "cos_min": float(c.min()),
-            "cos_p01": float(np.quantile(c, 0.01)),
-        }
+    from training.fidelity import cosine_stats as cos  # numpy only: runs where the serving library runs
 
     ids = [t.ids for t in fp32.tokenize(texts)]
     ref = fp32.encode_tokens(ids, batch_size=64)
