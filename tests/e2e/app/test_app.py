@@ -49,12 +49,14 @@ def offline_labels(texts: list[str]) -> dict[str, list[str]]:
     """What the library says for the same texts, with the artifacts make models built."""
     from topicserve.encoder import Encoder
     from topicserve.heads import Head
+    from topicserve.settings import Settings
     from topicserve.text import normalise
 
     manifest = json.loads((REPO / "build" / "models" / "manifest.json").read_text())
     int8 = manifest["encoder"]["int8"]
     encoder = Encoder(REPO / int8["path"], REPO / "build" / "models" / "encoder" / "tokenizer.json")
-    embeddings = encoder.encode([normalise(t) for t in texts])
+    # at the served sub-batch (one text per call: INT8 embeddings depend on batch mates otherwise)
+    embeddings = encoder.encode([normalise(t) for t in texts], Settings().encode_batch_size)
     labels = manifest["labels"]
     out = {}
     for model in MODELS:
