@@ -63,6 +63,7 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     "PredictHgbFunctionRole": _MODEL,
     "PredictMlpFunctionRole": _MODEL,
     "PredictEnsembleFunctionRole": _MODEL,
+    "PredictImageFunctionRole": _MODEL,  # the container-image predict function (PredictImageUri set)
     "BatcherFunctionRole": _MODEL | _TUNE_ESM,
     "ApiFunctionRole": _READ_REGISTRY
     | {"sqs:SendMessage*", "dynamodb:PutItem", "dynamodb:Query"},  # SQSSendMessagePolicy: SendMessage(Batch)
@@ -109,11 +110,8 @@ UNSCOPABLE_ACTIONS = {"lambda:ListEventSourceMappings"}
 # SAM creates for CodeDeploy: AWS's managed policy for Lambda deployments, no statements of its own.
 CODEDEPLOY_ROLE = "CodeDeployServiceRole"
 CODEDEPLOY_FOR_LAMBDA = "arn:aws:iam::aws:policy/service-role/AWSCodeDeployRoleForLambda"
-# The container-image predict function (PredictImageUri set): a predict function, the same permissions.
-IMAGE_ROLE = "PredictImageFunctionRole"
-OPTIONAL_ACTIONS: dict[str, set[str]] = {CODEDEPLOY_ROLE: set(), IMAGE_ROLE: _MODEL}
+OPTIONAL_ACTIONS: dict[str, set[str]] = {CODEDEPLOY_ROLE: set()}
 MANAGED_ALLOWED[CODEDEPLOY_ROLE] = {CODEDEPLOY_FOR_LAMBDA}
-MANAGED_ALLOWED[IMAGE_ROLE] = {BASIC_EXECUTION}
 
 
 class _ManagedPolicies:
