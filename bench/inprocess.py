@@ -98,12 +98,13 @@ def peer_and_heads(texts: list[str], n_rounds: int, peer_texts: int) -> dict[str
     from bench.naive.function.app import NaiveClassifier  # the same code as the naive Lambda
     from bench.naive.package import PACKAGE, build
     from topicserve.service import InferenceService
+    from topicserve.settings import Settings
 
     if not (PACKAGE / "heads" / "logreg.pkl").exists():
         build()
     naive = NaiveClassifier(PACKAGE / "heads", ["logreg"])
     encoder, heads = load_encoder("int8"), load_heads()
-    service = InferenceService(encoder, heads, encode_batch_size=32)
+    service = InferenceService(encoder, heads, encode_batch_size=Settings().encode_batch_size)  # as served
     sample = texts[:peer_texts]
     naive.predict(sample[0], ["logreg"]), service.predict(sample[:2], ["logreg"])  # warm both
     latencies: dict[str, list[float]] = {"peer": [], "ours_per_request": []}

@@ -58,7 +58,9 @@ VARIANTS = {
 }
 DEBIAN_MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 TOOLS = {"buildah": "buildah", "debootstrap": "debootstrap"}  # command -> Debian package
-PLATFORMS = ("manylinux_2_28_x86_64", "manylinux2014_x86_64", "manylinux_2_17_x86_64")
+#: manylinux tags the base's glibc takes (trixie 2.41, bookworm 2.36); pip matches --platform literally, and
+#: e.g. the CUDA wheels are tagged manylinux_2_27 only
+PLATFORMS = ("manylinux2014_x86_64", *(f"manylinux_2_{minor}_x86_64" for minor in range(17, 35)))
 #: what the image needs beyond the layer's requirements: the runtime client and the SDK Lambda's base has
 RUNTIME_PINS = ("awslambdaric==4.2.2", "boto3==1.42.72")
 #: the GPU variant swaps onnxruntime for its CUDA 13 build (CUDA and cuDNN libraries come as wheels)
