@@ -213,3 +213,19 @@ def test_a_hard_link_to_the_preloaded_file_counts_as_the_same(folder: Path, tmp_
     load = Loads(cuda_works=False)
     encoder, choice = select_encoder(tmp_path, "cpu", preloaded=loaded, load=load)
     assert encoder is loaded and load.calls == [] and choice.path == str(tmp_path / "model.onnx")
+
+
+def test_cuda_libraries_from_the_nvidia_wheels_are_preloaded_and_a_failure_is_not_fatal() -> None:
+    from topicserve.accelerator import _preload_cuda_libraries
+
+    calls: list[dict[str, bool]] = []
+
+    class Ort:
+        @staticmethod
+        def preload_dlls(**kwargs: bool) -> None:
+            calls.append(kwargs)
+            raise OSError("libcudart.so.13: not found")
+
+    _preload_cuda_libraries(Ort())  # logged, not raised: the session's providers decide
+    assert calls == [{"cuda": True, "cudnn": True, "msvc": False}]
+    _preload_cuda_libraries(object())  # an onnxruntime without preload_dlls: nothing to do

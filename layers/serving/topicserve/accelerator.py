@@ -24,6 +24,7 @@ Selectable by setting (the worker's ``WORKER_ENCODER``): ``auto`` (GPU when usab
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -34,6 +35,8 @@ from topicserve.errors import ArtifactError, TopicServeError
 
 if TYPE_CHECKING:  # imported where used: the worker's settings import this module without onnxruntime
     from topicserve.encoder import Encoder
+
+logger = logging.getLogger("topicserve.accelerator")
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -105,6 +108,21 @@ def _same_file(encoder: Encoder | None, path: Path) -> bool:
         return False
 
 
+def _preload_cuda_libraries(ort: Any) -> None:
+    """Load CUDA and cuDNN from the nvidia-* wheels (``onnxruntime-gpu[cuda,cudnn]``, the GPU image) before
+    the session: they are not on the loader's path, so without this the CUDA provider fails to load
+    (``libcublasLt.so.13: cannot open shared object file``, seen in the GPU image) and the worker would fall
+    back to the CPU even on a GPU host. What still fails after it (no driver: ``libcuda.so.1``) is a machine
+    without a usable GPU, which the session's providers then report."""
+    preload = getattr(ort, "preload_dlls", None)  # onnxruntime-gpu >= 1.21
+    if preload is None:
+        return
+    try:
+        preload(cuda=True, cudnn=True, msvc=False)
+    except Exception as exc:  # libraries from elsewhere (LD_LIBRARY_PATH, a CUDA base image) may still do
+        logger.info("CUDA libraries not preloaded from the nvidia wheels", extra={"error": str(exc)})
+
+
 def _try_gpu(fp16: Path, tokenizer: Path, load: Loader, max_length: int) -> tuple[Encoder | None, str]:
     """The fp16 encoder if its session really runs on CUDA, else None and why not."""
     if not fp16.is_file():
@@ -114,6 +132,7 @@ def _try_gpu(fp16: Path, tokenizer: Path, load: Loader, max_length: int) -> tupl
     available: Sequence[str] = ort.get_available_providers()
     if CUDA not in available:  # the CPU-only wheel: asking would only print a warning
         return None, f"this onnxruntime has no {CUDA} (available: {', '.join(available)})"
+    _preload_cuda_libraries(ort)
     try:
         # intra-op threads are the CPU's business: the few nodes CUDA leaves to the CPU are shape ops
         encoder = load(fp16, tokenizer, max_length=max_length, providers=[CUDA, CPU])
