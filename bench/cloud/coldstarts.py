@@ -4,8 +4,6 @@ sentence-transformers + pickled scikit-learn), and their package sizes."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import urllib.request
 import zipfile
 from typing import Any
@@ -23,13 +21,10 @@ def fp32_function(st: Stack) -> tuple[str, str, int]:
     Returns (function name, layer version ARN, layer zip size). Created with the Lambda API beside the
     stack (CloudFormation does not know it): :func:`delete_fp32_function` removes both.
     """
-    subprocess.run(
-        [sys.executable, "layers/encoder/build.py", "--variant", "fp32"],
-        cwd=REPO,
-        check=True,
-        stdout=sys.stderr,
-    )
+    from infra.encoder_layer import build as encoder_layer
+
     layer_dir = REPO / "build" / "layers" / "encoder-fp32"
+    encoder_layer(REPO / "build" / "models" / "manifest.json", "fp32", layer_dir)
     archive = WORK / "encoder-fp32.zip"
     if not archive.exists() or archive.stat().st_mtime < (layer_dir / "python").stat().st_mtime:
         with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
