@@ -521,6 +521,8 @@ def write(name: str) -> Path:
         if other.stem == name:
             continue
         odata = json.loads(other.read_text())
+        if "sections" not in odata:  # not a bench.run result (init-ab-*.json, gpu_check-*.json)
+            continue
         kind = "quick subset" if odata.get("quick") else "full set"
         lines += [
             f"## Goals in the other run: [`results/{other.name}`](results/{other.name}), full report "
