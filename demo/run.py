@@ -122,9 +122,8 @@ def image_demo(client: Client, image_fn: str, texts: list[str]) -> None:
         answers[kind] = [p["label"] for p in body["predictions"]]
         log = base64.b64decode(response["LogResult"]).decode(errors="replace")
         report = re.search(r"REPORT .*", log)
-        fields = re.findall(
-            r"(Init Duration|Duration|Max Memory Used): ([\d.]+ \w+)", report.group(0) if report else ""
-        )
+        line = report.group(0) if report else ""
+        fields = re.findall(r"(Init Duration|Billed Duration|Duration|Max Memory Used): ([\d.]+ \w+)", line)
         print(f"  {kind:5s} {', '.join(f'{k} {v}' for k, v in fields)}")
     same = answers["image"] == answers["zip"]
     print(f"  labels of {len(texts)} texts: {'identical' if same else 'DIFFERENT'}: {answers['image']}")
