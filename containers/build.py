@@ -84,10 +84,11 @@ def run(*command: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, check=True, text=True, **kwargs)  # type: ignore[call-overload]
 
 
-def buildah(*args: str, capture: bool = False) -> str:
+def buildah(*args: str, capture: bool = False, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "BUILDAH_ISOLATION": "chroot", "STORAGE_DRIVER": "vfs"}
-    done = run("buildah", *STORAGE, *args, env=env, capture_output=capture)
-    return done.stdout.strip() if capture else ""
+    return subprocess.run(
+        ["buildah", *STORAGE, *args], env=env, capture_output=capture, text=True, check=check
+    )
 
 
 def ensure_tools() -> None:
@@ -116,13 +117,7 @@ def ensure_tools() -> None:
 
 
 def _has_image(tag: str) -> bool:
-    env = {**os.environ, "STORAGE_DRIVER": "vfs"}
-    return (
-        subprocess.run(
-            ["buildah", *STORAGE, "inspect", tag], env=env, capture_output=True, check=False
-        ).returncode
-        == 0
-    )
+    return buildah("inspect", tag, capture=True, check=False).returncode == 0
 
 
 def base_image(suite: str) -> str:
@@ -158,7 +153,7 @@ def base_image(suite: str) -> str:
         archive.with_suffix(".part").rename(archive)
         shutil.rmtree(rootfs)
         say(f"base: {archive.stat().st_size / 1e6:.0f} MB in {time.monotonic() - started:.0f} s")
-    container = buildah("from", "scratch", capture=True)
+    container = buildah("from", "scratch", capture=True).stdout.strip()
     try:
         buildah("add", container, str(archive), "/")
         buildah(
@@ -236,7 +231,7 @@ def context(variant: str) -> Path:
         return ctx
     _copytree(REPO / "layers" / "serving" / "topicserve", python / "topicserve")
     manifest = REPO / "build" / "models" / "manifest.json"
-    layer = encoder_layer(manifest, "int8", OUT / "encoder-int8")
+    layer = encoder_layer(manifest, "int8", REPO / "build" / "layers" / "encoder-int8")  # as deploy makes it
     _copytree(layer, python / "topicserve_encoder")
     extra = _gpu_encoders(manifest) if variant == "gpu" else []
     for path in extra:
