@@ -136,16 +136,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     template = REPO / "template.yaml"
-    if args.code_deployment != "off":
+    snapstart = "SnapStart=PublishedVersions" in args.param
+    if args.code_deployment != "off" or snapstart:
         if local_endpoint():
-            print(
-                "--code-deployment needs CodeDeploy, which LocalStack community does not have",
-                file=sys.stderr,
-            )
+            what = "--code-deployment needs CodeDeploy" if not snapstart else "SnapStart needs AWS Lambda"
+            print(f"{what}, which LocalStack community does not have", file=sys.stderr)
             return 2
+        # both act on published versions only: deploy with the live alias
         template = code_canary_template()
-        args.param.append(f"CodeDeploymentType={args.code_deployment}")
-        say(f"code canaries: {template.name} with AutoPublishAlias {ALIAS}, {args.param[-1]}")
+        if args.code_deployment != "off":
+            args.param.append(f"CodeDeploymentType={args.code_deployment}")
+        say(f"{template.name} with AutoPublishAlias {ALIAS}: {' '.join(args.param)}")
 
     import boto3
 

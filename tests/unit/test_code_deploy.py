@@ -186,3 +186,20 @@ def test_deploy_writes_the_aws_variant_with_the_one_line(tmp_path: Path) -> None
     base = yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
     assert aws["Globals"]["Function"].pop("AutoPublishAlias") == ALIAS
     assert aws == base
+
+
+def test_snapstart_is_one_parameter_for_every_zip_function(rendered: dict[str, dict[str, Any]]) -> None:
+    """SnapStart (None / PublishedVersions) reaches every zip function, whose published versions the alias
+    sends traffic to; never the image function, which SnapStart does not take."""
+    for mode in ("off", "on"):
+        for name, fn in of_type(rendered[mode], "AWS::Lambda::Function").items():
+            image = fn["Properties"].get("PackageType") == "Image"
+            expected = "None" if image else {"Ref": "SnapStart"}
+            assert fn["Properties"]["SnapStart"] == {"ApplyOn": expected}, (mode, name)
+
+
+def test_snapstart_is_refused_against_the_local_cloud(monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra.deploy import main
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+    assert main(["--param", "SnapStart=PublishedVersions"]) == 2

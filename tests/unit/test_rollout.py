@@ -263,6 +263,41 @@ def test_router_keeps_serving_when_the_registry_is_down(registry: Registry, tmp_
     assert router.current()["rf"].production.version == "1"
 
 
+def test_after_a_snapstart_restore_the_next_request_rereads_the_routing(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restored snapshot holds the routing read at snapshot time: the restore hook expires it, so the
+    first request reads the registry again however young the TTL clock says the routing is."""
+    import sys
+    import types
+
+    from topicserve.bootstrap import after_snapstart_restore
+
+    versions(registry, tmp_path, "rf", 2)
+    registry.promote("rf", 1)
+    clock = Clock()
+    router = Router(["rf"], registry, lambda m, v: FakeHead(m, str(v)), executor=Immediate(), clock=clock)
+    router.start()
+    hooks: list[Any] = []
+    module = types.ModuleType("snapshot_restore_py")
+    module.register_after_restore = hooks.append  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "snapshot_restore_py", module)
+    assert after_snapstart_restore(router.expire) and hooks == [router.expire]
+    registry.promote("rf", 2)  # while the snapshot sat on the shelf
+    assert router.current()["rf"].production.version == "1"  # within the TTL: not re-read
+    hooks[0]()  # Lambda restores the snapshot
+    assert router.current()["rf"].production.version == "2"
+
+
+def test_outside_lambda_there_is_no_restore_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from topicserve.bootstrap import after_snapstart_restore
+
+    monkeypatch.setitem(sys.modules, "snapshot_restore_py", None)  # import fails as in a plain Python
+    assert not after_snapstart_restore(lambda: None)
+
+
 # -- records and gates ---------------------------------------------------------------------------------
 def test_records_add_up_across_environments_and_flushes(ddb: Any) -> None:
     create_table(ddb, "rollout", ROLLOUT_KEYS)

@@ -13,7 +13,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -159,4 +159,18 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         cap=settings.monitor_embedding_cap,
         flush_seconds=settings.monitor_flush_seconds,
     )
-    return Runtime(settings, service, time.perf_counter() - started, dynamodb, router, recorder, capture)
+    runtime = Runtime(settings, service, time.perf_counter() - started, dynamodb, router, recorder, capture)
+    after_snapstart_restore(router.expire)
+    return runtime
+
+
+def after_snapstart_restore(hook: Callable[[], None]) -> bool:
+    """Run ``hook`` when Lambda restores this environment from a SnapStart snapshot (template parameter
+    ``SnapStart``): the routing read at snapshot time may be stale by then. The runtime hooks module exists
+    only in Lambda's managed Python runtimes; elsewhere (tests, the local cloud, images) nothing to do."""
+    try:
+        from snapshot_restore_py import register_after_restore  # type: ignore[import-not-found]
+    except ImportError:
+        return False
+    register_after_restore(hook)
+    return True

@@ -1,6 +1,6 @@
 """Runtime bootstrap: the first code that runs in a function's process, under the function's own Python.
 
-Started by the environment's init (``init/``) as ``<python3.X> -I -S -u bootstrap.py <handler>``, so the
+Started by the environment's init (``init/``) as ``<python3.X> -I -S -B -u bootstrap.py <handler>``, so the
 interpreter brings nothing but its standard library (no site-packages, no user site, no PYTHON*
 variables). Here we build the import path Lambda's Python runtime has, and hand over to the real runtime
 interface client, ``awslambdaric``:

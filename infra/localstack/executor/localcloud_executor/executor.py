@@ -10,7 +10,7 @@ handler through the real ``awslambdaric`` under the interpreter the function's R
 
 Process tree per environment (everything on 127.0.0.1):
 
-    LocalStack ── init/ (session of its own)  ── runtime: python3.X -I -S bootstrap.py (own group)
+    LocalStack ── init/ (session of its own)  ── runtime: python3.X -I -S -B bootstrap.py (own group)
 
 Where things come from:
 * code: LocalStack unzips each version's code once (``S3Code.prepare_for_execution``); that dir is the

@@ -8,5 +8,5 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: the environment's init, run as a folder: ``<LocalStack's python> -I -S <INIT_PROGRAM> <config.json>``
 INIT_PROGRAM = PACKAGE_DIR / "init"
-#: the runtime's first code: ``<the function's python> -I -S -u <BOOTSTRAP_SCRIPT> <handler>``
+#: the runtime's first code: ``<the function's python> -I -S -B -u <BOOTSTRAP_SCRIPT> <handler>``
 BOOTSTRAP_SCRIPT = PACKAGE_DIR / "bootstrap.py"

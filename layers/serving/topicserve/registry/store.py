@@ -38,6 +38,15 @@ HEAD = 0
 _CHUNK = 1 << 20
 
 
+def _fetch(s3: Any, bucket: str, key: str, path: str) -> None:
+    """Stream one object into ``path`` with a plain ``get_object``: serving clients are botocore clients,
+    which have no ``download_file`` (that is boto3's s3transfer, too costly to import at cold start)."""
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    with open(path, "wb") as out:
+        for chunk in body.iter_chunks(1 << 20):
+            out.write(chunk)
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -336,7 +345,7 @@ class Registry:
         os.close(fd)
         try:
             try:
-                self.s3.download_file(bucket, key, tmp_name)
+                _fetch(self.s3, bucket, key, tmp_name)
             except Exception as exc:  # botocore raises several unrelated types for a missing object
                 raise ArtifactError(f"cannot download {record.artifact_uri}: {exc}") from exc
             actual = sha256_file(tmp_name)

@@ -81,6 +81,11 @@ class Router:
         if missing:
             raise RuntimeError(f"no production head loaded for {missing}")
 
+    def expire(self) -> None:
+        """Make the next request re-read the routing, whatever its age (after a SnapStart restore the
+        routing in memory is the snapshot's, possibly days old, and the monotonic clock is not comparable)."""
+        self._next_refresh = float("-inf")
+
     # -- per request ---------------------------------------------------------------------------------
     def current(self) -> Mapping[str, Route]:
         """The routing to serve this request with. The request that finds a routing change waits up to

@@ -79,8 +79,10 @@ class Runtime:
             proc_env["_LOCALCLOUD_PATH_BACK"] = cfg["runtime_dir"]
             # -I: no user site, no PYTHON* env, no script dir; -S: not even the interpreter's own
             # site-packages. The bootstrap then builds sys.path as Lambda does: task root, layers, stdlib,
-            # runtime dir.
-            command = [cfg["python"], "-I", "-S", "-u", cfg["bootstrap"], cfg["handler"]]
+            # runtime dir. -B: write no bytecode, because Lambda cannot (/var/task and /opt are read-only
+            # there): otherwise the first environment would leave .pyc files in the shared unzipped code
+            # and layers, and every later cold start here would be faster than any on AWS.
+            command = [cfg["python"], "-I", "-S", "-B", "-u", cfg["bootstrap"], cfg["handler"]]
             cwd = cfg["task_root"]
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
