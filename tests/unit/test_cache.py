@@ -162,3 +162,39 @@ def test_tiered_store_fills_front_from_back(cache_table: str, ddb: Any) -> None:
     assert front.get_many(["a"]) == {"a": b"1"}  # filled from the back
     back.client = DownClient()  # the front answers alone now
     assert tiered.get_many(["a"]) == {"a": b"1"} and tiered.errors == 0
+
+
+def test_chunks_are_written_concurrently_and_a_failed_one_does_not_stop_the_others() -> None:
+    """100 items = 4 BatchWriteItem chunks, in flight together (their round trips are billed time);
+    a chunk that fails is reported after every other chunk was still written."""
+    import threading
+    import time
+
+    from topicserve.dynamo import RetryPolicy, batch_put
+
+    class Slow:
+        def __init__(self) -> None:
+            self.lock = threading.Lock()
+            self.in_flight = self.peak = 0
+            self.written: list[str] = []
+
+        def batch_write_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+            ((_, reqs),) = RequestItems.items()
+            with self.lock:
+                self.in_flight += 1
+                self.peak = max(self.peak, self.in_flight)
+            time.sleep(0.05)
+            with self.lock:
+                self.in_flight -= 1
+            if reqs[0]["PutRequest"]["Item"]["k"]["S"] == "k25":  # the second chunk
+                raise ClientError({"Error": {"Code": "ValidationException", "Message": "no"}}, "BatchWriteItem")
+            with self.lock:
+                self.written += [r["PutRequest"]["Item"]["k"]["S"] for r in reqs]
+            return {}
+
+    client = Slow()
+    items = [{"k": {"S": f"k{i}"}} for i in range(100)]
+    with pytest.raises(Exception, match="ValidationException"):
+        batch_put(client, "t", items, retry=RetryPolicy(max_attempts=1))
+    assert client.peak > 1
+    assert len(client.written) == 75 and "k24" in client.written and "k50" in client.written

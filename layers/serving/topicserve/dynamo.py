@@ -9,8 +9,10 @@ with exponential backoff and full jitter, retry throttling and connection errors
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -19,6 +21,10 @@ from topicserve.errors import TRANSIENT_CODES, BackendUnavailableError
 
 GET_CHUNK = 100
 WRITE_CHUNK = 25
+#: BatchWriteItem calls in flight per environment (one process-wide pool, made at first use)
+WRITE_CONCURRENCY = 4
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 T = TypeVar("T")
 
 
@@ -118,8 +124,30 @@ def batch_get(
     return items
 
 
-def batch_put(client: AwsClient, table: str, items: Sequence[dict[str, Any]], *, retry: RetryPolicy) -> None:
-    for chunk in chunks(items, WRITE_CHUNK):
+def _writers() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(WRITE_CONCURRENCY, thread_name_prefix="dynamodb-write")
+        return _pool
+
+
+def batch_put(
+    client: AwsClient,
+    table: str,
+    items: Sequence[dict[str, Any]],
+    *,
+    retry: RetryPolicy,
+    concurrency: int = WRITE_CONCURRENCY,
+) -> None:
+    """Write ``items`` in chunks of 25, up to ``concurrency`` chunks in flight.
+
+    Why concurrently: a batch of 100 texts writes 4 chunks per table, and one after the other their round
+    trips are billed Lambda time spent waiting (botocore clients are thread-safe). Every chunk is
+    attempted even when one fails; the first failure is raised after all have finished.
+    """
+
+    def put(chunk: Sequence[dict[str, Any]]) -> None:
         _call_until_done(
             lambda req: client.batch_write_item(RequestItems=req),
             {table: [{"PutRequest": {"Item": item}} for item in chunk]},
@@ -127,3 +155,13 @@ def batch_put(client: AwsClient, table: str, items: Sequence[dict[str, Any]], *,
             unprocessed_field="UnprocessedItems",
             retry=retry,
         )
+
+    parts = list(chunks(items, WRITE_CHUNK))
+    if len(parts) <= 1 or concurrency <= 1:
+        for part in parts:
+            put(part)
+        return
+    futures = [_writers().submit(put, part) for part in parts]
+    errors = [exc for f in futures if (exc := f.exception()) is not None]
+    if errors:
+        raise errors[0]
