@@ -187,7 +187,8 @@ def test_chunks_are_written_concurrently_and_a_failed_one_does_not_stop_the_othe
             with self.lock:
                 self.in_flight -= 1
             if reqs[0]["PutRequest"]["Item"]["k"]["S"] == "k25":  # the second chunk
-                raise ClientError({"Error": {"Code": "ValidationException", "Message": "no"}}, "BatchWriteItem")
+                error = {"Error": {"Code": "ValidationException", "Message": "no"}}
+                raise ClientError(error, "BatchWriteItem")
             with self.lock:
                 self.written += [r["PutRequest"]["Item"]["k"]["S"] for r in reqs]
             return {}
