@@ -1,4 +1,5 @@
-"""Lambda's REPORT line (Init Duration, Duration, Max Memory Used) from a synchronous invoke's tail log.
+"""Lambda's REPORT line (Init Duration, Duration, Billed Duration, Memory Size, Max Memory Used), from a
+synchronous invoke's tail log or from the function's log group.
 
 Shared by the benchmarks and the end-to-end tests (tests/e2e/localcloud/conftest.py); stdlib only.
 """
@@ -9,6 +10,22 @@ import base64
 import json
 import re
 from typing import Any
+
+
+def parse_report(line: str) -> dict[str, float | None]:
+    """The figures of one REPORT line (None for those it lacks: Init Duration is only on a cold start)."""
+
+    def field(name: str) -> float | None:
+        match = re.search(rf"(?:^|\t){name}: ([\d.]+) (?:ms|MB)", line)
+        return float(match.group(1)) if match else None
+
+    return {
+        "duration_ms": field("Duration"),
+        "billed_ms": field("Billed Duration"),
+        "memory_size_mb": field("Memory Size"),
+        "max_memory_mb": field("Max Memory Used"),
+        "init_ms": field("Init Duration"),
+    }
 
 
 class Invocation:
@@ -36,5 +53,8 @@ class Invocation:
 
     @property
     def max_memory_mb(self) -> float | None:
-        match = re.search(r"Max Memory Used: ([\d.]+) MB", self.report)
-        return float(match.group(1)) if match else None
+        return parse_report(self.report)["max_memory_mb"]
+
+    @property
+    def billed_ms(self) -> float | None:
+        return parse_report(self.report)["billed_ms"]

@@ -82,7 +82,7 @@ def delete_fp32_function(st: Stack, name: str, layer_arn: str) -> None:
         say(f"cleanup: {exc!r}")
 
 
-def package_sizes(st: Stack, fp32_zip: int, naive: dict[str, Any]) -> dict[str, Any]:
+def package_sizes(st: Stack, fp32_zip: int, naive: dict[str, Any] | None) -> dict[str, Any]:
     """Installed (unzipped) and zipped sizes of each variant's function + layers; archive and added
     sizes of the images."""
     images = json.loads((REPO / "build/images/images.json").read_text())
@@ -93,7 +93,7 @@ def package_sizes(st: Stack, fp32_zip: int, naive: dict[str, Any]) -> dict[str, 
 
     serving = dir_size(REPO / ".aws-sam" / "build" / "ServingLayer")
     code = dir_size(REPO / "functions" / "predict")
-    return {
+    sizes = {
         "ours_int8": {
             "unzipped_bytes": serving + code + dir_size(REPO / "build/layers/encoder-int8"),
             "zipped_bytes": zipped(st.predict_fn),
@@ -107,12 +107,14 @@ def package_sizes(st: Stack, fp32_zip: int, naive: dict[str, Any]) -> dict[str, 
             "archive_bytes": int(images["cpu"]["archive_mb"] * 1e6),
             "note": "what the image adds to its base (Debian trixie here, the Lambda Python image on AWS)",
         },
-        "naive": {
+    }
+    if naive:
+        sizes["naive"] = {
             "unzipped_bytes": int(naive["context_mb"] * 1e6),
             "archive_bytes": int(naive["archive_mb"] * 1e6),
             "note": "over the 250 MB zip limit: a container image (added to a Debian bookworm base)",
-        },
-    }
+        }
+    return sizes
 
 
 def _encoder_layer_size(st: Stack) -> int:

@@ -3,15 +3,13 @@ goes (from its own per-batch log)."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import re
 import time
 from typing import Any
 
 from bench.cloud.arrivals import poisson
+from bench.cloud.billing import LOG_DELIVERY_S, bill, function_log
 from bench.cloud.stack import Stack
-from bench.common import client, ratio, summary
+from bench.common import ratio, summary
 from topicserve.queue import send_all
 from topicserve.requests import QueuedRequest, new_batch_id
 
@@ -95,35 +93,23 @@ def point_stats(
 
 def batcher_breakdown(st: Stack, since_ms: int) -> dict[str, Any]:
     """Where the batcher's time went since ``since_ms``: its own per-batch log (encode, heads, cache
-    lookups + writes) against the invocations' billed durations (the rest: parsing, result writes)."""
-    time.sleep(1.5)  # log delivery is asynchronous
-    logs = client("logs")
-    kwargs: dict[str, Any] = {"logGroupName": f"/aws/lambda/{st.batcher}", "startTime": since_ms}
-    batches, durations = [], []
-    for _ in range(20):
-        page = logs.filter_log_events(**kwargs)
-        for event in page.get("events", []):
-            message = event["message"]
-            if message.startswith("REPORT"):
-                found = re.search(r"\tDuration: ([\d.]+) ms", message)
-                if found:
-                    durations.append(float(found.group(1)))
-            elif "batch processed" in message:
-                with contextlib.suppress(ValueError):
-                    batches.append(json.loads(message))
-        if "nextToken" not in page:
-            break
-        kwargs["nextToken"] = page["nextToken"]
-    total = sum(durations)
-    other = total - sum(b.get(k, 0) or 0 for b in batches for k in ("encode_ms", "heads_ms", "cache_ms"))
+    lookups + writes, and the batch counts the cost model needs) against the invocations' durations and
+    billed durations from their REPORT lines (the rest: parsing, tokenising, result writes)."""
+    time.sleep(LOG_DELIVERY_S)
+    reports, batches = function_log(st.batcher, since_ms)
+    total = sum(r["duration_ms"] or 0.0 for r in reports)
     parts = {k: sum(b.get(k, 0) or 0 for b in batches) for k in ("encode_ms", "heads_ms", "cache_ms")}
+    counts = ("batch_size", "texts", "unique_texts", "prediction_hits", "embedding_hits", "encoded")
     return {
-        "invocations": len(durations),
+        "invocations": len(reports),
         "batches_logged": len(batches),
         "duration_ms_total": total,
         **parts,
         "other_ms": total - sum(parts.values()),
-        "shares": {k: ratio(v, total) for k, v in parts.items()} | {"other_ms": ratio(other, total)},
+        "shares": {k: ratio(v, total) for k, v in parts.items()}
+        | {"other_ms": ratio(total - sum(parts.values()), total)},
+        "bill": bill(st.batcher, reports),
+        "batches": [{k: b.get(k) for k in counts} for b in batches],
     }
 
 
@@ -132,9 +118,10 @@ def sqs_capacity(st: Stack, texts: list[str], drain_s: float, models: list[str])
     write + the first batch's own service time, estimated as one mean batch interval)."""
     batch_id = new_batch_id()
     requests = [QueuedRequest(batch_id, str(i), t, models) for i, t in enumerate(texts)]
+    messages = [r.to_message() for r in requests]
     started = time.time()
     since_ms = int(started * 1000)
-    send_all(st.sqs, st.info["queue_url"], [r.to_message() for r in requests])
+    send_all(st.sqs, st.info["queue_url"], messages)
     sent = time.time()
     rows = st.collect(batch_id, len(requests), time.monotonic() + drain_s)
     if len(rows) < len(requests):
@@ -145,7 +132,9 @@ def sqs_capacity(st: Stack, texts: list[str], drain_s: float, models: list[str])
     per_batch = span / (n_batches - 1) if n_batches > 1 else float("nan")
     sustained = len(rows) / (span + per_batch) if n_batches > 1 else float("nan")
     return {
+        "batch_id": batch_id,
         "texts": len(texts),
+        "message_bytes": [len(m.encode()) for m in messages],
         "completed": len(rows),
         "send_seconds": sent - started,
         "end_to_end_texts_per_s": len(rows) / max(1e-9, (times[-1] / 1000 - started)) if times else 0.0,

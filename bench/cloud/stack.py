@@ -32,6 +32,7 @@ class Stack:
         self.predict_fn = self.info["functions"]["predict"][MODEL]
         self.image_fn: str | None = self.info.get("image_function")  # the same code as a container image
         self.batcher = self.info["functions"]["batcher"]
+        self.api = self.info["functions"]["api"]  # POST/GET /v1/batches: the SQS path's front door
         self.warmer = self.info["functions"]["warmer"]
         mappings = self.lam.list_event_source_mappings(FunctionName=self.batcher)["EventSourceMappings"]
         self.mapping = mappings[0]["UUID"]

@@ -1,0 +1,151 @@
+"""The measured inputs of the cost model (bench/cost.py): what each function was billed, read back from
+the REPORT lines the local executor writes to its log group (Billed Duration = duration + init, rounded
+up, as on AWS), memory sizes from the deployed configuration, item sizes from the tables, message sizes
+from the messages really sent; and the short probes that produce billed invocations of the paths the
+other benchmarks do not exercise (the synchronous path with caches on, the api function's POST and GET,
+the naive peer warm).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import statistics
+import time
+from typing import Any
+
+from bench.cloud.stack import MODEL, Stack
+from bench.common import apigw_event, client, invoke, say, summary
+from bench.cost import billed_ms, ddb_item_bytes
+from bench.lambda_report import parse_report
+
+LOG_DELIVERY_S = 2.0  # the local executor ships logs asynchronously
+
+
+def function_log(
+    fn: str, since_ms: int, until_ms: int | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The REPORT lines (parsed) and the JSON "batch processed" lines of ``fn`` in [since_ms, until_ms)."""
+    logs = client("logs")
+    kwargs: dict[str, Any] = {"logGroupName": f"/aws/lambda/{fn}", "startTime": since_ms}
+    if until_ms is not None:
+        kwargs["endTime"] = until_ms
+    reports: list[dict[str, Any]] = []
+    batches: list[dict[str, Any]] = []
+    for _ in range(50):
+        try:
+            page = logs.filter_log_events(**kwargs)
+        except logs.exceptions.ResourceNotFoundException:
+            break
+        for event in page.get("events", []):
+            message = event["message"]
+            if message.startswith("REPORT"):
+                reports.append(parse_report(message))
+            elif "batch processed" in message:
+                with contextlib.suppress(ValueError):
+                    batches.append(json.loads(message))
+        if "nextToken" not in page:
+            break
+        kwargs["nextToken"] = page["nextToken"]
+    return reports, batches
+
+
+def memory_mb(fn: str) -> float:
+    """The function's configured memory (what AWS bills GB-seconds on), read from its configuration."""
+    return float(client("lambda").get_function_configuration(FunctionName=fn)["MemorySize"])
+
+
+def bill(fn: str, reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Billed figures of ``reports``: invocations, summed billed ms (init included), the part that was
+    init, and the configured memory (JSON-able: bench/cost.py reads it back)."""
+    billed = [
+        r["billed_ms"] if r["billed_ms"] is not None else billed_ms(r["duration_ms"] or 0.0, r["init_ms"])
+        for r in reports
+    ]
+    return {
+        "invocations": len(reports),
+        "billed_ms": float(sum(billed)),
+        "init_ms": float(sum(r["init_ms"] or 0.0 for r in reports)),
+        "cold_starts": sum(r["init_ms"] is not None for r in reports),
+        "billed_ms_per_invocation": summary(billed),
+        "memory_mb": memory_mb(fn),
+    }
+
+
+def window_bill(fn: str, since_ms: int, until_ms: int | None = None) -> dict[str, Any]:
+    time.sleep(LOG_DELIVERY_S)
+    return bill(fn, function_log(fn, since_ms, until_ms)[0])
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# -- sizes ---------------------------------------------------------------------------------------------------
+def item_sizes(st: Stack, sample: int = 20) -> dict[str, Any]:
+    """Median billed size (bytes) of the items in the embedding cache, prediction cache and results
+    tables (a scan of ``sample`` items each, after the benchmarks filled them)."""
+    out: dict[str, Any] = {}
+    for key, table in (
+        ("embedding", "embedding_cache"),
+        ("prediction", "prediction_cache"),
+        ("result", "results"),
+    ):
+        items = st.ddb.scan(TableName=st.info["tables"][table], Limit=sample * 3).get("Items", [])
+        if key == "result":  # the result rows, not the batches' #meta items
+            items = [i for i in items if "result" in i]
+        sizes = [ddb_item_bytes(i) for i in items[:sample]]
+        out[key] = statistics.median(sizes) if sizes else None
+    return out
+
+
+# -- probes --------------------------------------------------------------------------------------------------
+def http_probe(st: Stack, texts: list[str], n: int) -> dict[str, Any]:
+    """``n`` sequential POST /v1/predict/logreg of unique texts with the caches on (the deployed
+    configuration), one caller: billed duration per request of the synchronous path."""
+    st.configure_predict("")
+    st.http.predict(MODEL, [f"warm-up {time.time_ns()}"])  # the new environment's cold start, not counted
+    since = now_ms()
+    ok = sum(st.http.predict(MODEL, [t])[0] == 200 for t in texts[:n])
+    b = window_bill(st.predict_fn, since)
+    say(
+        f"   cost probe, HTTP: {ok}/{n} ok, {b['billed_ms'] / max(1, b['invocations']):.0f} billed ms/request"
+    )
+    return {"requests": n, "ok": ok, "bill": b}
+
+
+def api_probe(st: Stack, texts: list[str], k: int) -> dict[str, Any]:
+    """One client submission of ``k`` texts through the REST API (POST /v1/batches), then, once every
+    result is in, one GET of the whole page: the api function's billed duration for each."""
+    st.http.call("GET", "/v1/health")  # an environment of the api function, warm
+    requests = [{"id": str(i), "text": t, "models": [MODEL]} for i, t in enumerate(texts[:k])]
+    since = now_ms()
+    status, body = st.http.call("POST", "/v1/batches", {"requests": requests})
+    batch_id = body.get("batch_id") if isinstance(body, dict) else None
+    if status != 202 or not batch_id:
+        say(f"   cost probe, API: POST /v1/batches answered {status}: {str(body)[:200]}")
+        return {"texts": k, "ok": False}
+    st.collect(batch_id, k, time.monotonic() + 120)
+    mid = now_ms()
+    get_status, page = st.http.results(batch_id, limit=k)
+    got = len(page.get("results", [])) if isinstance(page, dict) else 0
+    post, get = window_bill(st.api, since, mid), window_bill(st.api, mid)
+    say(
+        f"   cost probe, API: POST {post['billed_ms']:.0f} billed ms ({post['invocations']} invocations), "
+        f"GET {get['billed_ms']:.0f} ms for {got} results"
+    )
+    return {"texts": k, "ok": get_status == 200 and got == k, "post": post, "get": get}
+
+
+def naive_warm(lam: Any, fn: str, texts: list[str], n: int) -> dict[str, Any]:
+    """The naive peer's warm per-request billed duration: one request to make sure an environment is
+    up, then ``n`` single-text requests (its REPORT lines from the invocations' tail logs)."""
+    invoke(lam, fn, apigw_event(MODEL, {"text": texts[-1]}))
+    reports = []
+    for t in texts[:n]:
+        inv = invoke(lam, fn, apigw_event(MODEL, {"text": t}))
+        if inv.function_error is None and inv.report:
+            reports.append(parse_report(inv.report))
+    b = bill(fn, reports)
+    say(f"   naive warm: {b['billed_ms'] / max(1, b['invocations']):.0f} billed ms/request")
+    return {"requests": n, "bill": b}
