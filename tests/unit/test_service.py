@@ -108,3 +108,19 @@ def test_serves_without_cache_when_dynamodb_is_down(
     result = service(fake_encoder, fake_heads, down(), down()).predict(TEXTS, ["rf"])
     assert len(result.predictions["rf"]) == len(TEXTS)
     assert result.stats.cache_errors >= 2
+
+
+def test_the_two_cache_writes_overlap(fake_encoder: FakeEncoder, fake_heads: dict[str, FakeHead]) -> None:
+    """Embedding and prediction writes go out together: a request waits for the slower, not the sum."""
+    import time
+
+    class Slow(LRUStore):
+        def put_many(self, items: Any) -> None:
+            time.sleep(0.3)
+            super().put_many(items)
+
+    emb, pred = Slow(), Slow()
+    started = time.perf_counter()
+    service(fake_encoder, fake_heads, emb, pred).predict(TEXTS, ["rf"])
+    assert time.perf_counter() - started < 0.55
+    assert len(emb) == 3 and len(pred) == 3

@@ -17,8 +17,11 @@ duck-typed, and the result carries counters that the handlers turn into metrics 
 
 from __future__ import annotations
 
+import functools
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -98,6 +101,19 @@ def top_k(probabilities: np.ndarray, labels: Sequence[str], k: int) -> list[dict
         {"label": labels[i], "label_id": int(i), "probability": round(float(probabilities[i]), 6)}
         for i in order
     ]
+
+
+_writer: ThreadPoolExecutor | None = None
+_writer_lock = threading.Lock()
+
+
+def _cache_writer() -> ThreadPoolExecutor:
+    """One thread per environment that runs the second of the two cache writes (see _write_caches)."""
+    global _writer
+    with _writer_lock:
+        if _writer is None:
+            _writer = ThreadPoolExecutor(1, thread_name_prefix="cache-write")
+        return _writer
 
 
 class RouteSource(Protocol):
@@ -191,7 +207,7 @@ class InferenceService:
         # 4-5. embeddings: cache first, then encode the misses once
         occurrences = None if self.dedup else hashes
         self.faults.check("encode", [texts[first_index[h]] for h in need_embedding])
-        embeddings, from_cache = self._embeddings(need_embedding, tokens, stats, occurrences)
+        embeddings, from_cache, fresh = self._embeddings(need_embedding, tokens, stats, occurrences)
 
         # 6. each head once on what is still missing; a candidate's failure never fails the request
         computed: dict[HeadKey, dict[str, np.ndarray]] = {}
@@ -215,10 +231,9 @@ class InferenceService:
             head_ms[key] = (time.perf_counter() - started) * 1000
             computed[key] = dict(zip(todo, probs, strict=True))
         stats.heads_seconds = sum(head_ms.values()) / 1000
-        if self.prediction_cache is not None and computed:
-            started = time.perf_counter()
-            self.prediction_cache.put_many_multi(computed)
-            stats.cache_seconds += time.perf_counter() - started
+        started = time.perf_counter()
+        self._write_caches(fresh, computed)
+        stats.cache_seconds += time.perf_counter() - started
 
         def probabilities(key: HeadKey, h: str) -> np.ndarray:
             return cached_probs[key][h] if h in cached_probs[key] else computed[key][h]
@@ -275,8 +290,9 @@ class InferenceService:
         tokens: Mapping[str, TokensLike],
         stats: Stats,
         occurrences: Sequence[str] | None = None,
-    ) -> tuple[dict[str, np.ndarray], set[str]]:
-        """Embeddings of ``hashes``: cached ones, then the misses encoded once each.
+    ) -> tuple[dict[str, np.ndarray], set[str], dict[str, np.ndarray]]:
+        """Embeddings of ``hashes`` (cached ones, then the misses encoded once each), which came from the
+        cache, and the freshly encoded ones (for :meth:`_write_caches`).
 
         With ``occurrences`` (dedup off) every occurrence of a missing text is encoded, as a service
         without common-subexpression elimination would; results are the same, only the work differs.
@@ -289,6 +305,7 @@ class InferenceService:
         from_cache = set(embeddings)
         stats.embedding_hits = len(from_cache)
         misses = [h for h in hashes if h not in embeddings]
+        fresh: dict[str, np.ndarray] = {}
         if misses:
             started = time.perf_counter()
             missing = set(misses)
@@ -298,11 +315,27 @@ class InferenceService:
             stats.encoded = len(order)
             fresh = dict(zip(order, vectors, strict=True))
             embeddings.update(fresh)
-            if self.embedding_cache is not None:
-                started = time.perf_counter()
-                self.embedding_cache.put_many(fresh)
-                stats.cache_seconds += time.perf_counter() - started
-        return embeddings, from_cache
+        return embeddings, from_cache, fresh
+
+    def _write_caches(
+        self, embeddings: Mapping[str, np.ndarray], predictions: Mapping[HeadKey, Mapping[str, np.ndarray]]
+    ) -> None:
+        """Write what was computed to both caches at once: two tables' round trips overlapped rather than
+        one after the other (billed time spent waiting; a failed back store is absorbed by the store)."""
+        writes: list[Callable[[], None]] = []
+        if self.embedding_cache is not None and embeddings:
+            writes.append(functools.partial(self.embedding_cache.put_many, embeddings))
+        if self.prediction_cache is not None and predictions:
+            writes.append(functools.partial(self.prediction_cache.put_many_multi, predictions))
+        if len(writes) < 2:
+            for write in writes:
+                write()
+            return
+        other = _cache_writer().submit(writes[1])
+        try:
+            writes[0]()
+        finally:
+            other.result()
 
     def _cache_errors(self) -> int:
         caches = (self.embedding_cache, self.prediction_cache)
