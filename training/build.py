@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from topicserve.catalogue import MODEL_NAMES
+from topicserve.catalogue import MODEL_NAMES, SERVED_BATCH_SIZE
 from training import data as data_mod
 from training import embed, export_encoder, fidelity, fp16, quantize
 from training.common import (
@@ -100,6 +100,7 @@ def build_encoder(s: Settings, ds: data_mod.Dataset) -> dict:
             "max_length": s.max_length,
             "dataset_sha256": ds.pkz_sha256,
             "texts": "train seeded sample",
+            "batch_size": SERVED_BATCH_SIZE,
         }
         _, res = cached_step("fidelity", key, run, [])
         log.info(

@@ -3,8 +3,9 @@
 Cache layout: ``build/cache/embeddings/<encoder sha256[:16]>/<split>.<subset>.npy`` plus a ``.json`` that
 records the npy's sha256, the dataset sha256, the subset indices' hash and max_length. A new encoder has a
 new sha and therefore a new folder; a rerun with the same encoder reads the file instead of recomputing.
-Going through ``topicserve.encoder.Encoder`` (not a training-only copy) means the heads are trained on
-exactly the embeddings serving will produce.
+Going through ``topicserve.encoder.Encoder`` (not a training-only copy) at the served batch size
+(``SERVED_BATCH_SIZE``: dynamic INT8 makes an embedding depend on its batch mates) means the heads are
+trained on exactly the embeddings serving will produce.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from topicserve.catalogue import SERVED_BATCH_SIZE
 from training.common import CACHE, log, rel, sha256_file, sha256_json
 
 CHUNK = 256
 
 
-def encode_with_progress(encoder, texts: list[str], desc: str, batch_size: int = 32) -> np.ndarray:
+def encode_with_progress(
+    encoder, texts: list[str], desc: str, batch_size: int = SERVED_BATCH_SIZE
+) -> np.ndarray:
     """Encode globally length-sorted chunks so the progress bar moves and sub-batches stay homogeneous."""
     lengths = np.asarray(encoder.token_lengths(texts))
     order = np.argsort(lengths, kind="stable")
@@ -64,6 +68,7 @@ def embeddings(
         "index_sha256": sha256_json(index.tolist()),
         "max_length": encoder.max_length,
         "n": len(texts),
+        "batch_size": SERVED_BATCH_SIZE,  # INT8 embeddings depend on batch mates: what serving does
     }
     if npy.exists() and meta_path.exists():
         try:

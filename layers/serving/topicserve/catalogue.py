@@ -39,6 +39,12 @@ HEADS: tuple[HeadSpec, ...] = (
 MODEL_NAMES: tuple[str, ...] = tuple(h.name for h in HEADS)
 #: The encoder variant the serving layer ships (``make models`` also builds fp32, the fidelity reference).
 SERVED_ENCODER = "int8"
+#: Texts per session call wherever embeddings are made (serving, the model build, the monitor's reference):
+#: the INT8 encoder quantises activations per tensor at run time, so a text's embedding depends on its batch
+#: mates and their padding (cosine down to 0.96 between batch 1 and 8); one text per call is batch-invariant,
+#: and on these CPUs also the fastest (docs/MODELS.md, "Batch invariance"). Heads are trained on what
+#: serving will produce only if both use this.
+SERVED_BATCH_SIZE = 1
 
 
 def check_models(models: object, served: Sequence[str], *, where: str = "models") -> list[str]:

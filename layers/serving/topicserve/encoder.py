@@ -26,6 +26,7 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from topicserve.batching import length_buckets
+from topicserve.catalogue import SERVED_BATCH_SIZE
 from topicserve.errors import ArtifactError, TextTypeError
 
 INPUT_IDS = "input_ids"
@@ -183,11 +184,11 @@ class Encoder:
         """Token count of each text after truncation (with [CLS]/[SEP]), for callers' length bucketing."""
         return [len(t.ids) for t in self.tokenize(texts)]
 
-    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+    def encode(self, texts: Sequence[str], batch_size: int = SERVED_BATCH_SIZE) -> np.ndarray:
         """Embed ``texts``; returns (len(texts), dim) float32 rows in input order, each of unit L2 norm."""
         return self.encode_tokens([t.ids for t in self.tokenize(texts)], batch_size=batch_size)
 
-    def encode_tokens(self, ids: Sequence[Sequence[int]], batch_size: int = 32) -> np.ndarray:
+    def encode_tokens(self, ids: Sequence[Sequence[int]], batch_size: int = SERVED_BATCH_SIZE) -> np.ndarray:
         """Embed already tokenised texts (from :meth:`tokenize`), so a caller that needed the tokens
         anyway (for the truncation flag) does not tokenise twice.
 

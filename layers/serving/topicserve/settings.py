@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from topicserve.catalogue import MODEL_NAMES
+from topicserve.catalogue import MODEL_NAMES, SERVED_BATCH_SIZE
 from topicserve.text import DEFAULT_MAX_CHARS
 
 T = TypeVar("T")
@@ -90,11 +90,9 @@ class Settings:
     encoder_dir: str = ""
     encoder_max_length: int = 256
     encoder_threads: int | None = None
-    # 1: the INT8 encoder quantises activations per tensor at run time (dynamic quantisation), so a text's
-    # embedding changed with its batch mates and padding (cosine down to 0.96 between batch 1 and 8): the
-    # same text got different labels on the HTTP, SQS and bulk paths. One text per encoder call is batch-
-    # invariant, and on this CPU faster than 32 (docs/MODELS.md, "Batch invariance").
-    encode_batch_size: int = 1
+    # topicserve.encoder.SERVED_BATCH_SIZE says why: with another value the HTTP, SQS and bulk paths could
+    # label the same text differently, and the heads were trained on other embeddings
+    encode_batch_size: int = SERVED_BATCH_SIZE
     model_cache_dir: str = "/tmp/models"
     cache_ttl_seconds: int = 7 * 24 * 3600
     results_ttl_seconds: int = 24 * 3600
@@ -149,7 +147,7 @@ class Settings:
             encoder_dir=env.get("ENCODER_DIR") or _default_encoder_dir(),
             encoder_max_length=_int(env, "ENCODER_MAX_LENGTH", 256),
             encoder_threads=threads or None,
-            encode_batch_size=_int(env, "ENCODE_BATCH_SIZE", 1),
+            encode_batch_size=_int(env, "ENCODE_BATCH_SIZE", SERVED_BATCH_SIZE),
             model_cache_dir=env.get("MODEL_CACHE_DIR") or _default_model_cache_dir(),
             cache_ttl_seconds=_int(env, "CACHE_TTL_SECONDS", 7 * 24 * 3600),
             results_ttl_seconds=_int(env, "RESULTS_TTL_SECONDS", 24 * 3600),
