@@ -52,6 +52,8 @@ def build(manifest_path: Path, variant: str, out: Path) -> Path:
         "variant": variant,
         "sha256": entry["sha256"],
         "max_length": entry.get("max_length", 256),
+        # the file is ONNX Runtime's optimised graph (saved by `make models`): sessions skip re-optimising
+        "graph_optimization": entry.get("graph_optimization"),
         "quick": manifest.get("quick", False),
     }
     (package / "encoder.json").write_text(json.dumps(info, indent=2) + "\n")

@@ -63,15 +63,21 @@ def _read_artifact(path: str | os.PathLike[str], what: str) -> bytes:
         raise ArtifactError(f"cannot read {what} {os.fspath(path)!r}: {exc}") from exc
 
 
-def session_options(intra_op_threads: int | None) -> ort.SessionOptions:
+def session_options(intra_op_threads: int | None, *, pre_optimized: bool = False) -> ort.SessionOptions:
     """Session options shared by the encoder and the heads.
 
     Lambda gives a fractional number of vCPUs; callers pass the thread count they measured to be best
     (None = onnxruntime's default: one thread per core). Inter-op parallelism is useless for these
-    sequential graphs, so it is pinned to 1 to avoid spawning idle threads.
+    sequential graphs, so it is pinned to 1 to avoid spawning idle threads. ``pre_optimized``: the file
+    is the graph ONNX Runtime saved after its own optimisations at build time (``make models``), so the
+    session skips them (part of every cold start otherwise).
     """
     so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        if pre_optimized
+        else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    )
     so.inter_op_num_threads = 1
     if intra_op_threads is not None:
         if intra_op_threads < 1:
@@ -82,13 +88,18 @@ def session_options(intra_op_threads: int | None) -> ort.SessionOptions:
 
 
 def load_session(
-    data: bytes, path: str | os.PathLike[str], intra_op_threads: int | None, providers: Sequence[str] | None
+    data: bytes,
+    path: str | os.PathLike[str],
+    intra_op_threads: int | None,
+    providers: Sequence[str] | None,
+    *,
+    pre_optimized: bool = False,
 ) -> ort.InferenceSession:
     """Create an inference session from bytes already read (hashed once, parsed once)."""
     try:
         return ort.InferenceSession(
             data,
-            sess_options=session_options(intra_op_threads),
+            sess_options=session_options(intra_op_threads, pre_optimized=pre_optimized),
             providers=list(providers) if providers else ["CPUExecutionProvider"],
         )
     except Exception as exc:  # onnxruntime raises its own exception types for corrupt graphs
@@ -111,6 +122,7 @@ class Encoder:
         intra_op_threads: int | None = None,
         version: str | None = None,
         providers: Sequence[str] | None = None,
+        pre_optimized: bool = False,
     ) -> None:
         if not isinstance(max_length, int) or max_length < 3:
             raise ValueError(f"max_length must be an int >= 3 (room for [CLS] and [SEP]), got {max_length!r}")
@@ -120,7 +132,9 @@ class Encoder:
         self.version: str = version or self.sha256
         self.max_length: int = max_length
         self.model_path = Path(model_path)
-        self._session = load_session(data, model_path, intra_op_threads, providers)
+        self._session = load_session(
+            data, model_path, intra_op_threads, providers, pre_optimized=pre_optimized
+        )
         del data
 
         inputs = {i.name: i for i in self._session.get_inputs()}
