@@ -54,6 +54,7 @@ def train(name: str, params: dict[str, Any], *, permute_seed: int | None = None)
         REPO / "build" / "models" / "encoder" / "tokenizer.json",
         max_length=enc_entry.get("max_length") or s.max_length,
         intra_op_threads=s.threads,
+        pre_optimized=bool(enc_entry.get("graph_optimization")),
     )
     arrays = {}
     for split in ("train", "test"):

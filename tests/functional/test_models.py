@@ -42,7 +42,12 @@ def manifest() -> dict:
 @pytest.fixture(scope="module")
 def encoder(manifest) -> Encoder:
     e = manifest["encoder"]["int8"]
-    return Encoder(REPO / e["path"], REPO / e["tokenizer_path"], max_length=e["max_length"])
+    return Encoder(
+        REPO / e["path"],
+        REPO / e["tokenizer_path"],
+        max_length=e["max_length"],
+        pre_optimized=bool(e.get("graph_optimization")),
+    )
 
 
 @pytest.fixture(scope="module")
