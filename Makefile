@@ -90,8 +90,14 @@ status:  ## is the local cloud running?
 deploy: $(STAMP) models-if-missing images localcloud up  ## sam build + sam deploy into the local cloud, register models, write build/stack.json
 	$(LOCAL_AWS) $(PY) infra/deploy.py $(foreach p,$(PARAMS),--param $(p))
 
-demo: $(STAMP) localcloud  ## the whole thing end to end: models, local cloud, deploy, HTTP + SQS requests, results
-	@[ -f $(MANIFEST) ] && ! grep -q '"quick": true' $(MANIFEST) || TUNE=0 $(MAKE) --no-print-directory models
+# From nothing the full model build is most of a demo's time (embedding 19k texts, fitting the heads: ~11 min
+# of ~20 on 2 cores), so the demo serves whatever models are built and otherwise builds the QUICK subset (~2
+# min); DEMO_MODELS=full builds and serves the full set (or `make models` first).
+DEMO_MODELS ?= quick
+demo: $(STAMP) localcloud  ## the whole thing end to end: models, local cloud, deploy, HTTP + SQS requests, results (DEMO_MODELS=full)
+	@if [ "$(DEMO_MODELS)" = full ]; then \
+	    [ -f $(MANIFEST) ] && ! grep -q '"quick": true' $(MANIFEST) || TUNE=0 $(MAKE) --no-print-directory models; \
+	else $(MAKE) --no-print-directory models-if-missing; fi
 	$(MAKE) --no-print-directory up
 	$(MAKE) --no-print-directory deploy
 	$(LOCAL_AWS) $(PY) demo/run.py

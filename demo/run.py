@@ -133,6 +133,9 @@ def main() -> int:
     stack_path = Path(os.environ.get("STACK_JSON", REPO / "build" / "stack.json"))
     client = Client.from_file(stack_path)
     print(f"stack {client.stack['stack_name']} at {client.stack['api_url']}")
+    manifest = REPO / "build" / "models" / "manifest.json"
+    if manifest.is_file() and json.loads(manifest.read_text()).get("quick"):
+        print("models: the QUICK build (1,500 training texts); `make demo DEMO_MODELS=full` serves all")
     texts, labels, _ = test_texts()
 
     section("1. one HTTP prediction per model (POST /v1/predict/{model}, x-api-key)")
