@@ -298,6 +298,9 @@ def run(texts: list[str], quick: bool) -> dict[str, Any]:
         "cache_latency": cache_hit_latency(texts[n : n + (20 if quick else 100)]),
         "rollout_cost": rollout_cost(texts[: n // 2], 3 if quick else 5),
     }
+    from bench import encoder_variants  # issue 15.1: encoder variants interleaved (bench/encoder_variants.py)
+
+    out["encoder"] = encoder_variants.run(texts, quick)
     return out
 
 

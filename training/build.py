@@ -246,7 +246,9 @@ def build_encoder(s: Settings, ds: data_mod.Dataset) -> dict:
             "int8-dynamic-per-channel",
             {
                 "quantization": q_res | {"attempts": attempts},
-                "graph_optimization": o_res | {"onnxruntime": ort_version()},
+                # source: the quantiser's own graph (build/cache), the baseline of bench/encoder_variants.py
+                "graph_optimization": o_res
+                | {"onnxruntime": ort_version(), "source": rel(q_dir / "model.int8.onnx")},
             },
         ),
         # the GPU worker's encoder (CUDA EP); never in a Lambda layer. ``fidelity`` is against
