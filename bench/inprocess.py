@@ -25,7 +25,12 @@ MANIFEST = REPO / "build" / "models" / "manifest.json"
 MODELS = MODEL_NAMES
 
 
+#: intra-op threads of the model functions' encoder (template.yaml parameter EncoderThreads, default 1)
+SERVED_THREADS = 1
+
+
 def load_encoder(variant: str = "int8") -> Any:
+    """The encoder as the model functions run it: one thread, the build's optimised graph loaded as is."""
     from topicserve.encoder import Encoder
 
     info = json.loads(MANIFEST.read_text())["encoder"][variant]
@@ -34,6 +39,8 @@ def load_encoder(variant: str = "int8") -> Any:
         REPO / info["tokenizer_path"],
         max_length=info["max_length"],
         version=info["sha256"],
+        intra_op_threads=SERVED_THREADS,
+        pre_optimized=bool(info.get("graph_optimization")),
     )
 
 
