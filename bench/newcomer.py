@@ -3,12 +3,12 @@
     python -m bench.newcomer [--port 4800] [--keep]     # writes bench/results/newcomer.json
 
 A new user's first command, measured as they would meet it: ``git clone`` of this checkout's HEAD into a
-temporary folder (beside a link to the data folder, as ``../shared/data`` is here), then ``make demo`` there
-with its own local cloud on ``--port``. Every output line is timestamped as it arrives; the phases are told
-apart by the lines that open them (venv, local cloud install, models, images, deploy, the demo's
-requests), so the JSON says where the time went, not only how long it took. The clone's local cloud is
-stopped (by PID, ``make down``) and the clone deleted afterwards unless ``--keep`` (then it is left for a
-``make bench-quick`` "after make demo's set-up").
+temporary folder beside a link to ``../shared`` (the data and the LocalStack constraints), then ``make
+demo`` there with its own local cloud on ``--port``. Every output line is timestamped as it arrives; the
+phases are told apart by the lines that open them (venv, local cloud install, models, images, deploy, the
+demo's requests), so the JSON says where the time went, not only how long it took. The clone's local cloud
+is stopped (by PID, ``make down``) and the clone deleted afterwards unless ``--keep`` (then it is left for
+a ``make bench-quick`` "after make demo's set-up").
 """
 
 from __future__ import annotations
@@ -58,13 +58,12 @@ def phases(lines: list[tuple[float, str]], end: float) -> dict[str, float]:
 def run(port: int, keep: bool) -> dict[str, Any]:
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
     parent = Path(tempfile.mkdtemp(prefix="newcomer-"))
-    data = Path(os.environ.get("DATA_HOME", REPO.parent / "shared" / "data")).resolve()
-    (parent / "shared").mkdir()
-    (parent / "shared" / "data").symlink_to(data)
+    shared = Path(os.environ.get("LOCALCLOUD_SHARED_DIR") or REPO.parent / "shared").resolve()
+    (parent / "shared").symlink_to(shared)  # ../shared beside the clone: data, LocalStack constraints
     clone = parent / "main"
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "VIRTUAL_ENV"))}
-    env.update({"LOCALCLOUD_PORT": str(port), "DATA_HOME": str(parent / "shared" / "data")})
+    env["LOCALCLOUD_PORT"] = str(port)
     say(f"make demo in a fresh clone of {head.stdout.strip()[:12]} at {clone} (local cloud on port {port})")
     lines: list[tuple[float, str]] = []
     started = time.time()
