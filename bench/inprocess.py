@@ -25,12 +25,13 @@ MANIFEST = REPO / "build" / "models" / "manifest.json"
 MODELS = MODEL_NAMES
 
 
-#: intra-op threads of the model functions' encoder (template.yaml parameter EncoderThreads, default 1)
-SERVED_THREADS = 1
+#: intra-op threads of the model functions' encoder (template.yaml EncoderThreads, default 0: one per core)
+SERVED_THREADS = None
 
 
 def load_encoder(variant: str = "int8") -> Any:
-    """The encoder as the model functions run it: one thread, the build's optimised graph loaded as is."""
+    """The encoder as the model functions run it: one blocking thread per core, the build's optimised
+    graph loaded as is."""
     from topicserve.encoder import Encoder
 
     info = json.loads(MANIFEST.read_text())["encoder"][variant]

@@ -63,14 +63,20 @@ def _read_artifact(path: str | os.PathLike[str], what: str) -> bytes:
         raise ArtifactError(f"cannot read {what} {os.fspath(path)!r}: {exc}") from exc
 
 
-def session_options(intra_op_threads: int | None, *, pre_optimized: bool = False) -> ort.SessionOptions:
+def session_options(
+    intra_op_threads: int | None, *, pre_optimized: bool = False, spinning: bool = False
+) -> ort.SessionOptions:
     """Session options shared by the encoder and the heads.
 
     Lambda gives a fractional number of vCPUs; callers pass the thread count they measured to be best
     (None = onnxruntime's default: one thread per core). Inter-op parallelism is useless for these
     sequential graphs, so it is pinned to 1 to avoid spawning idle threads. ``pre_optimized``: the file
     is the graph ONNX Runtime saved after its own optimisations at build time (``make models``), so the
-    session skips them (part of every cold start otherwise).
+    session skips them (part of every cold start otherwise). ``spinning`` off: intra-op threads block
+    between operators instead of spin-waiting, because a spinning thread burns the CPU share the work
+    needs wherever cores are shared or throttled (Lambda gives ~1.2 vCPU at 2,048 MB and shows 2 cores):
+    2 spinning threads ran at 0.52x of 1 thread on a loaded 2-core machine, 2 blocking ones at 0.9-1.1x,
+    and on a quiet one blocking costs 0.81x of spinning (docs/MODELS.md, "Encoder variants").
     """
     so = ort.SessionOptions()
     so.graph_optimization_level = (
@@ -83,6 +89,7 @@ def session_options(intra_op_threads: int | None, *, pre_optimized: bool = False
         if intra_op_threads < 1:
             raise ValueError(f"intra_op_threads must be >= 1, got {intra_op_threads}")
         so.intra_op_num_threads = int(intra_op_threads)
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     so.log_severity_level = 3  # warnings about unused initializers etc. are noise in Lambda logs
     return so
 
