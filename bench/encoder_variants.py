@@ -237,17 +237,17 @@ def build_variants(quick: bool) -> tuple[list[Model], dict[str, Any]]:
 def load_encoder(model: Model, src: dict[str, Any], threads: str) -> Any:
     """The served Encoder class with a session of exactly this configuration: a saved optimised graph with
     optimisation disabled; "1"/"2" threads spin-waiting (onnxruntime's default), "2ns" blocking."""
-    import onnxruntime as ort
-
-    from topicserve.encoder import Encoder, session_options
+    from topicserve.encoder import Encoder
 
     n, spin = thread_count(threads)
-    enc = Encoder(model.path, src["tokenizer"], max_length=src["max_length"], intra_op_threads=n)
-    so = session_options(n, pre_optimized=model.optimized, spinning=spin)  # the config, explicitly
-    t0 = time.perf_counter()
-    enc._session = ort.InferenceSession(os.fspath(model.path), so, providers=["CPUExecutionProvider"])
-    enc.load_seconds = time.perf_counter() - t0
-    return enc
+    return Encoder(
+        model.path,
+        src["tokenizer"],
+        max_length=src["max_length"],
+        intra_op_threads=n,
+        pre_optimized=model.optimized,
+        spinning=spin,
+    )
 
 
 def session_load_seconds(models: list[Model], rounds: int) -> dict[str, float]:

@@ -138,9 +138,8 @@ def batch_put(
     items: Sequence[dict[str, Any]],
     *,
     retry: RetryPolicy,
-    concurrency: int = WRITE_CONCURRENCY,
 ) -> None:
-    """Write ``items`` in chunks of 25, up to ``concurrency`` chunks in flight.
+    """Write ``items`` in chunks of 25, up to ``WRITE_CONCURRENCY`` chunks in flight.
 
     Why concurrently: a batch of 100 texts writes 4 chunks per table, and one after the other their round
     trips are billed Lambda time spent waiting (botocore clients are thread-safe). Every chunk is
@@ -157,7 +156,7 @@ def batch_put(
         )
 
     parts = list(chunks(items, WRITE_CHUNK))
-    if len(parts) <= 1 or concurrency <= 1:
+    if len(parts) <= 1:
         for part in parts:
             put(part)
         return

@@ -101,12 +101,13 @@ def load_session(
     providers: Sequence[str] | None,
     *,
     pre_optimized: bool = False,
+    spinning: bool = False,
 ) -> ort.InferenceSession:
     """Create an inference session from bytes already read (hashed once, parsed once)."""
     try:
         return ort.InferenceSession(
             data,
-            sess_options=session_options(intra_op_threads, pre_optimized=pre_optimized),
+            sess_options=session_options(intra_op_threads, pre_optimized=pre_optimized, spinning=spinning),
             providers=list(providers) if providers else ["CPUExecutionProvider"],
         )
     except Exception as exc:  # onnxruntime raises its own exception types for corrupt graphs
@@ -130,6 +131,7 @@ class Encoder:
         version: str | None = None,
         providers: Sequence[str] | None = None,
         pre_optimized: bool = False,
+        spinning: bool = False,
     ) -> None:
         if not isinstance(max_length, int) or max_length < 3:
             raise ValueError(f"max_length must be an int >= 3 (room for [CLS] and [SEP]), got {max_length!r}")
@@ -140,7 +142,7 @@ class Encoder:
         self.max_length: int = max_length
         self.model_path = Path(model_path)
         self._session = load_session(
-            data, model_path, intra_op_threads, providers, pre_optimized=pre_optimized
+            data, model_path, intra_op_threads, providers, pre_optimized=pre_optimized, spinning=spinning
         )
         del data
 

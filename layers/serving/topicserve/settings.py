@@ -90,7 +90,7 @@ class Settings:
     encoder_dir: str = ""
     encoder_max_length: int = 256
     encoder_threads: int | None = None
-    # topicserve.encoder.SERVED_BATCH_SIZE says why: with another value the HTTP, SQS and bulk paths could
+    # topicserve.catalogue.SERVED_BATCH_SIZE says why: with another value the HTTP, SQS and bulk paths could
     # label the same text differently, and the heads were trained on other embeddings
     encode_batch_size: int = SERVED_BATCH_SIZE
     model_cache_dir: str = "/tmp/models"

@@ -43,7 +43,7 @@ def _fetch(s3: Any, bucket: str, key: str, path: str) -> None:
     which have no ``download_file`` (that is boto3's s3transfer, too costly to import at cold start)."""
     body = s3.get_object(Bucket=bucket, Key=key)["Body"]
     with open(path, "wb") as out:
-        for chunk in body.iter_chunks(1 << 20):
+        for chunk in body.iter_chunks(_CHUNK):
             out.write(chunk)
 
 
