@@ -208,8 +208,7 @@ def cache_hit_latency(texts: list[str], repeats: int = 3) -> dict[str, Any]:
     service = InferenceService(
         load_encoder("int8"),
         {"logreg": load_heads()["logreg"]},
-        embedding_store=TieredStore(LRUStore(100_000), None),
-        prediction_store=TieredStore(LRUStore(100_000), None),
+        cache_store=TieredStore(LRUStore(100_000), None),
     )
     miss, hit = [], []
     for t in texts:

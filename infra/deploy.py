@@ -199,8 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         "bucket": outputs["ArtifactsBucketName"],
         "tables": {
             "registry": outputs["RegistryTableName"],
-            "embedding_cache": outputs["EmbeddingCacheTableName"],
-            "prediction_cache": outputs["PredictionCacheTableName"],
+            "cache": outputs["CacheTableName"],
             "results": outputs["ResultsTableName"],
             "rollout": outputs["RolloutTableName"],
             "monitor": outputs["MonitorTableName"],

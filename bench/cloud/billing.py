@@ -83,14 +83,10 @@ def now_ms() -> int:
 
 # -- sizes ---------------------------------------------------------------------------------------------------
 def item_sizes(st: Stack, sample: int = 20) -> dict[str, Any]:
-    """Median billed size (bytes) of the items in the embedding cache, prediction cache and results
-    tables (a scan of ``sample`` items each, after the benchmarks filled them)."""
+    """Median billed size (bytes) of the items in the cache (one record per text) and results tables (a
+    scan of ``sample`` items each, after the benchmarks filled them)."""
     out: dict[str, Any] = {}
-    for key, table in (
-        ("embedding", "embedding_cache"),
-        ("prediction", "prediction_cache"),
-        ("result", "results"),
-    ):
+    for key, table in (("record", "cache"), ("result", "results")):
         items = st.ddb.scan(TableName=st.info["tables"][table], Limit=sample * 3).get("Items", [])
         if key == "result":  # the result rows, not the batches' #meta items
             items = [i for i in items if "result" in i]

@@ -17,7 +17,7 @@ SQS_VARIANTS: dict[str, dict[str, Any]] = {
     "baseline": {"batch_size": 1, "window_s": 0, "dedup": False, "disable_caches": "all"},
     "+batching": {"batch_size": 100, "window_s": 1, "dedup": False, "disable_caches": "all"},
     "+dedup": {"batch_size": 100, "window_s": 1, "dedup": True, "disable_caches": "all"},
-    "+embedding_cache": {"batch_size": 100, "window_s": 1, "dedup": True, "disable_caches": "prediction"},
+    "+embedding_cache": {"batch_size": 100, "window_s": 1, "dedup": True, "disable_caches": "answers"},
     "+prediction_cache": {"batch_size": 100, "window_s": 1, "dedup": True, "disable_caches": ""},
     "fixed_b10_w0": {"batch_size": 10, "window_s": 0, "dedup": True, "disable_caches": ""},
     "adaptive": {"batch_size": 10, "window_s": 0, "dedup": True, "disable_caches": "", "adaptive": True},

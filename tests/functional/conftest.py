@@ -124,8 +124,7 @@ def stack(encoder_layer: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         s3.create_bucket(Bucket="artifacts")
 
         create_table(ddb, "registry", REGISTRY_KEYS)
-        create_table(ddb, "emb", CACHE_KEYS)
-        create_table(ddb, "pred", CACHE_KEYS)
+        create_table(ddb, "cache", CACHE_KEYS)
         create_table(ddb, "results", RESULTS_KEYS)
         queue_url = boto3.client("sqs").create_queue(QueueName="requests")["QueueUrl"]
         registry = Registry(bucket="artifacts", table="registry")
@@ -133,8 +132,7 @@ def stack(encoder_layer: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         env = {
             "REGISTRY_BUCKET": "artifacts",
             "REGISTRY_TABLE": "registry",
-            "EMBEDDING_CACHE_TABLE": "emb",
-            "PREDICTION_CACHE_TABLE": "pred",
+            "CACHE_TABLE": "cache",
             "RESULTS_TABLE": "results",
             "REQUESTS_QUEUE_URL": queue_url,
             "ENCODER_DIR": str(encoder_layer),

@@ -107,10 +107,10 @@ def test_empty_body_and_unknown_model(handlers: dict[str, ModuleType]) -> None:
 
 
 def test_warm_event_touches_no_cache(handlers: dict[str, ModuleType], stack: dict[str, Any]) -> None:
-    before = stack["ddb"].scan(TableName="pred", Select="COUNT")["Count"]
+    before = stack["ddb"].scan(TableName="cache", Select="COUNT")["Count"]
     answer = invoke(handlers["hgb"], {"warmer": True, "concurrency": 2, "hold_ms": 1})
     assert answer["warmed"] is True and "cold_start" in answer
-    assert stack["ddb"].scan(TableName="pred", Select="COUNT")["Count"] == before
+    assert stack["ddb"].scan(TableName="cache", Select="COUNT")["Count"] == before
 
 
 def message(batch: str, request: str, text: Any, models: list[str] | None = None) -> str:
@@ -249,15 +249,26 @@ def test_bad_batch_submissions(handlers: dict[str, ModuleType]) -> None:
         assert message_part in body_of(response)["error"]["message"]
 
 
-def test_embeddings_are_float32_binary(stack: dict[str, Any], handlers: dict[str, ModuleType]) -> None:
-    """Self-contained: it serves its own text and reads that text's own cache item."""
-    from topicserve.cache.keys import embedding_key
-    from topicserve.text import normalise, text_hash
+def test_a_text_seen_twice_gets_one_compact_record(
+    stack: dict[str, Any], handlers: dict[str, ModuleType]
+) -> None:
+    """Self-contained: it serves its own text and reads that text's own cache record. The first sighting
+    writes nothing shared; the second writes one item under 1 KiB with the int8 embedding and the answer."""
+    from topicserve.cache.keys import tokens_hash
+    from topicserve.cache.record import TextRecord
+    from topicserve.text import normalise
 
-    text = "A text only this test sends, about binary embeddings in DynamoDB."
+    text = "A text only this test sends, about compact cache records in DynamoDB."
+    service = handlers["hgb"].runtime.service
+    key = service.cache.key(tokens_hash(service.encoder.tokenize([normalise(text)])[0].ids))
     assert predict(handlers, "hgb", {"text": text})["statusCode"] == 200
-    version = handlers["hgb"].runtime.service.encoder.version
-    key = embedding_key(text_hash(normalise(text)), version)
-    item = stack["ddb"].get_item(TableName="emb", Key={"k": {"S": key}})["Item"]
-    assert len(item["v"]["B"]) == 384 * 4
-    assert np.isclose(np.linalg.norm(np.frombuffer(item["v"]["B"], dtype="<f4")), 1.0, atol=1e-3)
+    assert "Item" not in stack["ddb"].get_item(TableName="cache", Key={"k": {"S": key}})
+    assert predict(handlers, "hgb", {"text": text.upper()})["statusCode"] == 200  # uncased: the same ids
+    item = stack["ddb"].get_item(TableName="cache", Key={"k": {"S": key}})["Item"]
+    size = sum(len(name) for name in item) + len(key) + len(item["v"]["B"]) + len(item["ttl"]["N"])
+    assert size <= 1024, size  # one write unit
+    record = TextRecord.decode(item["v"]["B"], 384)
+    fresh = service.encoder.encode([normalise(text)])[0]
+    assert record.embedding is not None and float(np.dot(record.embedding, fresh)) > 0.999
+    head = handlers["hgb"].runtime.service.heads["hgb"]
+    assert set(record.answers) == {f"hgb@{head.version}"}

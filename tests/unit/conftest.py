@@ -48,8 +48,9 @@ def cache_table(ddb: Any) -> str:
 class FakeEncoder:
     """Deterministic stand-in for the ONNX encoder that counts what it was asked to encode."""
 
-    def __init__(self, version: str = "enc-v1", dim: int = 384) -> None:
+    def __init__(self, version: str = "enc-v1", dim: int = 384, tokenizer_version: str = "tok-v1") -> None:
         self.version = version
+        self.tokenizer_version = tokenizer_version
         self.dim = dim
         self.calls: list[list[str]] = []
 

@@ -5,31 +5,134 @@ import pytest
 from botocore.exceptions import ClientError
 
 from topicserve.cache import (
+    Answer,
     CacheUnavailableError,
-    EmbeddingCache,
+    Doorkeeper,
+    EncoderConfig,
     LRUStore,
-    PredictionCache,
+    RecordCache,
+    TextRecord,
     TieredStore,
-    embedding_key,
-    prediction_key,
+    answer_id,
+    record_key,
+    tokens_hash,
 )
 from topicserve.cache.dynamodb import DynamoDBStore
+from topicserve.cache.record import MAX_VALUE_BYTES, dequantize, quantize
+
+CONFIG = EncoderConfig("enc1", "tok1", 256, 1, 1, "int8-per-vector-v1")
 
 
-def test_keys_name_everything_the_value_depends_on() -> None:
-    assert embedding_key("h1", "enc1") != embedding_key("h1", "enc2")
-    p = prediction_key("h1", head="rf", head_version="3", encoder_version="enc1")
-    assert p != prediction_key("h1", head="rf", head_version="4", encoder_version="enc1")
-    assert p != prediction_key("h1", head="rf", head_version="3", encoder_version="enc2")
-    assert p != prediction_key("h1", head="mlp", head_version="3", encoder_version="enc1")
-    assert "enc1" in p and "rf" in p and "h1" in p
+def unit(seed: int, dim: int = 384) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+    return v / np.linalg.norm(v)
 
 
-def test_keys_refuse_separator_or_empty_parts() -> None:
+def test_record_keys_name_the_tokens_and_the_whole_configuration() -> None:
+    t = tokens_hash([101, 7592, 102])
+    assert t == tokens_hash([101, 7592, 102]) and t != tokens_hash([101, 7593, 102])
+    assert tokens_hash([1, 2]) != tokens_hash([1, 2, 0])  # the length is part of the bytes hashed
+    key = record_key(t, CONFIG)
+    assert key == record_key(t, EncoderConfig(**vars(CONFIG)))
+    assert len(key) < 60  # the key is billed with every item
     with pytest.raises(ValueError):
-        embedding_key("h#1", "enc")
+        record_key("a#b", CONFIG)
     with pytest.raises(ValueError):
-        prediction_key("h", head="", head_version="1", encoder_version="e")
+        EncoderConfig("", "tok1", 256, 1, 1, "int8")
+    assert answer_id("rf", "3") == "rf@3"
+    with pytest.raises(ValueError):
+        answer_id("rf", "")
+
+
+def test_int8_embedding_is_close_to_float32() -> None:
+    vectors = [unit(i) for i in range(200)]
+    cos = []
+    for v in vectors:
+        back = dequantize(*quantize(v))
+        cos.append(float(np.dot(v, back)))
+        assert abs(float(np.linalg.norm(back)) - 1) < 1e-5
+    assert np.mean(cos) > 0.9999 and min(cos) > 0.999
+
+
+def test_record_roundtrip_answers_exact_and_under_one_write_unit() -> None:
+    probs = np.random.default_rng(1).dirichlet(np.ones(20)).astype(np.float32)
+    answer = Answer.from_probabilities(probs, 3)
+    assert answer.label_id == int(np.argmax(probs)) and answer.confidence == float(probs.max())
+    record = TextRecord(
+        unit(0), {f"{m}@{v}": answer for m in ("logreg", "rf", "hgb", "mlp", "ensemble") for v in "1"}
+    )
+    blob = record.encode()
+    assert len(blob) <= MAX_VALUE_BYTES
+    back = TextRecord.decode(blob, 384)
+    assert back.answers == record.answers  # float32 probabilities: bit-identical to the fresh answer
+    assert back.embedding is not None and float(np.dot(back.embedding, unit(0))) > 0.9999
+    # with its key and TTL the item stays under one write unit (1 KiB)
+    item_bytes = len("k") + len(record_key("f" * 32, CONFIG)) + len("v") + len(blob) + len("ttl") + 6
+    assert item_bytes <= 1024
+
+
+def test_record_drops_the_oldest_answers_to_fit() -> None:
+    answer = Answer((1, 2, 3), (0.5, 0.3, 0.2))
+    record = TextRecord(unit(0))
+    for v in range(40):
+        record = record.merged(None, {f"logreg@{v}": answer})
+    back = TextRecord.decode(record.encode(), 384)
+    assert len(record.encode()) <= MAX_VALUE_BYTES
+    assert "logreg@39" in back.answers and "logreg@0" not in back.answers
+    assert len(back.answers) < 40
+
+
+def test_unreadable_records_are_misses() -> None:
+    store = LRUStore()
+    cache = RecordCache(store, CONFIG)
+    store.put_many({cache.key("t1"): b"\x09garbage", cache.key("t2"): TextRecord(unit(0, 8)).encode()})
+    assert cache.get_many(["t1", "t2"]).records == {}  # another format; another dimension
+
+
+def test_doorkeeper_says_seen_on_the_second_sighting_and_ages() -> None:
+    door = Doorkeeper(capacity=1000)
+    assert not door.sighted("a") and door.sighted("a") and door.sighted("a")
+    false_positives = sum(door.sighted(f"new{i}") for i in range(999))
+    assert false_positives < 30  # ~1 % by construction
+    for i in range(2000):
+        door.sighted(f"more{i}")
+    assert door.resets >= 1
+    assert not Doorkeeper(10).sighted("x")
+    with pytest.raises(ValueError):
+        Doorkeeper(0)
+
+
+def test_admission_writes_the_shared_tier_only_on_a_repeated_sighting(cache_table: str, ddb: Any) -> None:
+    back = DynamoDBStore(cache_table, client=ddb)
+    cache = RecordCache(TieredStore(LRUStore(), back), CONFIG, doorkeeper=Doorkeeper(1000))
+    first = cache.get_many(["t1"])
+    assert first.repeated == set() and first.shared_reads == 1
+    assert cache.put_many({"t1": TextRecord(unit(0))}, admitted=first.repeated) == 0
+    assert ddb.scan(TableName=cache_table)["Count"] == 0
+    second = cache.get_many(["t1", "t2"])
+    assert second.repeated == {"t1"} and set(second.records) == {"t1"}  # from the LRU: no shared read
+    assert second.shared_reads == 1  # t2 only
+    written = cache.put_many(
+        {"t1": second.records["t1"], "t2": TextRecord(unit(1))}, admitted=second.repeated
+    )
+    assert written == 1
+    items = ddb.scan(TableName=cache_table)["Items"]
+    assert [i["k"]["S"] for i in items] == [cache.key("t1")]
+    assert len(items[0]["v"]["B"]) <= MAX_VALUE_BYTES
+
+
+def test_a_new_head_version_reuses_the_embedding_and_adds_its_answer(cache_table: str, ddb: Any) -> None:
+    back = DynamoDBStore(cache_table, client=ddb)
+    cache = RecordCache(TieredStore(LRUStore(), back), CONFIG)  # no doorkeeper: every record shared
+    a1 = Answer((1, 2, 3), (0.5, 0.25, 0.125))  # float32-exact values
+    cache.put_many({"t": TextRecord(unit(0), {"rf@1": a1})})
+    other = RecordCache(TieredStore(LRUStore(), back), CONFIG)  # another environment
+    record = other.get_many(["t"]).records["t"]
+    assert record.answers == {"rf@1": a1} and record.embedding is not None
+    other.put_many({"t": record.merged(None, {"rf@2": Answer((4, 1, 2), (0.5, 0.4, 0.1))})})
+    again = RecordCache(TieredStore(LRUStore(), back), CONFIG).get_many(["t"]).records["t"]
+    assert set(again.answers) == {"rf@1", "rf@2"}
+    assert ddb.scan(TableName=cache_table)["Count"] == 1  # one record per text
 
 
 def test_lru_evicts_least_recently_used() -> None:
@@ -39,37 +142,6 @@ def test_lru_evicts_least_recently_used() -> None:
     lru.put_many({"c": b"3"})
     assert lru.get_many(["a", "b", "c"]) == {"a": b"1", "c": b"3"}
     assert len(lru) == 2
-
-
-def test_embedding_roundtrip_is_exact(cache_table: str, ddb: Any) -> None:
-    cache = EmbeddingCache(DynamoDBStore(cache_table, client=ddb), "enc1")
-    vec = np.random.default_rng(0).standard_normal(384).astype(np.float32)
-    cache.put_many({"h": vec})
-    got = cache.get_many(["h", "missing"])
-    assert set(got) == {"h"}
-    assert got["h"].dtype == np.float32
-    np.testing.assert_array_equal(got["h"], vec)
-    item = ddb.get_item(TableName=cache_table, Key={"k": {"S": embedding_key("h", "enc1")}})["Item"]
-    assert len(item["v"]["B"]) == 384 * 4  # compact binary, not JSON
-    assert int(item["ttl"]["N"]) > 0
-
-
-def test_prediction_cache_many_heads_one_round() -> None:
-    calls: list[int] = []
-
-    class CountingStore(LRUStore):
-        def get_many(self, keys):  # type: ignore[no-untyped-def]
-            calls.append(1)
-            return super().get_many(keys)
-
-    cache = PredictionCache(CountingStore(), "enc1")
-    p = np.full(20, 0.05, dtype=np.float32)
-    cache.put_many_multi({("rf", "1"): {"h1": p}, ("mlp", "2"): {"h1": p, "h2": p}})
-    found = cache.get_many_multi({k: ["h1", "h2"] for k in [("rf", "1"), ("mlp", "2"), ("hgb", "1")]})
-    assert calls == [1]
-    assert set(found) == {("rf", "1"), ("mlp", "2")}
-    assert set(found[("mlp", "2")]) == {"h1", "h2"}
-    assert set(found[("rf", "1")]) == {"h1"}
 
 
 def test_dynamodb_store_chunks_beyond_batch_limits(cache_table: str, ddb: Any) -> None:

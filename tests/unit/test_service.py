@@ -15,9 +15,9 @@ TEXTS = ["space shuttle launch", "hockey playoffs", "space shuttle launch", "gpu
 
 
 def service(
-    encoder: FakeEncoder, heads: dict[str, FakeHead], emb: Any = None, pred: Any = None
+    encoder: FakeEncoder, heads: dict[str, FakeHead], store: Any = None, **kw: Any
 ) -> InferenceService:
-    return InferenceService(encoder, heads, embedding_store=emb, prediction_store=pred)
+    return InferenceService(encoder, heads, cache_store=store, **kw)
 
 
 def test_each_distinct_text_is_encoded_once(
@@ -52,7 +52,7 @@ def test_prediction_matches_the_head_directly(
 def test_second_request_is_served_from_the_prediction_cache(
     fake_encoder: FakeEncoder, fake_heads: dict[str, FakeHead]
 ) -> None:
-    svc = service(fake_encoder, fake_heads, LRUStore(), LRUStore())
+    svc = service(fake_encoder, fake_heads, LRUStore())
     first = svc.predict(TEXTS, ["rf", "mlp"])
     second = svc.predict(TEXTS, ["rf", "mlp"])
     assert len(fake_encoder.calls) == 1
@@ -62,21 +62,21 @@ def test_second_request_is_served_from_the_prediction_cache(
 
 
 def test_new_head_version_reuses_embeddings_new_encoder_does_not(fake_heads: dict[str, FakeHead]) -> None:
-    emb_store, pred_store = LRUStore(), LRUStore()
+    store = LRUStore()
     enc1 = FakeEncoder("enc-v1")
-    service(enc1, {"rf": FakeHead("rf", version="1")}, emb_store, pred_store).predict(TEXTS, ["rf"])
+    service(enc1, {"rf": FakeHead("rf", version="1")}, store).predict(TEXTS, ["rf"])
     assert len(enc1.calls) == 1
 
     # rf v2: predictions must be recomputed, embeddings must not
     rf2 = FakeHead("rf", version="2", seed=7)
-    result = service(enc1, {"rf": rf2}, emb_store, pred_store).predict(TEXTS, ["rf"])
+    result = service(enc1, {"rf": rf2}, store).predict(TEXTS, ["rf"])
     assert len(enc1.calls) == 1, "a new head version must reuse cached embeddings"
     assert rf2.calls == 1 and result.stats.prediction_hits == 0 and result.stats.embedding_hits == 3
     assert all(p.embedding_cached and not p.cached for p in result.predictions["rf"])
 
     # a new encoder version: nothing cached applies
     enc2 = FakeEncoder("enc-v2")
-    result = service(enc2, {"rf": rf2}, emb_store, pred_store).predict(TEXTS, ["rf"])
+    result = service(enc2, {"rf": rf2}, store).predict(TEXTS, ["rf"])
     assert len(enc2.calls) == 1 and result.stats.encoded == 3
     assert result.stats.prediction_hits == 0 and result.stats.embedding_hits == 0
 
@@ -84,7 +84,7 @@ def test_new_head_version_reuses_embeddings_new_encoder_does_not(fake_heads: dic
 def test_partial_hits_encode_only_the_misses(
     fake_encoder: FakeEncoder, fake_heads: dict[str, FakeHead]
 ) -> None:
-    svc = service(fake_encoder, fake_heads, LRUStore(), LRUStore())
+    svc = service(fake_encoder, fake_heads, LRUStore())
     svc.predict(["hockey playoffs"], ["rf"])
     result = svc.predict(["hockey playoffs", "gpu drivers"], ["rf", "mlp"])
     assert fake_encoder.calls[-1] == ["gpu drivers"]
@@ -105,22 +105,67 @@ def test_serves_without_cache_when_dynamodb_is_down(
     def down() -> TieredStore:
         return TieredStore(LRUStore(), DynamoDBStore("t", client=DownClient(), sleep=lambda s: None))
 
-    result = service(fake_encoder, fake_heads, down(), down()).predict(TEXTS, ["rf"])
+    result = service(fake_encoder, fake_heads, down()).predict(TEXTS, ["rf"])
     assert len(result.predictions["rf"]) == len(TEXTS)
     assert result.stats.cache_errors >= 2
 
 
-def test_the_two_cache_writes_overlap(fake_encoder: FakeEncoder, fake_heads: dict[str, FakeHead]) -> None:
-    """Embedding and prediction writes go out together: a request waits for the slower, not the sum."""
-    import time
+def test_texts_the_tokenizer_cannot_tell_apart_share_one_encoding_and_record(
+    fake_heads: dict[str, FakeHead],
+) -> None:
+    """The encoder is uncased: texts whose token ids are identical are encoded once and share a record."""
 
-    class Slow(LRUStore):
-        def put_many(self, items: Any) -> None:
-            time.sleep(0.3)
-            super().put_many(items)
+    class Uncased(FakeEncoder):
+        def tokenize(self, texts: Any) -> Any:
+            return super().tokenize([t.lower() for t in texts])
 
-    emb, pred = Slow(), Slow()
-    started = time.perf_counter()
-    service(fake_encoder, fake_heads, emb, pred).predict(TEXTS, ["rf"])
-    assert time.perf_counter() - started < 0.55
-    assert len(emb) == 3 and len(pred) == 3
+    enc, store = Uncased(), LRUStore()
+    first = service(enc, fake_heads, store).predict(["Hockey Playoffs", "hockey playoffs"], ["rf"])
+    assert first.stats.unique_texts == 2 and first.stats.encoded == 1
+    second = service(enc, fake_heads, store).predict(["HOCKEY PLAYOFFS"], ["rf"])
+    assert second.stats.prediction_hits == 1 and len(enc.calls) == 1
+    assert second.predictions["rf"][0].label == first.predictions["rf"][0].label
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"encode_batch_size": 8},  # INT8 embeddings depend on their batch mates
+        {"encoder": FakeEncoder("enc-v1", tokenizer_version="tok-v2")},
+        {"encoder": FakeEncoder("enc-v2")},
+        {"max_length": 32},
+    ],
+    ids=["batch size", "tokenizer", "encoder", "maximum length"],
+)
+def test_two_encoder_configurations_never_write_under_the_same_key(
+    fake_heads: dict[str, FakeHead], change: dict[str, Any]
+) -> None:
+    """Each configuration's records live under its own keys: the second configuration finds nothing of
+    the first's and writes beside it, never over it."""
+    store = LRUStore()
+    base = service(FakeEncoder(), fake_heads, store)
+    base.predict(TEXTS, ["rf"])
+    keys_before = set(store._data)
+    encoder = change.get("encoder", FakeEncoder())
+    if "max_length" in change:
+        encoder.max_length = change["max_length"]
+    other = service(encoder, fake_heads, store, encode_batch_size=change.get("encode_batch_size", 1))
+    assert other.cache is not None and base.cache is not None
+    assert other.cache.config != base.cache.config
+    result = other.predict(TEXTS, ["rf"])
+    assert result.stats.prediction_hits == 0 and result.stats.embedding_hits == 0
+    assert len(store._data) == 2 * len(keys_before)  # written beside the first's records, none over them
+
+
+def test_the_shared_tier_is_written_on_a_second_sighting_only(
+    fake_encoder: FakeEncoder, fake_heads: dict[str, FakeHead]
+) -> None:
+    from topicserve.cache import Doorkeeper
+
+    back = LRUStore()
+    svc = service(fake_encoder, fake_heads, TieredStore(LRUStore(), back), doorkeeper=Doorkeeper(1000))
+    first = svc.predict(TEXTS, ["rf"])
+    assert first.stats.cache_writes == 0 and len(back) == 0 and first.stats.cache_reads == 3
+    second = svc.predict(TEXTS, ["rf", "mlp"])  # seen before here: mlp's answers make them worth sharing
+    assert second.stats.cache_reads == 0  # the LRU had all three
+    assert second.stats.cache_writes == 3 and len(back) == 3

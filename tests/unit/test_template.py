@@ -111,6 +111,6 @@ def test_schedules_can_really_be_switched_off(template: dict[str, Any]) -> None:
 
 
 def test_caches_have_ttl(template: dict[str, Any]) -> None:
-    for name in ("EmbeddingCacheTable", "PredictionCacheTable", "ResultsTable"):
+    for name in ("CacheTable", "ResultsTable"):
         ttl = template["Resources"][name]["Properties"]["TimeToLiveSpecification"]
         assert ttl == {"AttributeName": "ttl", "Enabled": True}

@@ -162,17 +162,17 @@ def test_encode_batch_size_follows_the_device() -> None:
 def test_with_encoder_rebinds_the_caches_to_the_new_encoder_version() -> None:
     """Embeddings of the fp16 encoder must never be served as the INT8 encoder's (nor the reverse)."""
     store = LRUStore(100)
-    old = InferenceService(
-        FakeEncoder("int8-v"), {"logreg": FakeHead("logreg")}, embedding_store=store, prediction_store=store
-    )
+    old = InferenceService(FakeEncoder("int8-v"), {"logreg": FakeHead("logreg")}, cache_store=store)
     new = with_encoder(old, FakeEncoder("fp16-v"), 256)
     assert new is not old and new.encoder.version == "fp16-v" and new.encode_batch_size == 256
     assert new.routes is old.routes and new.dedup == old.dedup and new.faults is old.faults
-    assert new.embedding_cache is not None and new.embedding_cache.encoder_version == "fp16-v"
-    assert new.prediction_cache is not None and new.prediction_cache.encoder_version == "fp16-v"
-    assert new.embedding_cache.store is store
-    same = with_encoder(old, old.encoder, 64)  # the runtime's own encoder: the service is kept
-    assert same is old and old.encode_batch_size == 64
+    assert new.cache is not None and old.cache is not None and new.cache.store is store
+    assert new.cache.config.encoder == "fp16-v" and new.cache.config.batch_size == 256
+    assert new.cache.key("t") != old.cache.key("t")
+    assert with_encoder(old, old.encoder, 1) is old  # the runtime's own encoder and batch size: kept
+    rebatched = with_encoder(old, old.encoder, 64)  # another batch size: other embeddings, other keys
+    assert rebatched is not old and rebatched.cache is not None
+    assert rebatched.cache.key("t") != old.cache.key("t")
 
 
 def emf(out: str) -> list[dict[str, Any]]:

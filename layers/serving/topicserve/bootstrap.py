@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from topicserve.aws import AwsClient, aws_client
+from topicserve.cache.admission import Doorkeeper
 from topicserve.cache.dynamodb import DynamoDBStore
 from topicserve.cache.store import CacheStore, LRUStore, TieredStore
 from topicserve.errors import ArtifactError
@@ -70,11 +71,22 @@ def load_head(settings: Settings, registry: Registry, model: str, version: int) 
     return Head(path, name=model, version=str(record.version), labels=record.labels)
 
 
-def cache_store(settings: Settings, which: str, table: str, dynamodb: AwsClient) -> CacheStore | None:
-    if not settings.cache_enabled(which):
+def cache_store(settings: Settings, dynamodb: AwsClient) -> CacheStore | None:
+    """The record cache's store: the in-process LRU in front of the DynamoDB table (none when off)."""
+    if not settings.cache_enabled("all"):
         return None
-    back = DynamoDBStore(table, client=dynamodb, ttl_seconds=settings.cache_ttl_seconds) if table else None
+    shared = settings.cache_table and settings.cache_enabled("shared")
+    back = (
+        DynamoDBStore(settings.cache_table, client=dynamodb, ttl_seconds=settings.cache_ttl_seconds)
+        if shared
+        else None
+    )
     return TieredStore(LRUStore(settings.lru_max_items), back)
+
+
+def doorkeeper(settings: Settings) -> Doorkeeper | None:
+    """Admission to the shared tier (None: every record is written, the cost benchmark's baseline)."""
+    return Doorkeeper(settings.doorkeeper_capacity) if settings.cache_enabled("admission") else None
 
 
 @dataclass
@@ -147,8 +159,9 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     service = InferenceService(
         encoder_loading.result(),
         router,
-        embedding_store=cache_store(settings, "embedding", settings.embedding_cache_table, dynamodb),
-        prediction_store=cache_store(settings, "prediction", settings.prediction_cache_table, dynamodb),
+        cache_store=cache_store(settings, dynamodb),
+        doorkeeper=doorkeeper(settings),
+        use_answers=settings.cache_enabled("answers"),
         encode_batch_size=settings.encode_batch_size,
         dedup=settings.dedup,
         faults=StageFaults.parse(settings.fault_markers),

@@ -157,14 +157,15 @@ class Encoder:
         dim = outputs[OUTPUT].shape[-1]
         self.dim: int = dim if isinstance(dim, int) else 384
 
-        self._tokenizer = self._load_tokenizer(tokenizer_path, max_length)
+        self._tokenizer, self.tokenizer_version = self._load_tokenizer(tokenizer_path, max_length)
         self._pad_id = self._tokenizer.token_to_id("[PAD]") or 0
         self.prefix_chars: int = max_length * PREFIX_CHARS_PER_TOKEN
         self.load_seconds: float = time.perf_counter() - t0
 
     @staticmethod
-    def _load_tokenizer(path: str | os.PathLike[str], max_length: int) -> Tokenizer:
-        """Load tokenizer.json and replace its built-in truncation 128 / fixed padding 128."""
+    def _load_tokenizer(path: str | os.PathLike[str], max_length: int) -> tuple[Tokenizer, str]:
+        """Load tokenizer.json and replace its built-in truncation 128 / fixed padding 128; with its
+        sha256 (part of every cache key: another vocabulary gives other ids for the same text)."""
         raw = _read_artifact(path, "tokenizer")
         try:
             tok = Tokenizer.from_str(raw.decode("utf-8"))
@@ -172,7 +173,7 @@ class Encoder:
             raise ArtifactError(f"cannot parse tokenizer {os.fspath(path)!r}: {exc}") from exc
         tok.enable_truncation(max_length=max_length)
         tok.no_padding()  # we pad per sub-batch ourselves (dynamic padding), see encode()
-        return tok
+        return tok, hashlib.sha256(raw).hexdigest()
 
     def tokenize(self, texts: Sequence[str]) -> list[Tokens]:
         """Token ids of each text as the encoder reads them (its first ``max_length`` tokens).

@@ -64,6 +64,8 @@ def record_stats(metrics: Metrics, stats: Stats, *, latency_ms: float | None = N
     metrics.add_metric(name="TextsEncoded", unit=MetricUnit.Count, value=stats.encoded)
     metrics.add_metric(name="EncoderMs", unit=MetricUnit.Milliseconds, value=stats.encode_seconds * 1000)
     metrics.add_metric(name="CacheErrors", unit=MetricUnit.Count, value=stats.cache_errors)
+    metrics.add_metric(name="SharedCacheReads", unit=MetricUnit.Count, value=stats.cache_reads)
+    metrics.add_metric(name="SharedCacheWrites", unit=MetricUnit.Count, value=stats.cache_writes)
 
 
 def record_rollout(observations: list[Observation], service: str) -> None:
@@ -110,6 +112,8 @@ def stats_log(stats: Stats) -> dict[str, Any]:
         "heads_ms": round(stats.heads_seconds * 1000, 2),
         "cache_ms": round(stats.cache_seconds * 1000, 2),
         "cache_errors": stats.cache_errors,
+        "cache_reads": stats.cache_reads,
+        "cache_writes": stats.cache_writes,
     }
 
 

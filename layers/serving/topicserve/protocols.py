@@ -18,7 +18,9 @@ class TokensLike(Protocol):
 
 
 class EncoderLike(Protocol):
-    version: str
+    version: str  # the encoder graph's sha256: in every cache key
+    tokenizer_version: str  # tokenizer.json's sha256: in every cache key
+    max_length: int  # tokens read per text: in every cache key
 
     def tokenize(self, texts: Sequence[str]) -> Sequence[TokensLike]: ...
 

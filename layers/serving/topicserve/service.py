@@ -1,35 +1,40 @@
-"""The inference pipeline shared by the synchronous predict functions and the SQS batcher.
+"""The inference pipeline shared by the synchronous predict functions, the SQS batcher and the worker.
 
-For a batch of texts and a set of heads it does the least work the caches allow:
+For a batch of texts and a set of heads it does the least work the caches allow, in named steps:
 
-1. hash every (already validated, normalised) text and deduplicate: each distinct text is handled once
-   (common-subexpression elimination of the expensive encoder pass);
-2. tokenise each distinct text once (bounded prefix): that says whether the encoder reads all of it (the
-   ``truncated`` flag of every answer) and refuses texts with nothing the encoder can read;
-3. look up every (text, head) prediction in the prediction cache, in one store round;
-4. for the texts some head still needs, look up their embeddings in the embedding cache, in one round;
-5. encode only the texts with no cached embedding, in one encoder call (the encoder length-buckets them);
-6. run each head once on the stacked embeddings it still needs, and write back what was computed.
+1. :meth:`~InferenceService._distinct`: hash every (already validated, normalised) text and deduplicate:
+   each distinct text is handled once (common-subexpression elimination of the encoder pass);
+2. :meth:`~InferenceService._tokenize`: tokenise each distinct text once (bounded prefix): that says
+   whether the encoder reads all of it (the ``truncated`` flag) and refuses texts with nothing to read;
+   texts whose token ids are identical (case, accents, what lies past the last token read) are one text
+   from here on;
+3. route: which head version scores which text (production, a canary's share, a shadow's sample);
+4. :meth:`~InferenceService._lookup`: one cache record per distinct token sequence, the in-process LRU
+   first and the shared tier for the rest, in one round (a record holds the embedding and the answers);
+5. :meth:`~InferenceService._encode`: encode only the texts some head still needs and no record had;
+6. :meth:`~InferenceService._score`: each head once on the stacked embeddings it still needs;
+7. :meth:`~InferenceService._write_back`: records that gained something go to the LRU, and to the shared
+   tier where admission says the write pays (a text seen again in this environment).
 
-Nothing here knows about Lambda, HTTP, SQS or DynamoDB: the caches are injected, the encoder and heads are
+Nothing here knows about Lambda, HTTP, SQS or DynamoDB: the cache is injected, the encoder and heads are
 duck-typed, and the result carries counters that the handlers turn into metrics and logs.
 """
 
 from __future__ import annotations
 
-import functools
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
 from topicserve.batching import dedupe
+from topicserve.cache.admission import Doorkeeper
+from topicserve.cache.keys import EncoderConfig, answer_id, tokens_hash
+from topicserve.cache.record import EMBEDDING_FORMAT, Answer, TextRecord
 from topicserve.cache.store import CacheStore
-from topicserve.cache.typed import EmbeddingCache, PredictionCache
+from topicserve.cache.typed import Lookup, RecordCache
 from topicserve.catalogue import check_models
 from topicserve.errors import (
     EmptyTextError,
@@ -42,7 +47,7 @@ from topicserve.isolation import isolate
 from topicserve.protocols import EncoderLike, HeadLike, TokensLike
 from topicserve.rollout.routing import PRODUCTION, HeadKey, Plan, Route, plan_routes
 from topicserve.rollout.tally import Observation, Tally
-from topicserve.text import CheckedText, text_hash
+from topicserve.text import NORMALISER_VERSION, CheckedText, text_hash
 
 __all__ = ["EncoderLike", "HeadLike", "InferenceService", "Route", "TokensLike"]
 
@@ -57,8 +62,8 @@ class Prediction:
     label: str
     label_id: int
     top: list[dict[str, Any]]
-    cached: bool  # served from the prediction cache
-    embedding_cached: bool  # embedding came from a cache (or the prediction did, so no encoding at all)
+    cached: bool  # served from a cache record's answer
+    embedding_cached: bool  # embedding came from a cache record (or the answer did, so no encoding at all)
     version: str = ""  # the head version that answered
     stage: str = PRODUCTION  # its stage: production, or canary for the canary's share of texts
 
@@ -72,6 +77,8 @@ class Stats:
     embedding_hits: int = 0
     encoded: int = 0
     cache_errors: int = 0
+    cache_reads: int = 0  # records asked of the shared tier (each a billed read)
+    cache_writes: int = 0  # records written to the shared tier (each a billed write)
     encode_seconds: float = 0.0
     heads_seconds: float = 0.0
     cache_seconds: float = 0.0
@@ -89,31 +96,17 @@ class BatchResult:
     truncated: list[bool] = field(default_factory=list)  # per input text: the encoder read only its start
     stats: Stats = field(default_factory=Stats)
     rollout: list[Observation] = field(default_factory=list)  # what each canary / shadow did here
-    # text hash -> embedding, for the distinct texts this call had one for (computed or from the
-    # embedding cache; none for prediction-cache hits): monitoring samples these, at no extra cost
+    # text hash -> embedding, for the distinct texts this call had one for (computed or from a cache
+    # record; none for answer hits): monitoring samples these, at no extra cost
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)
     hashes: list[str] = field(default_factory=list)  # per input text, its text hash
 
 
-def top_k(probabilities: np.ndarray, labels: Sequence[str], k: int) -> list[dict[str, Any]]:
-    order = np.argsort(-probabilities, kind="stable")[:k]
+def top_k(answer: Answer, labels: Sequence[str]) -> list[dict[str, Any]]:
     return [
-        {"label": labels[i], "label_id": int(i), "probability": round(float(probabilities[i]), 6)}
-        for i in order
+        {"label": labels[i], "label_id": int(i), "probability": round(float(p), 6)}
+        for i, p in zip(answer.ids, answer.probabilities, strict=True)
     ]
-
-
-_writer: ThreadPoolExecutor | None = None
-_writer_lock = threading.Lock()
-
-
-def _cache_writer() -> ThreadPoolExecutor:
-    """One thread per environment that runs the second of the two cache writes (see _write_caches)."""
-    global _writer
-    with _writer_lock:
-        if _writer is None:
-            _writer = ThreadPoolExecutor(1, thread_name_prefix="cache-write")
-        return _writer
 
 
 class RouteSource(Protocol):
@@ -132,14 +125,58 @@ class StaticRoutes:
         return self.routes
 
 
+def encoder_config(encoder: EncoderLike, batch_size: int) -> EncoderConfig:
+    """What this encoder's embeddings depend on, as the cache keys name it."""
+    return EncoderConfig(
+        encoder=encoder.version,
+        tokenizer=encoder.tokenizer_version,
+        max_length=encoder.max_length,
+        batch_size=batch_size,
+        normaliser=NORMALISER_VERSION,
+        embedding_format=EMBEDDING_FORMAT,
+    )
+
+
+@dataclass
+class _Distinct:
+    """Step 1-2: the distinct texts of a call, and what the encoder reads of each."""
+
+    hashes: list[str]  # per input text
+    unique: list[str]  # distinct text hashes, first-seen order
+    inverse: list[int]  # input position -> index in unique
+    first: dict[str, int]  # text hash -> its first input position
+    tokens: dict[str, TokensLike] = field(default_factory=dict)  # text hash -> tokens
+    token_hash: dict[str, str] = field(default_factory=dict)  # text hash -> tokens_hash(ids)
+
+
+@dataclass
+class _Work:
+    """Steps 4-6: what the records held and what was computed, by text hash."""
+
+    plan: Plan
+    lookup: Lookup
+    cached: dict[HeadKey, dict[str, Answer]]  # answers found in records
+    wanted: dict[HeadKey, list[str]]  # texts each head version must still score
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+    from_cache: set[str] = field(default_factory=set)  # text hashes whose embedding came from a record
+    fresh: set[str] = field(default_factory=set)  # token hashes encoded in this call
+    computed: dict[HeadKey, dict[str, Answer]] = field(default_factory=dict)
+    failed: set[HeadKey] = field(default_factory=set)  # candidate heads that raised
+    head_ms: dict[HeadKey, float] = field(default_factory=dict)
+
+    def answer(self, key: HeadKey, h: str) -> Answer:
+        return self.cached[key][h] if h in self.cached[key] else self.computed[key][h]
+
+
 class InferenceService:
     def __init__(
         self,
         encoder: EncoderLike,
         heads: Mapping[str, HeadLike] | RouteSource,
         *,
-        embedding_store: CacheStore | None = None,
-        prediction_store: CacheStore | None = None,
+        cache_store: CacheStore | None = None,
+        doorkeeper: Doorkeeper | None = None,
+        use_answers: bool = True,
         top: int = 3,
         encode_batch_size: int = 1,  # Settings.encode_batch_size says why
         dedup: bool = True,
@@ -147,16 +184,26 @@ class InferenceService:
     ) -> None:
         self.encoder = encoder
         self.routes: RouteSource = StaticRoutes(heads) if isinstance(heads, Mapping) else heads
-        self.embedding_cache = (
-            EmbeddingCache(embedding_store, encoder.version) if embedding_store is not None else None
-        )
-        self.prediction_cache = (
-            PredictionCache(prediction_store, encoder.version) if prediction_store is not None else None
-        )
         self.top = top
-        self.encode_batch_size = encode_batch_size
+        self._encode_batch_size = encode_batch_size
+        self.cache = (
+            RecordCache(
+                cache_store,
+                encoder_config(encoder, encode_batch_size),
+                dim=int(getattr(encoder, "dim", 384)),
+                doorkeeper=doorkeeper,
+                use_answers=use_answers,
+            )
+            if cache_store is not None
+            else None
+        )
         self.dedup = dedup  # False: encode every occurrence of a repeated text (benchmark baseline only)
         self.faults = faults or StageFaults()  # test stacks only: see topicserve.faults
+
+    @property
+    def encode_batch_size(self) -> int:
+        """Texts per encoder call; fixed for a service's life, because its cache keys name it."""
+        return self._encode_batch_size
 
     @property
     def heads(self) -> dict[str, HeadLike]:
@@ -177,202 +224,202 @@ class InferenceService:
         stats = Stats(texts=len(texts))
         self.faults.check("transient", texts)
         errors_before = self._cache_errors()
+        d = self._distinct(texts)
+        stats.unique_texts = len(d.unique)
+        self._tokenize(texts, d)
+        work = self._lookup(models, routes, d, stats)
+        self._encode(texts, d, work, stats)
+        self._score(texts, d, work)
+        stats.heads_seconds = sum(work.head_ms.values()) / 1000
+        self._write_back(d, work, stats)
+        stats.cache_errors = self._cache_errors() - errors_before
+        cut = cut or [False] * len(texts)
+        return BatchResult(
+            predictions=self._predictions(models, d, work),
+            versions={m: routes[m].production.version for m in models},
+            encoder_version=self.encoder.version,
+            truncated=[bool(c) or d.tokens[h].truncated for c, h in zip(cut, d.hashes, strict=True)],
+            stats=stats,
+            rollout=_observations(work),
+            embeddings=work.embeddings,
+            hashes=d.hashes,
+        )
+
+    # -- steps ---------------------------------------------------------------------------------------
+    def _distinct(self, texts: Sequence[str]) -> _Distinct:
         hashes = [text_hash(t) for t in texts]
         dd = dedupe(hashes)
-        unique_hashes = dd.unique
-        first_index = {h: i for i, h in reversed(list(enumerate(hashes)))}
-        unique_texts = [texts[first_index[h]] for h in unique_hashes]
-        stats.unique_texts = len(unique_hashes)
+        first = {h: i for i, h in reversed(list(enumerate(hashes)))}
+        return _Distinct(hashes, list(dd.unique), list(dd.inverse), first)
 
-        # 2. tokens of every distinct text: the truncation flag, and nothing-to-read texts refused
+    def _tokenize(self, texts: Sequence[str], d: _Distinct) -> None:
+        unique_texts = [texts[d.first[h]] for h in d.unique]
         self.faults.check("tokenize", unique_texts)
-        tokens = dict(zip(unique_hashes, self.encoder.tokenize(unique_texts), strict=True))
-        for h, tok in tokens.items():
+        d.tokens = dict(zip(d.unique, self.encoder.tokenize(unique_texts), strict=True))
+        for h, tok in d.tokens.items():
             if len(tok.ids) <= SPECIAL_TOKENS:
-                where = f"texts[{first_index[h]}]" if len(texts) > 1 else "text"
+                where = f"texts[{d.first[h]}]" if len(texts) > 1 else "text"
                 raise EmptyTextError(f"{where} has nothing the encoder can read (no word, only marks)")
+        d.token_hash = {h: tokens_hash(tok.ids) for h, tok in d.tokens.items()}
 
-        # 3. which head version scores which text (production, canary share, shadow sample), then the
-        # prediction cache for all of it in one round
-        plan = plan_routes(models, unique_hashes, routes)
-        started = time.perf_counter()
-        cached_probs = self._cached_predictions(plan.jobs)
-        stats.cache_seconds += time.perf_counter() - started
-        answering = [(m, plan.answer[m][h], h) for m in models for h in unique_hashes]
-        stats.prediction_hits = sum(h in cached_probs[key] for _, key, h in answering)
+    def _lookup(
+        self, models: Sequence[str], routes: Mapping[str, Route], d: _Distinct, stats: Stats
+    ) -> _Work:
+        """Route every text, then read one record per distinct token sequence (one round)."""
+        plan = plan_routes(models, d.unique, routes)
+        lookup = Lookup()
+        if self.cache is not None:
+            lookup = self.cache.get_many(list(dict.fromkeys(d.token_hash.values())))
+            stats.cache_reads = lookup.shared_reads
+        records = {h: lookup.records.get(d.token_hash[h]) for h in d.unique}
+        cached: dict[HeadKey, dict[str, Answer]] = {}
+        for key, hs in plan.jobs.items():
+            name = answer_id(*key)
+            found = cached.setdefault(key, {})
+            for h in hs:
+                record = records[h]
+                answer = record.answers.get(name) if record is not None else None
+                if answer is not None and len(answer.ids) >= min(self.top, _classes(plan, key)):
+                    found[h] = Answer(answer.ids[: self.top], answer.probabilities[: self.top])
+        answering = [(plan.answer[m][h], h) for m in models for h in d.unique]
+        stats.prediction_hits = sum(h in cached[key] for key, h in answering)
         stats.prediction_misses = len(answering) - stats.prediction_hits
-        wanted = {key: [h for h in hs if h not in cached_probs[key]] for key, hs in plan.jobs.items()}
-        need_embedding = list(dict.fromkeys(h for hs in wanted.values() for h in hs))
+        wanted = {key: [h for h in hs if h not in cached[key]] for key, hs in plan.jobs.items()}
+        work = _Work(plan, lookup, cached, wanted)
+        for h, record in records.items():
+            if record is not None and record.embedding is not None:
+                work.embeddings[h] = record.embedding
+                work.from_cache.add(h)
+        return work
 
-        # 4-5. embeddings: cache first, then encode the misses once
-        occurrences = None if self.dedup else hashes
-        self.faults.check("encode", [texts[first_index[h]] for h in need_embedding])
-        embeddings, from_cache, fresh = self._embeddings(need_embedding, tokens, stats, occurrences)
+    def _encode(self, texts: Sequence[str], d: _Distinct, work: _Work, stats: Stats) -> None:
+        """Encode the texts some head still needs and no record had, each token sequence once (with dedup
+        off, every occurrence, as a service without common-subexpression elimination would)."""
+        need = [h for h in dict.fromkeys(h for hs in work.wanted.values() for h in hs)]
+        stats.embedding_hits = sum(h in work.from_cache for h in need)
+        misses = [h for h in need if h not in work.embeddings]
+        self.faults.check("encode", [texts[d.first[h]] for h in misses])
+        if not misses:
+            return
+        by_tokens = {d.token_hash[h]: h for h in misses}  # one encoder pass per distinct token sequence
+        if self.dedup:
+            order = list(by_tokens)
+        else:
+            missing = set(misses)
+            order = [d.token_hash[h] for h in d.hashes if h in missing]
+        started = time.perf_counter()
+        vectors = self.encoder.encode_tokens(
+            [d.tokens[by_tokens[t]].ids for t in order], self.encode_batch_size
+        )
+        stats.encode_seconds = time.perf_counter() - started
+        stats.encoded = len(order)
+        fresh = dict(zip(order, vectors, strict=True))
+        work.fresh = set(fresh)
+        for h in misses:
+            work.embeddings[h] = fresh[d.token_hash[h]]
 
-        # 6. each head once on what is still missing; a candidate's failure never fails the request
-        computed: dict[HeadKey, dict[str, np.ndarray]] = {}
-        head_ms: dict[HeadKey, float] = {}
-        failed: set[HeadKey] = set()
-        for key, todo in wanted.items():
+    def _score(self, texts: Sequence[str], d: _Distinct, work: _Work) -> None:
+        """Each head version once on what it still needs; a candidate's failure never fails the request."""
+        for key, todo in work.wanted.items():
             if not todo:
                 continue
-            stage, head = plan.heads[key]
-            matrix = np.stack([embeddings[h] for h in todo])
+            stage, head = work.plan.heads[key]
+            matrix = np.stack([work.embeddings[h] for h in todo])
             started = time.perf_counter()
             if stage == PRODUCTION:
-                self.faults.check("head", [texts[first_index[h]] for h in todo])
+                self.faults.check("head", [texts[d.first[h]] for h in todo])
                 probs = head.predict_proba(matrix)
             else:
                 try:
                     probs = head.predict_proba(matrix)
                 except Exception:
-                    failed.add(key)
+                    work.failed.add(key)
                     continue
-            head_ms[key] = (time.perf_counter() - started) * 1000
-            computed[key] = dict(zip(todo, probs, strict=True))
-        stats.heads_seconds = sum(head_ms.values()) / 1000
+            work.head_ms[key] = (time.perf_counter() - started) * 1000
+            work.computed[key] = {
+                h: Answer.from_probabilities(p, self.top) for h, p in zip(todo, probs, strict=True)
+            }
+
+    def _write_back(self, d: _Distinct, work: _Work, stats: Stats) -> None:
+        """Records that gained an embedding or an answer go to the LRU; to the shared tier go the repeated
+        ones among them, and repeated ones this environment has that the shared tier lacks (a failed shared
+        write is absorbed and counted by the store)."""
+        if self.cache is None:
+            return
+        gained: dict[str, TextRecord] = {t: work.lookup.records[t] for t in work.lookup.unshared}
+        for key, answers in work.computed.items():
+            for h, answer in answers.items():
+                t = d.token_hash[h]
+                record = gained.get(t) or work.lookup.records.get(t) or TextRecord()
+                gained[t] = record.merged(work.embeddings.get(h), {answer_id(*key): answer})
+        if not gained:
+            return
         started = time.perf_counter()
-        self._write_caches(fresh, computed)
+        stats.cache_writes = self.cache.put_many(gained, admitted=work.lookup.repeated & set(gained))
         stats.cache_seconds += time.perf_counter() - started
 
-        def probabilities(key: HeadKey, h: str) -> np.ndarray:
-            return cached_probs[key][h] if h in cached_probs[key] else computed[key][h]
-
+    def _predictions(self, models: Sequence[str], d: _Distinct, work: _Work) -> dict[str, list[Prediction]]:
+        plan = work.plan
         predictions: dict[str, list[Prediction]] = {}
         for m in models:
             per_unique: list[Prediction] = []
-            for h in unique_hashes:
+            for h in d.unique:
                 key = plan.answer[m][h]
-                if key in failed:  # the canary failed here: production answers (it scored every text)
+                if key in work.failed:  # the canary failed here: production answers (it scored every text)
                     key = plan.production[m]
                 stage, head = plan.heads[key]
                 if head.labels is None:
                     raise TypeError(f"head {m!r} has no labels to answer with")
-                hit = h in cached_probs[key]
-                best = top_k(probabilities(key, h), head.labels, self.top)
+                hit = h in work.cached[key]
+                best = top_k(work.answer(key, h), head.labels)
                 per_unique.append(
                     Prediction(
                         label=best[0]["label"],
                         label_id=best[0]["label_id"],
                         top=best,
                         cached=hit,
-                        embedding_cached=hit or h in from_cache,
+                        embedding_cached=hit or h in work.from_cache,
                         version=head.version,
                         stage=stage,
                     )
                 )
-            predictions[m] = [per_unique[u] for u in dd.inverse]
-        stats.cache_errors = self._cache_errors() - errors_before
-        cut = cut or [False] * len(texts)
-        return BatchResult(
-            predictions=predictions,
-            versions={m: routes[m].production.version for m in models},
-            encoder_version=self.encoder.version,
-            truncated=[bool(c) or tokens[h].truncated for c, h in zip(cut, hashes, strict=True)],
-            stats=stats,
-            rollout=_observations(plan, probabilities, failed, head_ms, wanted),
-            embeddings=embeddings,
-            hashes=hashes,
-        )
-
-    # -- steps ---------------------------------------------------------------------------------------
-    def _cached_predictions(
-        self, jobs: Mapping[HeadKey, Sequence[str]]
-    ) -> dict[HeadKey, dict[str, np.ndarray]]:
-        if self.prediction_cache is None:
-            return {key: {} for key in jobs}
-        found = self.prediction_cache.get_many_multi({k: hs for k, hs in jobs.items() if hs})
-        return {key: found.get(key, {}) for key in jobs}
-
-    def _embeddings(
-        self,
-        hashes: Sequence[str],
-        tokens: Mapping[str, TokensLike],
-        stats: Stats,
-        occurrences: Sequence[str] | None = None,
-    ) -> tuple[dict[str, np.ndarray], set[str], dict[str, np.ndarray]]:
-        """Embeddings of ``hashes`` (cached ones, then the misses encoded once each), which came from the
-        cache, and the freshly encoded ones (for :meth:`_write_caches`).
-
-        With ``occurrences`` (dedup off) every occurrence of a missing text is encoded, as a service
-        without common-subexpression elimination would; results are the same, only the work differs.
-        """
-        embeddings: dict[str, np.ndarray] = {}
-        if self.embedding_cache is not None and hashes:
-            started = time.perf_counter()
-            embeddings = self.embedding_cache.get_many(hashes)
-            stats.cache_seconds += time.perf_counter() - started
-        from_cache = set(embeddings)
-        stats.embedding_hits = len(from_cache)
-        misses = [h for h in hashes if h not in embeddings]
-        fresh: dict[str, np.ndarray] = {}
-        if misses:
-            started = time.perf_counter()
-            missing = set(misses)
-            order = misses if occurrences is None else [h for h in occurrences if h in missing]
-            vectors = self.encoder.encode_tokens([tokens[h].ids for h in order], self.encode_batch_size)
-            stats.encode_seconds = time.perf_counter() - started
-            stats.encoded = len(order)
-            fresh = dict(zip(order, vectors, strict=True))
-            embeddings.update(fresh)
-        return embeddings, from_cache, fresh
-
-    def _write_caches(
-        self, embeddings: Mapping[str, np.ndarray], predictions: Mapping[HeadKey, Mapping[str, np.ndarray]]
-    ) -> None:
-        """Write what was computed to both caches at once: two tables' round trips overlapped rather than
-        one after the other (billed time spent waiting; a failed back store is absorbed by the store)."""
-        writes: list[Callable[[], None]] = []
-        if self.embedding_cache is not None and embeddings:
-            writes.append(functools.partial(self.embedding_cache.put_many, embeddings))
-        if self.prediction_cache is not None and predictions:
-            writes.append(functools.partial(self.prediction_cache.put_many_multi, predictions))
-        if len(writes) < 2:
-            for write in writes:
-                write()
-            return
-        other = _cache_writer().submit(writes[1])
-        try:
-            writes[0]()
-        finally:
-            other.result()
+            predictions[m] = [per_unique[u] for u in d.inverse]
+        return predictions
 
     def _cache_errors(self) -> int:
-        caches = (self.embedding_cache, self.prediction_cache)
-        return sum(c.store.errors for c in caches if c is not None)
+        return self.cache.store.errors if self.cache is not None else 0
 
 
-def _observations(
-    plan: Plan,
-    probabilities: Callable[[HeadKey, str], np.ndarray],
-    failed: set[HeadKey],
-    head_ms: Mapping[HeadKey, float],
-    wanted: Mapping[HeadKey, Sequence[str]],
-) -> list[Observation]:
+def _classes(plan: Plan, key: HeadKey) -> int:
+    labels = plan.heads[key][1].labels
+    return len(labels) if labels else 1
+
+
+def _observations(work: _Work) -> list[Observation]:
     """Each candidate against production on the texts it scored: agreement (same label name, so a
     candidate whose label order differs is compared fairly), confidence, errors and head time."""
-    found = []
+    plan, found = work.plan, []
     for model, key, hashes in plan.compare:
         stage, head = plan.heads[key]
         tally = Tally()
-        if key in failed:
+        if key in work.failed:
             tally.errors = len(hashes)
         else:
             prod_key = plan.production[model]
             prod_labels = plan.heads[prod_key][1].labels or []
             labels = head.labels or []
             for h in hashes:
-                cand, prod = probabilities(key, h), probabilities(prod_key, h)
-                c, p = int(np.argmax(cand)), int(np.argmax(prod))
+                cand, prod = work.answer(key, h), work.answer(prod_key, h)
+                c, p = cand.label_id, prod.label_id
                 tally.compared += 1
                 tally.agreed += labels[c] == prod_labels[p] if labels and prod_labels else c == p
-                tally.candidate_confidence += float(cand[c])
-                tally.production_confidence += float(prod[p])
+                tally.candidate_confidence += cand.confidence
+                tally.production_confidence += prod.confidence
             tally.answered = len(hashes) if stage != "shadow" else 0
-            computed = len(wanted.get(key, ()))
+            computed = len(work.wanted.get(key, ()))
             if computed:
-                tally.candidate_head_ms = head_ms.get(key, 0.0)
-                per_text = head_ms.get(prod_key, 0.0) / max(1, len(wanted.get(prod_key, ())))
+                tally.candidate_head_ms = work.head_ms.get(key, 0.0)
+                per_text = work.head_ms.get(prod_key, 0.0) / max(1, len(work.wanted.get(prod_key, ())))
                 tally.production_head_ms = per_text * computed
         found.append(
             Observation(model=model, stage=stage, version=head.version, epoch=plan.epochs[key], tally=tally)

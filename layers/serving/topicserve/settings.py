@@ -81,8 +81,7 @@ class Settings:
     model_stage: str = "production"
     registry_bucket: str = ""
     registry_table: str = ""
-    embedding_cache_table: str = ""
-    prediction_cache_table: str = ""
+    cache_table: str = ""  # one record per text: embedding + answers (topicserve.cache)
     results_table: str = ""
     requests_queue_url: str = ""
     bulk_queue_url: str = ""  # empty: no bulk queue, every submission goes to the requests queue
@@ -97,6 +96,11 @@ class Settings:
     cache_ttl_seconds: int = 7 * 24 * 3600
     results_ttl_seconds: int = 24 * 3600
     lru_max_items: int = 20_000
+    # keys an environment remembers for admission (a shared write on a key's second sighting): the
+    # horizon within which a text must recur to earn its write (topicserve.cache.admission)
+    doorkeeper_capacity: int = 100_000
+    # cache parts switched off, for benchmarks: "all" (no cache), "shared" (no DynamoDB tier), "answers"
+    # (records keep embeddings only: heads always run), "admission" (every record goes to DynamoDB)
     disabled_caches: tuple[str, ...] = field(default_factory=tuple)
     max_text_chars: int = DEFAULT_MAX_CHARS
     max_texts_per_request: int = 64
@@ -138,8 +142,7 @@ class Settings:
             model_stage=env.get("MODEL_STAGE", "production"),
             registry_bucket=env.get("REGISTRY_BUCKET", ""),
             registry_table=env.get("REGISTRY_TABLE", ""),
-            embedding_cache_table=env.get("EMBEDDING_CACHE_TABLE", ""),
-            prediction_cache_table=env.get("PREDICTION_CACHE_TABLE", ""),
+            cache_table=env.get("CACHE_TABLE", ""),
             results_table=env.get("RESULTS_TABLE", ""),
             requests_queue_url=env.get("REQUESTS_QUEUE_URL", ""),
             bulk_queue_url=env.get("BULK_QUEUE_URL", ""),
@@ -152,6 +155,7 @@ class Settings:
             cache_ttl_seconds=_int(env, "CACHE_TTL_SECONDS", 7 * 24 * 3600),
             results_ttl_seconds=_int(env, "RESULTS_TTL_SECONDS", 24 * 3600),
             lru_max_items=_int(env, "LRU_MAX_ITEMS", 20_000),
+            doorkeeper_capacity=_int(env, "DOORKEEPER_CAPACITY", 100_000),
             disabled_caches=_list(env, "DISABLE_CACHES", ()),
             max_text_chars=_int(env, "MAX_TEXT_CHARS", DEFAULT_MAX_CHARS),
             max_texts_per_request=_int(env, "MAX_TEXTS_PER_REQUEST", 64),
@@ -177,5 +181,6 @@ class Settings:
             fault_markers=chaos.get("FAULT_MARKERS", ""),
         )
 
-    def cache_enabled(self, which: str) -> bool:
-        return which not in self.disabled_caches and "all" not in self.disabled_caches
+    def cache_enabled(self, part: str) -> bool:
+        """Whether a cache part (all, shared, answers, admission) is on; "all" off turns every part off."""
+        return part not in self.disabled_caches and "all" not in self.disabled_caches

@@ -30,6 +30,9 @@ from topicserve.errors import EmptyTextError, TextTypeError, TooManyTextsError
 #: Characters kept per text. 4 UTF-8 bytes per character at most (whitespace runs are already collapsed,
 #: control characters removed), so 50,000 characters plus the message envelope fit one 256 KiB SQS message.
 DEFAULT_MAX_CHARS = 50_000
+#: Bumped whenever :func:`normalise` changes what it keeps: part of every cache key, because the record of a
+#: text is found by the tokens of its normalised form.
+NORMALISER_VERSION = 1
 
 _WHITESPACE = re.compile(r"\s+")
 _SPACES = re.compile(r" {2,}")

@@ -231,18 +231,20 @@ def settings_from_env(env: dict[str, str] | None = None) -> WorkerSettings:
 def with_encoder(service: InferenceService, encoder: EncoderLike, batch_size: int) -> InferenceService:
     """``service`` running ``encoder`` with sub-batches of ``batch_size``.
 
-    A different encoder needs a new service, not a swapped attribute: the embedding and prediction caches
-    are keyed by the encoder's version (the fp16 encoder's embeddings are not the INT8 one's), and the
-    service binds that version when it is built. Routes, cache stores, dedup and faults are kept.
+    A different encoder or batch size needs a new service, not a swapped attribute: cache records are keyed
+    by the encoder configuration (the fp16 encoder's embeddings are not the INT8 one's, and a batch of 256
+    gives other INT8 embeddings than a batch of 1), which the service binds when it is built. Routes, the
+    cache store and its admission, dedup and faults are kept.
     """
-    if encoder is service.encoder:
-        service.encode_batch_size = batch_size
+    if encoder is service.encoder and batch_size == service.encode_batch_size:
         return service
+    cache = service.cache
     return InferenceService(
         encoder,
         service.routes,
-        embedding_store=service.embedding_cache.store if service.embedding_cache else None,
-        prediction_store=service.prediction_cache.store if service.prediction_cache else None,
+        cache_store=cache.store if cache else None,
+        doorkeeper=cache.doorkeeper if cache else None,
+        use_answers=cache.use_answers if cache else True,
         top=service.top,
         encode_batch_size=batch_size,
         dedup=service.dedup,

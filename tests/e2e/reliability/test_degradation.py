@@ -40,7 +40,7 @@ def test_predictions_are_served_without_the_dynamodb_caches(
     rel_stack: dict[str, Any], rel_client: Client, localcloud: LocalCloud
 ) -> None:
     dynamodb = localcloud.client("dynamodb")
-    tables = [rel_stack["tables"]["embedding_cache"], rel_stack["tables"]["prediction_cache"]]
+    tables = [rel_stack["tables"]["cache"]]
     described = {t: dynamodb.describe_table(TableName=t)["Table"] for t in tables}
     since_ms = int(time.time() * 1000) - 1000
     for table in tables:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Protocol, runtime_checkable
 
 from topicserve.errors import BackendUnavailableError
@@ -78,7 +78,7 @@ class TieredStore:
     """A fast front store (the LRU) over a shared back store (DynamoDB).
 
     Reads try the front first and only ask the back for what is missing, then fill the front with what the
-    back had. Writes go to both.
+    back had. Writes go to the front, and to the back for the keys the caller admits (all by default).
 
     A back store that is down or throttled must not take predictions down with it: its
     :class:`CacheUnavailableError` is logged as a warning and counted in ``errors`` (callers turn that
@@ -95,27 +95,43 @@ class TieredStore:
         return self._errors
 
     def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
+        return self.get_many_counted(keys)[0]
+
+    def get_many_counted(self, keys: Iterable[str]) -> tuple[dict[str, bytes], int, set[str]]:
+        """The values found, how many keys the back store was asked for (each is a billed read), and
+        which keys the back store had."""
         wanted = list(dict.fromkeys(keys))
         found = self.front.get_many(wanted)
         missing = [k for k in wanted if k not in found]
-        if missing and self.back is not None:
-            try:
-                from_back = self.back.get_many(missing)
-            except CacheUnavailableError as exc:
-                self._degraded("read", exc)
-                return found
-            if from_back:
-                self.front.put_many(from_back)
-                found.update(from_back)
-        return found
+        if not missing or self.back is None:
+            return found, 0, set()
+        try:
+            from_back = self.back.get_many(missing)
+        except CacheUnavailableError as exc:
+            self._degraded("read", exc)
+            return found, len(missing), set()
+        if from_back:
+            self.front.put_many(from_back)
+            found.update(from_back)
+        return found, len(missing), set(from_back)
 
     def put_many(self, items: Mapping[str, bytes]) -> None:
+        self.put_admitted(items, None)
+
+    def put_admitted(self, items: Mapping[str, bytes], shared: Collection[str] | None) -> int:
+        """Write every item to the front and those named in ``shared`` (None: all) to the back; returns
+        how many the back was given."""
         self.front.put_many(items)
-        if self.back is not None and items:
-            try:
-                self.back.put_many(items)
-            except CacheUnavailableError as exc:
-                self._degraded("write", exc)
+        if self.back is None or not items:
+            return 0
+        back = items if shared is None else {k: v for k, v in items.items() if k in shared}
+        if not back:
+            return 0
+        try:
+            self.back.put_many(back)
+        except CacheUnavailableError as exc:
+            self._degraded("write", exc)
+        return len(back)
 
     def _degraded(self, operation: str, exc: CacheUnavailableError) -> None:
         self._errors += 1

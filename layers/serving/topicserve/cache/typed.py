@@ -1,89 +1,100 @@
-"""Typed caches: embeddings and predictions over any :class:`~topicserve.cache.store.CacheStore`.
+"""The record cache: one :class:`~topicserve.cache.record.TextRecord` per text over any cache store.
 
-Both values are stored as raw little-endian float32 bytes (384 x 4 = 1,536 bytes per embedding, 80 bytes per
-20-class probability vector): compact, exact (a cached embedding gives bit-identical predictions to a
-fresh one) and cheap to decode, unlike JSON lists of floats.
+Reads try the in-process LRU first and ask the shared tier (DynamoDB) only for what it lacks, in one
+round. Writes fill the LRU with every record and the shared tier only with the records that
+:class:`~topicserve.cache.admission.Doorkeeper` admits (a key's second sighting in this environment).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 
-import numpy as np
+from topicserve.cache.admission import Doorkeeper
+from topicserve.cache.keys import EncoderConfig, record_key
+from topicserve.cache.record import TextRecord
+from topicserve.cache.store import CacheStore, TieredStore
 
-from topicserve.cache.keys import embedding_key, prediction_key
-from topicserve.cache.store import CacheStore
-
-_DTYPE = np.dtype("<f4")
-
-
-def encode_vector(vector: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vector, dtype=_DTYPE).tobytes()
+logger = logging.getLogger(__name__)
 
 
-def decode_vector(blob: bytes, size: int | None = None) -> np.ndarray:
-    vector = np.frombuffer(blob, dtype=_DTYPE)
-    if size is not None and vector.shape[0] != size:
-        raise ValueError(f"cached vector has {vector.shape[0]} values, expected {size}")
-    return vector
+@dataclass
+class Lookup:
+    """What one lookup found, by token hash, and which keys this environment had sighted before."""
+
+    records: dict[str, TextRecord] = field(default_factory=dict)
+    repeated: set[str] = field(default_factory=set)  # token hashes sighted here before this lookup
+    # repeated token hashes whose record this environment has but (probably) the shared tier has not:
+    # their second sighting is what admits them, even when nothing new was computed for them
+    unshared: set[str] = field(default_factory=set)
+    shared_reads: int = 0  # keys asked of the shared tier
 
 
-class EmbeddingCache:
-    """Embeddings by text hash for one encoder version (shared by every head and head version)."""
-
-    def __init__(self, store: CacheStore, encoder_version: str, dim: int = 384) -> None:
+class RecordCache:
+    def __init__(
+        self,
+        store: CacheStore,
+        config: EncoderConfig,
+        *,
+        dim: int = 384,
+        doorkeeper: Doorkeeper | None = None,
+        use_answers: bool = True,
+    ) -> None:
         self.store = store
-        self.encoder_version = encoder_version
+        self.config = config
         self.dim = dim
+        # None: every record is shared (no admission), as a store without a shared tier needs none
+        self.doorkeeper = doorkeeper
+        # keys (probably) in the shared tier: read from it or written to it by this environment
+        self.shared = Doorkeeper(doorkeeper.capacity) if doorkeeper is not None else None
+        self.use_answers = use_answers  # False: answers are not read from records (heads always run)
 
-    def get_many(self, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
-        keys = {embedding_key(h, self.encoder_version): h for h in text_hashes}
-        found = self.store.get_many(keys)
-        return {keys[k]: decode_vector(v, self.dim) for k, v in found.items()}
+    def key(self, token_hash: str) -> str:
+        return record_key(token_hash, self.config)
 
-    def put_many(self, embeddings: Mapping[str, np.ndarray]) -> None:
-        self.store.put_many(
-            {embedding_key(h, self.encoder_version): encode_vector(e) for h, e in embeddings.items()}
-        )
-
-
-class PredictionCache:
-    """Class-probability vectors by (text hash, head, head version, encoder version).
-
-    Lookups and writes take several heads at once so that asking all four models for a batch costs one
-    store round, not four.
-    """
-
-    def __init__(self, store: CacheStore, encoder_version: str) -> None:
-        self.store = store
-        self.encoder_version = encoder_version
-
-    def _key(self, text_hash: str, head: str, head_version: str) -> str:
-        return prediction_key(
-            text_hash, head=head, head_version=head_version, encoder_version=self.encoder_version
-        )
-
-    def get_many_multi(
-        self, wanted: Mapping[tuple[str, str], Sequence[str]]
-    ) -> dict[tuple[str, str], dict[str, np.ndarray]]:
-        """``{(head, version): {text_hash: probabilities}}`` for the pairs found among ``wanted``
-        (``{(head, version): text hashes}``: a canary or shadow version is asked only for its texts)."""
-        keys = {
-            self._key(h, head, ver): ((head, ver), h)
-            for (head, ver), hashes in wanted.items()
-            for h in hashes
-        }
-        found: dict[tuple[str, str], dict[str, np.ndarray]] = {}
-        for key, blob in self.store.get_many(keys).items():
-            head_id, text = keys[key]
-            found.setdefault(head_id, {})[text] = decode_vector(blob)
-        return found
-
-    def put_many_multi(self, values: Mapping[tuple[str, str], Mapping[str, np.ndarray]]) -> None:
-        self.store.put_many(
-            {
-                self._key(h, head, ver): encode_vector(p)
-                for (head, ver), per_text in values.items()
-                for h, p in per_text.items()
+    def get_many(self, token_hashes: Sequence[str]) -> Lookup:
+        keys = {self.key(t): t for t in dict.fromkeys(token_hashes)}
+        lookup = Lookup()
+        if self.doorkeeper is not None:
+            lookup.repeated = {t for k, t in keys.items() if self.doorkeeper.sighted(k)}
+        from_back: set[str] = set()
+        if isinstance(self.store, TieredStore):
+            found, lookup.shared_reads, from_back = self.store.get_many_counted(keys)
+        else:
+            found = self.store.get_many(keys)
+        if self.shared is not None:
+            for k in from_back:
+                self.shared.sighted(k)
+        for k, blob in found.items():
+            try:
+                record = TextRecord.decode(blob, self.dim)
+            except (ValueError, IndexError) as exc:  # another format or a damaged item: a miss
+                logger.warning("unreadable cache record %s ignored: %s", k, exc)
+                continue
+            if not self.use_answers:
+                record.answers.clear()
+            lookup.records[keys[k]] = record
+        if self.shared is not None:
+            lookup.unshared = {
+                t for t in lookup.repeated if t in lookup.records and self.key(t) not in self.shared
             }
-        )
+        return lookup
+
+    def put_many(self, records: Mapping[str, TextRecord], *, admitted: Collection[str] | None = None) -> int:
+        """Store ``records`` (by token hash); with a doorkeeper the shared tier takes only the ``admitted``
+        ones (a lookup's ``repeated``), without one all. Returns how many went to the shared tier."""
+        if not records:
+            return 0
+        items = {self.key(t): r.encode() for t, r in records.items()}
+        if self.doorkeeper is None:
+            shared = set(items)
+        else:
+            shared = {self.key(t) for t in (admitted or ()) if t in records}
+        if self.shared is not None:
+            for k in shared:
+                self.shared.sighted(k)
+        if isinstance(self.store, TieredStore):
+            return self.store.put_admitted(items, shared)
+        self.store.put_many(items)
+        return len(items)

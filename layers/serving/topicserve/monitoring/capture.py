@@ -27,7 +27,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from topicserve.aws import AwsClient
-from topicserve.cache.typed import decode_vector, encode_vector
 from topicserve.dynamo import RetryPolicy, batch_put, pages
 from topicserve.monitoring.drift import histogram
 from topicserve.rollout.routing import share
@@ -37,6 +36,17 @@ logger = logging.getLogger(__name__)
 BINS = 10
 MAX_SEEN = 50_000  # text hashes remembered per window and model version, for the distinct count
 SumsKey = tuple[str, str, str]  # window, model, version
+
+_VECTOR = np.dtype("<f4")
+
+
+def encode_vector(vector: np.ndarray) -> bytes:
+    """Raw little-endian float32: a sampled embedding is kept exact for the drift tests."""
+    return np.ascontiguousarray(vector, dtype=_VECTOR).tobytes()
+
+
+def decode_vector(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype=_VECTOR)
 
 
 def window_start(timestamp: float, seconds: int) -> str:

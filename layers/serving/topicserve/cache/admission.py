@@ -1,0 +1,57 @@
+"""Admission to the shared cache tier: a DynamoDB write only for a text seen again.
+
+A record write costs one write unit ($0.625 per million), about what encoding the text twice does, and a
+shared hit saves one encode but pays a read ($0.0625 per million for an eventually consistent read of an
+item under 4 KiB). So a record pays back only after about two to three hits (``bench/cost.py``
+``break_even_hits`` computes it from the prices and the measured encode cost), and most texts of a real
+stream are seen once. As TinyLFU's doorkeeper does (Einziger, Friedman and Manes, 2017), each execution
+environment keeps a Bloom filter of the keys it has looked up; a record goes to the shared tier only on a
+key's second sighting there. The in-process LRU takes every record regardless (it is free).
+
+The filter is reset after ``capacity`` insertions (TinyLFU's aging): memory stays bounded (~120 KB at
+100,000 keys and 1 % false positives) and a key must recur within that horizon to count as repeated.
+A false positive admits a once-seen text early: a wasted write, never a wrong answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+
+class Doorkeeper:
+    """A Bloom filter that answers "seen before?" and records the sighting in one call."""
+
+    def __init__(self, capacity: int = 100_000, false_positive_rate: float = 0.01) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        if not 0 < false_positive_rate < 1:
+            raise ValueError(f"false_positive_rate must be in (0, 1), got {false_positive_rate}")
+        self.capacity = capacity
+        self.bits = max(64, math.ceil(-capacity * math.log(false_positive_rate) / math.log(2) ** 2))
+        self.hashes = max(1, round(self.bits / capacity * math.log(2)))
+        self._filter = bytearray((self.bits + 7) // 8)
+        self._inserted = 0
+        self.resets = 0
+
+    def _positions(self, key: str) -> list[int]:
+        digest = hashlib.blake2b(key.encode("utf-8"), digest_size=16).digest()
+        a, b = int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:], "little") | 1
+        return [(a + i * b) % self.bits for i in range(self.hashes)]  # Kirsch-Mitzenmacher double hashing
+
+    def __contains__(self, key: str) -> bool:
+        return all(self._filter[p >> 3] & (1 << (p & 7)) for p in self._positions(key))
+
+    def sighted(self, key: str) -> bool:
+        """True when ``key`` was (probably) sighted since the last reset; records this sighting."""
+        positions = self._positions(key)
+        seen = all(self._filter[p >> 3] & (1 << (p & 7)) for p in positions)
+        if not seen:
+            if self._inserted >= self.capacity:
+                self._filter = bytearray(len(self._filter))
+                self._inserted = 0
+                self.resets += 1
+            for p in positions:
+                self._filter[p >> 3] |= 1 << (p & 7)
+            self._inserted += 1
+        return seen
