@@ -65,8 +65,15 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     "PredictEnsembleFunctionRole": _MODEL,
     "PredictImageFunctionRole": _MODEL,  # the container-image predict function (PredictImageUri set)
     "BatcherFunctionRole": _MODEL | _TUNE_ESM,
+    # SQSSendMessagePolicy: SendMessage(Batch); + Powertools' idempotency records (Put/Get/Update/DeleteItem)
     "ApiFunctionRole": _READ_REGISTRY
-    | {"sqs:SendMessage*", "dynamodb:PutItem", "dynamodb:Query"},  # SQSSendMessagePolicy: SendMessage(Batch)
+    | {
+        "sqs:SendMessage*",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    },
     "WarmerFunctionRole": {"lambda:InvokeFunction"},
     # the rollout gate: routing + records read, stage changes (TransactWriteItems of Updates)
     "GateFunctionRole": {

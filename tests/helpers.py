@@ -19,3 +19,6 @@ def create_table(ddb: Any, name: str, keys: list[tuple[str, str, str]]) -> str:
 CACHE_KEYS = [("k", "S", "HASH")]
 REGISTRY_KEYS = [("name", "S", "HASH"), ("version", "N", "RANGE")]
 RESULTS_KEYS = [("batch_id", "S", "HASH"), ("request_id", "S", "RANGE")]
+IDEMPOTENCY_KEYS = [
+    ("id", "S", "HASH")
+]  # Powertools' DynamoDBPersistenceLayer default, as the template has it

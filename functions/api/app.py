@@ -16,6 +16,7 @@ from topicserve.aws import aws_client
 from topicserve.bootstrap import make_registry
 from topicserve.catalogue import HEADS, SERVED_ENCODER
 from topicserve.errors import RegistryError, UnknownModelError
+from topicserve.idempotency import BatchIdempotency
 from topicserve.observability import JsonResponse, install_error_handlers, json_response, make_logger
 from topicserve.queue import choose_queue, send_all
 from topicserve.registry.manifest import encoder_model_name
@@ -43,6 +44,9 @@ registry = make_registry(settings, dynamodb)
 rollout_store = RolloutStore(settings.rollout_table, dynamodb) if settings.rollout_table else None
 thresholds = Thresholds.from_env()
 results = ResultsStore(settings.results_table, client=dynamodb, ttl_seconds=settings.results_ttl_seconds)
+idempotency = BatchIdempotency(
+    settings.idempotency_table, dynamodb, window_seconds=settings.idempotency_window_seconds
+)
 app = APIGatewayRestResolver()
 install_error_handlers(app, logger)
 
@@ -88,9 +92,17 @@ def nothing_valid(exc: NothingValidError) -> JsonResponse:
 
 @app.post("/v1/batches")
 def submit_batch() -> JsonResponse:
+    """With an ``Idempotency-Key``, a retry gets the first answer again (topicserve.idempotency)."""
+    body = event_body(app.current_event)
+    event = app.current_event.raw_event
+    answer = idempotency.run(event, body, app.lambda_context, lambda: accept_batch(body))
+    return json_response(202, answer.body, answer.headers)
+
+
+def accept_batch(body: str | bytes | None) -> dict[str, Any]:
     """Queue the valid items; answer the rejected ones at once with error results, so the batch
-    completes with one result per item either way."""
-    submission = parse_batch_submission(event_body(app.current_event), settings, settings.models)
+    completes with one result per item either way. The 202 body."""
+    submission = parse_batch_submission(body, settings, settings.models)
     batch_id = submission.batch_id
     results.create_batch(batch_id, submission.count)
     if submission.rejected:
@@ -106,17 +118,14 @@ def submit_batch() -> JsonResponse:
             "queue": queue,
         },
     )
-    return json_response(
-        202,
-        {
-            "batch_id": batch_id,
-            "count": submission.count,
-            "queued": len(submission.accepted),
-            "queue": queue,
-            "rejected": [r.to_dict() for r in submission.rejected],
-            "status_url": f"/v1/batches/{batch_id}",
-        },
-    )
+    return {
+        "batch_id": batch_id,
+        "count": submission.count,
+        "queued": len(submission.accepted),
+        "queue": queue,
+        "rejected": [r.to_dict() for r in submission.rejected],
+        "status_url": f"/v1/batches/{batch_id}",
+    }
 
 
 @app.get("/v1/batches/<batch_id>")

@@ -7,6 +7,7 @@ handlers see what API Gateway and SQS really send. The models come from build/mo
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import importlib
 import json
@@ -22,7 +23,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tests.helpers import CACHE_KEYS, REGISTRY_KEYS, RESULTS_KEYS, create_table
+from tests.helpers import CACHE_KEYS, IDEMPOTENCY_KEYS, REGISTRY_KEYS, RESULTS_KEYS, create_table
 from topicserve.catalogue import MODEL_NAMES, SERVED_ENCODER
 
 REPO = Path(__file__).resolve().parents[2]
@@ -99,12 +100,10 @@ def encoder_layer(manifest: dict[str, Any], tmp_path_factory: pytest.TempPathFac
     return build(MANIFEST, SERVED_ENCODER, tmp_path_factory.mktemp("encoder-layer"))
 
 
-@pytest.fixture(scope="module")
-def stack(encoder_layer: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A moto account with the stack's bucket, tables and queue, the models registered and promoted."""
-    from topicserve.registry.manifest import load_manifest, register_manifest
-    from topicserve.registry.store import Registry
-
+@contextlib.contextmanager
+def moto_stack() -> Iterator[dict[str, Any]]:
+    """A moto account with the stack's bucket, tables and queue, and the functions' environment for them
+    (restored afterwards); no models."""
     saved = dict(os.environ)
     os.environ.update(
         {
@@ -126,30 +125,45 @@ def stack(encoder_layer: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         create_table(ddb, "registry", REGISTRY_KEYS)
         create_table(ddb, "cache", CACHE_KEYS)
         create_table(ddb, "results", RESULTS_KEYS)
+        create_table(ddb, "idempotency", IDEMPOTENCY_KEYS)
         queue_url = boto3.client("sqs").create_queue(QueueName="requests")["QueueUrl"]
-        registry = Registry(bucket="artifacts", table="registry")
-        register_manifest(registry, load_manifest(MANIFEST), root=REPO, log=lambda s: None)
         env = {
             "REGISTRY_BUCKET": "artifacts",
             "REGISTRY_TABLE": "registry",
             "CACHE_TABLE": "cache",
             "RESULTS_TABLE": "results",
+            "IDEMPOTENCY_TABLE": "idempotency",  # the API function's only (template.yaml)
             "REQUESTS_QUEUE_URL": queue_url,
-            "ENCODER_DIR": str(encoder_layer),
-            "MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("models")),
         }
         os.environ.update(env)
-        yield {
-            "env": env,
-            "registry": registry,
-            "ddb": ddb,
-            "sqs": boto3.client("sqs"),
-            "queue_url": queue_url,
-        }
+        yield {"env": env, "ddb": ddb, "sqs": boto3.client("sqs"), "queue_url": queue_url}
     finally:
         mock.stop()
         os.environ.clear()
         os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def stack(encoder_layer: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A moto account with the stack's bucket, tables and queue, the models registered and promoted."""
+    from topicserve.registry.manifest import load_manifest, register_manifest
+    from topicserve.registry.store import Registry
+
+    with moto_stack() as stack:
+        registry = Registry(bucket="artifacts", table="registry")
+        register_manifest(registry, load_manifest(MANIFEST), root=REPO, log=lambda s: None)
+        env = {"ENCODER_DIR": str(encoder_layer), "MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("models"))}
+        os.environ.update(env)
+        stack["env"].update(env)
+        yield {**stack, "registry": registry}
+
+
+@pytest.fixture(scope="module")
+def api_stack() -> Iterator[dict[str, Any]]:
+    """The API function alone (it loads no model, so no build/models needed) in its moto account."""
+    with moto_stack() as stack:
+        os.environ["MODEL_NAMES"] = ",".join(MODELS)
+        yield {**stack, "api": load_module("functions.api.app")}
 
 
 @pytest.fixture(scope="module")

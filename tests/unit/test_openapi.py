@@ -75,3 +75,27 @@ def test_every_route_needs_the_key_and_is_loadable(spec: dict[str, Any]) -> None
     schema = schemathesis.openapi.from_path(OPENAPI)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) == 5
+
+
+def test_the_idempotency_key_is_documented_as_the_api_checks_it(spec: dict[str, Any]) -> None:
+    import re
+
+    from topicserve.errors import InvalidIdempotencyKeyError
+    from topicserve.idempotency import HEADER, MAX_KEY_CHARS, REPLAYED_HEADER, idempotency_key
+
+    submit = spec["paths"]["/v1/batches"]["post"]
+    (param,) = [p for p in submit["parameters"] if p["in"] == "header"]
+    assert param["name"] == HEADER and param["required"] is False
+    schema = param["schema"]
+    assert schema["minLength"] == 1 and schema["maxLength"] == MAX_KEY_CHARS
+    assert {"409", "422"} <= set(submit["responses"])
+    assert REPLAYED_HEADER in submit["responses"]["202"]["headers"]
+    for key in ["a", "x" * 128, "a b", "!~", "", " a", "a ", "x" * 129, "é", "a\tb", "a\n"]:
+        # an ECMA-262 regex (the spec's): "$" is the end of input; Python's "$" also matches before a last \n
+        pattern = schema["pattern"].removesuffix("$") + r"\Z"
+        documented = bool(re.search(pattern, key)) and 1 <= len(key) <= MAX_KEY_CHARS
+        try:
+            accepted = idempotency_key({"headers": {HEADER: key}}) == key
+        except InvalidIdempotencyKeyError:
+            accepted = False
+        assert documented == accepted, repr(key)

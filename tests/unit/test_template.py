@@ -114,3 +114,42 @@ def test_caches_have_ttl(template: dict[str, Any]) -> None:
     for name in ("CacheTable", "ResultsTable"):
         ttl = template["Resources"][name]["Properties"]["TimeToLiveSpecification"]
         assert ttl == {"AttributeName": "ttl", "Enabled": True}
+
+
+def test_idempotency_records_are_the_api_functions_alone(template: dict[str, Any]) -> None:
+    """Powertools' layout (partition key ``id``, TTL ``expiration``); only the API function is told the table,
+    and its one statement on it allows exactly what Powertools does there, on that table only."""
+    table = template["Resources"]["IdempotencyTable"]["Properties"]
+    assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert template["Parameters"]["IdempotencyWindowSeconds"]["Default"] == 3600
+    told = {
+        name
+        for name, fn in resources(template, "AWS::Serverless::Function").items()
+        if "IDEMPOTENCY_TABLE" in fn["Properties"].get("Environment", {}).get("Variables", {})
+    }
+    assert told == {"ApiFunction"}
+    assert "IDEMPOTENCY_TABLE" not in template["Globals"]["Function"]["Environment"]["Variables"]
+    api = template["Resources"]["ApiFunction"]["Properties"]
+    variables = api["Environment"]["Variables"]
+    assert variables["IDEMPOTENCY_TABLE"] == {"Ref": "IdempotencyTable"}
+    assert variables["IDEMPOTENCY_WINDOW_SECONDS"] == {"Ref": "IdempotencyWindowSeconds"}
+    on_table = [
+        statement
+        for policy in api["Policies"]
+        if isinstance(policy, dict) and "Statement" in policy
+        for statement in policy["Statement"]
+        if "IdempotencyTable" in str(statement["Resource"])
+    ]
+    assert on_table == [
+        {
+            "Sid": "IdempotencyRecords",
+            "Effect": "Allow",
+            "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+            "Resource": {"GetAtt": "IdempotencyTable.Arn"},
+        }
+    ]
+    assert "IdempotencyTable" not in str(
+        {k: v for k, v in template["Resources"].items() if k not in ("ApiFunction", "IdempotencyTable")}
+    )

@@ -67,6 +67,18 @@ class PayloadTooLargeError(InvalidInputError):
     """A body or message over the configured byte limit (maps to HTTP 413)."""
 
 
+class InvalidIdempotencyKeyError(InvalidRequestError):
+    """An ``Idempotency-Key`` header that is not 1-128 printable ASCII characters, or is sent twice."""
+
+
+class IdempotencyKeyReusedError(InvalidInputError):
+    """An ``Idempotency-Key`` already used with another body within the window (maps to HTTP 422)."""
+
+
+class RequestInProgressError(InvalidInputError):
+    """The first request with this ``Idempotency-Key`` has not answered yet (maps to HTTP 409)."""
+
+
 class MalformedMessageError(TopicServeError):
     """An SQS message we cannot even attribute to a request (no JSON, no ids).
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any, TypeAlias
 
 from aws_lambda_powertools import Logger, Metrics
@@ -117,8 +118,12 @@ def stats_log(stats: Stats) -> dict[str, Any]:
     }
 
 
-def json_response(status: int, body: dict[str, Any]) -> JsonResponse:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+def json_response(
+    status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None
+) -> JsonResponse:
+    return Response(
+        status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers
+    )
 
 
 def install_error_handlers(app: APIGatewayRestResolver, logger: Logger) -> None:

@@ -7,8 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from topicserve.errors import (
+    IdempotencyKeyReusedError,
     InvalidInputError,
     PayloadTooLargeError,
+    RequestInProgressError,
     UnknownModelError,
     UnprocessableTextError,
 )
@@ -65,8 +67,10 @@ def status_for(exc: InvalidInputError) -> int:
         return 404
     if isinstance(exc, PayloadTooLargeError):
         return 413
-    if isinstance(exc, UnprocessableTextError):
+    if isinstance(exc, UnprocessableTextError | IdempotencyKeyReusedError):
         return 422
+    if isinstance(exc, RequestInProgressError):
+        return 409
     return 400
 
 

@@ -95,6 +95,9 @@ class Settings:
     model_cache_dir: str = "/tmp/models"
     cache_ttl_seconds: int = 7 * 24 * 3600
     results_ttl_seconds: int = 24 * 3600
+    # a retried POST /v1/batches with its Idempotency-Key gets the first answer, not a second paid batch
+    idempotency_table: str = ""
+    idempotency_window_seconds: int = 3600
     lru_max_items: int = 20_000
     # keys an environment remembers for admission (a shared write on a key's second sighting): the
     # horizon within which a text must recur to earn its write (topicserve.cache.admission)
@@ -154,6 +157,8 @@ class Settings:
             model_cache_dir=env.get("MODEL_CACHE_DIR") or _default_model_cache_dir(),
             cache_ttl_seconds=_int(env, "CACHE_TTL_SECONDS", 7 * 24 * 3600),
             results_ttl_seconds=_int(env, "RESULTS_TTL_SECONDS", 24 * 3600),
+            idempotency_table=env.get("IDEMPOTENCY_TABLE", ""),
+            idempotency_window_seconds=_int(env, "IDEMPOTENCY_WINDOW_SECONDS", 3600),
             lru_max_items=_int(env, "LRU_MAX_ITEMS", 20_000),
             doorkeeper_capacity=_int(env, "DOORKEEPER_CAPACITY", 100_000),
             disabled_caches=_list(env, "DISABLE_CACHES", ()),
