@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from topicserve.aws import aws_client
 from topicserve.bootstrap import make_registry
 from topicserve.catalogue import HEADS, SERVED_ENCODER
 from topicserve.errors import RegistryError, UnknownModelError
+from topicserve.frontdoor import FrontDoorResolver
 from topicserve.observability import JsonResponse, install_error_handlers, json_response, make_logger
 from topicserve.queue import choose_queue, send_all
 from topicserve.registry.manifest import encoder_model_name
@@ -43,7 +43,7 @@ registry = make_registry(settings, dynamodb)
 rollout_store = RolloutStore(settings.rollout_table, dynamodb) if settings.rollout_table else None
 thresholds = Thresholds.from_env()
 results = ResultsStore(settings.results_table, client=dynamodb, ttl_seconds=settings.results_ttl_seconds)
-app = APIGatewayRestResolver()
+app = FrontDoorResolver()  # the REST API's events and function URLs' (topicserve.frontdoor)
 install_error_handlers(app, logger)
 
 
