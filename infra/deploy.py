@@ -241,8 +241,9 @@ def main(argv: list[str] | None = None) -> int:
 def function_urls(outputs: dict[str, str]) -> dict[str, Any] | None:
     """The functions' own URLs (``FunctionUrls=iam``; ``topicserve --function-url`` signs requests to them):
     ``{"predict": {model: url}, "api": url}``, or None when the stack has none. Kept as the stack reports
-    them: the local cloud's are ``http://<id>.lambda-url.<region>.localhost.localstack.cloud:<port>/``,
-    which the client reaches through ``endpoint_url`` with that host name."""
+    them: the local cloud's are ``http://<id>.lambda-url.<region>.127.0.0.1:<port>/`` (its LOCALSTACK_HOST
+    after the URL id), names with no DNS, which the client reaches through ``endpoint_url`` with that
+    Host header (LocalStack routes function URLs by host)."""
     if "ApiFunctionUrl" not in outputs:
         return None
     predict = outputs["PredictFunctionUrls"].split(",")

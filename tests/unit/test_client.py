@@ -103,7 +103,7 @@ def test_temporary_credentials_sign_their_session_token() -> None:
 
 def test_connect_to_sends_elsewhere_but_signs_the_url_host() -> None:
     """The local cloud: the request goes to its port, with the function URL's host (and query) signed."""
-    host = "x1y2z3.lambda-url.us-east-1.localhost.localstack.cloud:4610"
+    host = "x1y2z3.lambda-url.us-east-1.127.0.0.1:4610"
     credentials = Credentials("test", "test")
     request = signed_request(
         "GET",
@@ -203,7 +203,7 @@ def test_the_rest_api_with_the_key_stays_the_default(http: Recorder) -> None:
 
 
 def test_local_cloud_requests_go_to_its_endpoint(http: Recorder) -> None:
-    host = "x1y2z3.lambda-url.us-east-1.localhost.localstack.cloud:4610"
+    host = "x1y2z3.lambda-url.us-east-1.127.0.0.1:4610"
     stack = {**STACK, "endpoint_url": "http://127.0.0.1:4610"}
     stack["function_urls"] = {"predict": {"logreg": f"http://{host}/"}, "api": f"http://{host}/"}
     Client(stack, function_url=True).call("GET", "/v1/health")
