@@ -13,7 +13,8 @@ this deploys to the AWS account of your credentials; ``make deploy`` sets it to 
 4. register what ``make models`` built in the stack's registry (idempotent: by sha256) and promote it
    (``--no-promote`` keeps whatever is in production), renewing the model functions' environments if a
    production version changed, so no warm environment keeps serving the old head;
-5. write ``build/stack.json`` (API URL that works from this machine, API key, queue URL, tables, bucket).
+5. write ``build/stack.json`` (API URL that works from this machine, API key, queue URL, tables, bucket,
+   and with ``--param FunctionUrls=iam`` the functions' own URLs).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -96,14 +98,22 @@ ALIAS = "live"
 AWS_TEMPLATE = REPO / "template.aws.yaml"  # next to template.yaml: its CodeUri paths are relative
 
 
+#: A function URL's target in template.yaml (FunctionUrls=iam): ``TargetFunctionArn: !Ref <Function>``
+URL_TARGET = re.compile(r"^(      TargetFunctionArn: !Ref )(\w+Function)$", re.MULTILINE)
+
+
 def code_canary_template(source: Path = REPO / "template.yaml", target: Path = AWS_TEMPLATE) -> Path:
     """template.yaml plus ``AutoPublishAlias: live`` in ``Globals.Function``: the one line SAM cannot
-    switch with a parameter (README "Two levels of rollout"); written beside it, git-ignored."""
+    switch with a parameter (README "Two levels of rollout"); written beside it, git-ignored. The function
+    URLs then target each function's live alias (``!Ref <Function>.Alias``, which SAM resolves only when
+    the alias exists), as the REST API's integrations and the SQS mapping do, so URL traffic is canaried
+    and restored from SnapStart like the rest."""
     text = source.read_text()
     anchor = "\nGlobals:\n  Function:\n"
     if anchor not in text:
         raise SystemExit(f"{source}: no Globals.Function section to add AutoPublishAlias to")
-    target.write_text(text.replace(anchor, f"{anchor}    AutoPublishAlias: {ALIAS}\n", 1))
+    text = text.replace(anchor, f"{anchor}    AutoPublishAlias: {ALIAS}\n", 1)
+    target.write_text(URL_TARGET.sub(r"\1\2.Alias", text))
     return target
 
 
@@ -212,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             "gate": outputs["GateFunctionName"],
             "monitor": outputs["MonitorFunctionName"],
         },
+        "function_urls": function_urls(outputs),
         "image_function": outputs.get("ImageFunctionName"),
         "bulk_queue_url": outputs.get("BulkQueueUrl"),
         "bulk_dlq_url": outputs.get("BulkDeadLetterQueueUrl"),
@@ -224,6 +235,18 @@ def main(argv: list[str] | None = None) -> int:
     args.output.write_text(json.dumps(stack, indent=2) + "\n")
     say(f"wrote {args.output}: API {stack['api_url']}")
     return 0
+
+
+def function_urls(outputs: dict[str, str]) -> dict[str, Any] | None:
+    """The functions' own URLs (``FunctionUrls=iam``; ``topicserve --function-url`` signs requests to them):
+    ``{"predict": {model: url}, "api": url}``, or None when the stack has none. Kept as the stack reports
+    them: the local cloud's are ``http://<id>.lambda-url.<region>.127.0.0.1:<port>/`` (its LOCALSTACK_HOST
+    after the URL id), names with no DNS, which the client reaches through ``endpoint_url`` with that
+    Host header (LocalStack routes function URLs by host)."""
+    if "ApiFunctionUrl" not in outputs:
+        return None
+    predict = outputs["PredictFunctionUrls"].split(",")
+    return {"predict": dict(zip(MODEL_NAMES, predict, strict=True)), "api": outputs["ApiFunctionUrl"]}
 
 
 def _parameter(params: list[str], name: str, default: int) -> int:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from topicserve.aws import aws_client
 from topicserve.bootstrap import make_registry
 from topicserve.catalogue import HEADS, SERVED_ENCODER
 from topicserve.errors import RegistryError, UnknownModelError
+from topicserve.frontdoor import FrontDoorResolver
 from topicserve.idempotency import BatchIdempotency
 from topicserve.observability import JsonResponse, install_error_handlers, json_response, make_logger
 from topicserve.queue import choose_queue, send_all
@@ -47,7 +47,7 @@ results = ResultsStore(settings.results_table, client=dynamodb, ttl_seconds=sett
 idempotency = BatchIdempotency(
     settings.idempotency_table, dynamodb, window_seconds=settings.idempotency_window_seconds
 )
-app = APIGatewayRestResolver()
+app = FrontDoorResolver()  # the REST API's events and function URLs' (topicserve.frontdoor)
 install_error_handlers(app, logger)
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from topicserve.bootstrap import build_runtime
+from topicserve.frontdoor import FrontDoorResolver
 from topicserve.observability import (
     ColdStart,
     install_error_handlers,
@@ -33,7 +33,7 @@ metrics = make_metrics("predict")
 runtime = build_runtime()
 MODEL = runtime.settings.models[0]
 cold_start = ColdStart()
-app = APIGatewayRestResolver()
+app = FrontDoorResolver()  # the REST API's events and function URLs' (topicserve.frontdoor)
 install_error_handlers(app, logger)
 logger.append_keys(model=MODEL)
 

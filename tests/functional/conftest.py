@@ -1,7 +1,8 @@
 """Functional tests: the real handlers and the real (built) models, with moto standing in for AWS.
 
-Events start from AWS's canonical shapes (tests/events/, made with `sam local generate-event`), so the
-handlers see what API Gateway and SQS really send. The models come from build/models (QUICK or full).
+Events start from AWS's canonical shapes (tests/events/, made with `sam local generate-event`; the function
+URL event, which it cannot make, after AWS's documented payload), so the handlers see what API Gateway,
+function URLs and SQS really send. The models come from build/models (QUICK or full).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import importlib
 import json
 import os
 import sys
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,6 +60,36 @@ def api_event(
         text = body if raw else json.dumps(body)
         event["body"] = base64.b64encode(text.encode()).decode()
         event["isBase64Encoded"] = True
+    return event
+
+
+def url_event(
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    raw: bool = False,
+    query: dict[str, str] | None = None,
+    base64_body: bool = False,
+) -> dict:
+    """The function URL event (payload format 2.0) of the same request as :func:`api_event`: a JSON body
+    arrives as text (a function URL base64-encodes only bodies it does not take for text: ``base64_body``),
+    no body leaves the key out, the query string is comma-joined per key."""
+    event = copy.deepcopy(json.loads((EVENTS / "function-url-predict.json").read_text()))
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["requestContext"]["http"]["method"] = method
+    event["rawQueryString"] = urllib.parse.urlencode(query or {})
+    if query:
+        event["queryStringParameters"] = dict(query)
+    del event["body"]
+    event["isBase64Encoded"] = False
+    if body is not None:
+        text = body if raw else json.dumps(body)
+        event["headers"]["content-length"] = str(len(text.encode()))
+        if base64_body:
+            event["body"], event["isBase64Encoded"] = base64.b64encode(text.encode()).decode(), True
+        else:
+            event["body"] = text
     return event
 
 

@@ -178,13 +178,21 @@ def test_a_type_without_the_alias_fails_the_transform(tmp_path: Path) -> None:
 
 
 def test_deploy_writes_the_aws_variant_with_the_one_line(tmp_path: Path) -> None:
-    """`infra/deploy.py --code-deployment TYPE` builds template.aws.yaml: template.yaml plus the alias."""
+    """`infra/deploy.py --code-deployment TYPE` builds template.aws.yaml: template.yaml plus the alias, and
+    the function URLs (FunctionUrls=iam) on it (``!Ref <Function>.Alias``, which needs the alias)."""
     from infra.deploy import code_canary_template
 
     target = code_canary_template(TEMPLATE, tmp_path / "template.aws.yaml")
     aws = yaml.load(target.read_text(), Loader=CfnLoader)
     base = yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)
     assert aws["Globals"]["Function"].pop("AutoPublishAlias") == ALIAS
+    urls = [k for k, v in base["Resources"].items() if v["Type"] == "AWS::Lambda::Url"]
+    assert urls
+    for name in urls:
+        props = aws["Resources"][name]["Properties"]
+        function = base["Resources"][name]["Properties"]["TargetFunctionArn"]["Ref"]
+        assert props["TargetFunctionArn"] == {"Ref": f"{function}.Alias"}, name
+        props["TargetFunctionArn"] = {"Ref": function}
     assert aws == base
 
 

@@ -10,6 +10,12 @@ another). Everything goes through the REST API with the ``x-api-key`` header: ``
 lines to ``POST /v1/batches`` in submissions of at most 1,000 and prints what each rejected, ``results``
 follows the pages of ``GET /v1/batches/{id}``. ``submit --via sqs`` writes straight to the requests queue
 instead (SendMessageBatch, one message per line, in the documented SQS message format).
+
+``--function-url`` (a stack deployed with ``FunctionUrls=iam``) sends the same requests to the functions'
+own URLs instead, signed with SigV4 for the ``lambda`` service with the caller's AWS credentials (the
+boto3 chain: environment, profile, SSO, instance role): ``predict`` to that model's function, every other
+route to the API function. The caller needs ``lambda:InvokeFunctionUrl`` and ``lambda:InvokeFunction``
+on them; no API key is sent.
 """
 
 from __future__ import annotations
@@ -28,30 +34,111 @@ from typing import Any
 from topicserve.catalogue import MODEL_NAMES
 from topicserve.requests import QueuedRequest, new_batch_id
 
+#: SigV4's service name for function URLs (the URL's host names the region)
+FUNCTION_URL_SERVICE = "lambda"
+
+
+def signed_request(
+    method: str,
+    url: str,
+    data: bytes | None,
+    *,
+    credentials: Any,
+    region: str,
+    connect_to: str | None = None,
+) -> urllib.request.Request:
+    """A function URL request signed with SigV4 (botocore's ``SigV4Auth``, service ``lambda``).
+
+    ``credentials``: botocore credentials (``session.get_credentials()``; a session token, if any, is signed
+    in as ``X-Amz-Security-Token``). ``connect_to`` (``http://127.0.0.1:4566``): send the request there
+    instead, with the URL's own ``Host`` header, which is what the signature covers: the local cloud serves
+    function URLs on its one port, routed by host name, and those names have no DNS here.
+    """
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    parts = urllib.parse.urlsplit(url)
+    # the Host header set here is the one signed and the one sent, whichever address the request goes to
+    headers = {"host": parts.netloc, "content-type": "application/json"}
+    aws_request = AWSRequest(method=method, url=url, data=data, headers=headers)
+    SigV4Auth(credentials.get_frozen_credentials(), FUNCTION_URL_SERVICE, region).add_auth(aws_request)
+    target = url
+    if connect_to:
+        target = connect_to.rstrip("/") + urllib.parse.urlunsplit(("", "", parts.path, parts.query, ""))
+    request = urllib.request.Request(target, data=data, method=method)
+    for name, value in aws_request.headers.items():
+        request.add_header(name, value)
+    return request
+
 
 class Client:
-    def __init__(self, stack: dict[str, Any], timeout: float = 60.0) -> None:
+    def __init__(self, stack: dict[str, Any], timeout: float = 60.0, *, function_url: bool = False) -> None:
+        """``function_url``: call the functions' URLs, SigV4-signed, instead of the REST API with the key."""
         self.stack = stack
         self.timeout = timeout
+        self.function_url = function_url
+        if function_url and not stack.get("function_urls"):
+            raise SystemExit("this stack has no function URLs: deploy it with --param FunctionUrls=iam")
 
     @classmethod
-    def from_file(cls, path: str | Path = "build/stack.json") -> Client:
+    def from_file(cls, path: str | Path = "build/stack.json", *, function_url: bool = False) -> Client:
         path = Path(path)
         if not path.is_file():
             raise SystemExit(f"{path} not found: deploy first (make deploy) or pass --stack")
-        return cls(json.loads(path.read_text()))
+        return cls(json.loads(path.read_text()), function_url=function_url)
 
     # -- HTTP -------------------------------------------------------------------------------------------
     def call(
         self, method: str, path: str, body: Any = None, *, api_key: str | None = None
     ) -> tuple[int, Any]:
-        """One API call; returns (status, parsed JSON body). 4xx/5xx are returned, not raised."""
+        """One API call; returns (status, parsed JSON body). 4xx/5xx are returned, not raised. ``api_key``
+        overrides the stack's key (REST API only)."""
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.stack["api_url"].rstrip("/") + path, data=data, method=method)
-        request.add_header("content-type", "application/json")
-        key = self.stack["api_key"] if api_key is None else api_key
-        if key:
-            request.add_header("x-api-key", key)
+        if self.function_url:
+            request = self.signed(method, path, data)
+        else:
+            request = urllib.request.Request(
+                self.stack["api_url"].rstrip("/") + path, data=data, method=method
+            )
+            request.add_header("content-type", "application/json")
+            key = self.stack["api_key"] if api_key is None else api_key
+            if key:
+                request.add_header("x-api-key", key)
+        return self.send(request)
+
+    def function_url_of(self, path: str) -> str:
+        """The URL of the function that serves ``path``: a predict path its model's function (a model with no
+        function of its own the API function, which answers it with a 404, as the REST API does)."""
+        urls = self.stack["function_urls"]
+        route = urllib.parse.urlsplit(path).path
+        model = route.removeprefix("/v1/predict/") if route.startswith("/v1/predict/") else None
+        base = urls["predict"].get(model, urls["api"]) if model else urls["api"]
+        return str(base).rstrip("/") + path
+
+    def signed(self, method: str, path: str, data: bytes | None) -> urllib.request.Request:
+        """``path`` on its function's URL, signed with the caller's credentials (the boto3 chain)."""
+        import boto3
+
+        endpoint = self.stack.get("endpoint_url")
+        session = boto3.session.Session()
+        credentials = session.get_credentials()
+        if credentials is None and endpoint:  # the local cloud accepts any; AWS needs the caller's own
+            credentials = boto3.session.Session(
+                aws_access_key_id="test", aws_secret_access_key="test"
+            ).get_credentials()
+        if credentials is None:
+            raise SystemExit("no AWS credentials to sign function URL requests with (see the boto3 chain)")
+        region = self.stack.get("region") or session.region_name or "us-east-1"
+        return signed_request(
+            method,
+            self.function_url_of(path),
+            data,
+            credentials=credentials,
+            region=region,
+            connect_to=endpoint,
+        )
+
+    def send(self, request: urllib.request.Request) -> tuple[int, Any]:
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 status, raw = response.status, response.read()
@@ -221,6 +308,12 @@ def drift_table(answer: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="topicserve", description=__doc__.splitlines()[0])
     parser.add_argument("--stack", default="build/stack.json", help="stack outputs written by make deploy")
+    parser.add_argument(
+        "--function-url",
+        action="store_true",
+        help="call the functions' URLs (FunctionUrls=iam), SigV4-signed with your AWS credentials, "
+        "instead of the REST API with the key",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("predict", help="synchronous prediction over HTTP")
     p.add_argument("model")
@@ -239,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     mon.add_argument("--window", help="window start (ISO, UTC); default: the current window")
     mon.add_argument("--png", default="build/monitor/drift.png", help="where to save the PNG report")
     args = parser.parse_args(argv)
-    client = Client.from_file(args.stack)
+    client = Client.from_file(args.stack, function_url=args.function_url)
 
     if args.command == "monitor":
         answer = client.monitor(args.window)

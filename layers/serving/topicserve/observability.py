@@ -13,11 +13,12 @@ from collections.abc import Mapping
 from typing import Any, TypeAlias
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from topicserve.errors import BackendUnavailableError, InvalidInputError
+from topicserve.frontdoor import FrontDoorResolver
 from topicserve.responses import error_body, status_for
 from topicserve.rollout.tally import Observation
 from topicserve.service import Stats
@@ -126,7 +127,7 @@ def json_response(
     )
 
 
-def install_error_handlers(app: APIGatewayRestResolver, logger: Logger) -> None:
+def install_error_handlers(app: FrontDoorResolver, logger: Logger) -> None:
     """Typed input errors -> 4xx with the message; unknown routes -> 404; backend outages -> 503; anything
     else -> a logged 500 with a JSON body, never an exception escaping the handler (API Gateway would turn
     that into a bare 502, and the environment's state would be in doubt)."""

@@ -66,5 +66,7 @@ def app_stack(localcloud: LocalCloud, tmp_path_factory: pytest.TempPathFactory) 
         # 1,000-item submissions of test_bulk.py stay on the batcher)
         "BulkQueueEnabled": "true",
         "BulkThresholdTexts": "1001",
+        # the function URL front door beside the REST API (test_function_url.py)
+        "FunctionUrls": "iam",
     }
     yield from deploy_app(localcloud, STACK_NAME, params, output)
