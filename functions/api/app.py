@@ -25,11 +25,12 @@ from topicserve.requests import (
     check_batch_id,
     encode_page_token,
     event_body,
+    pack_chunks,
     parse_batch_submission,
     parse_page_request,
 )
 from topicserve.responses import error_body, error_result
-from topicserve.results import ResultsStore
+from topicserve.results import ResultChunk, ResultsStore
 from topicserve.rollout.gates import Thresholds
 from topicserve.rollout.records import RolloutStore
 from topicserve.rollout.runner import rollout_status
@@ -104,16 +105,21 @@ def accept_batch(body: str | bytes | None) -> dict[str, Any]:
     completes with one result per item either way. The 202 body."""
     submission = parse_batch_submission(body, settings, settings.models)
     batch_id = submission.batch_id
-    results.create_batch(batch_id, submission.count)
-    if submission.rejected:
-        results.put_results([(batch_id, r.request_id, error_result(r.error)) for r in submission.rejected])
+    chunks = pack_chunks(
+        submission.accepted, max_texts=settings.chunk_texts, max_bytes=settings.max_message_bytes
+    )
+    rejected = ResultChunk(
+        batch_id, len(chunks), tuple((r.request_id, error_result(r.error)) for r in submission.rejected)
+    )
+    results.create_batch(batch_id, submission.count, rejected)
     queue, queue_url = choose_queue(len(submission.accepted), submission.bulk, settings)
-    send_all(sqs, queue_url, [r.to_message() for r in submission.accepted])
+    send_all(sqs, queue_url, [c.to_message() for c in chunks])
     logger.info(
         "batch accepted",
         extra={
             "batch_id": batch_id,
             "queued": len(submission.accepted),
+            "chunks": len(chunks),
             "rejected": len(submission.rejected),
             "queue": queue,
         },

@@ -38,7 +38,7 @@ results = ResultsStore(
 write_results = FaultInjector(
     runtime.settings.fault_rate,
     runtime.settings.fault_kill_rate,
-).wrap_write(results.put_results)
+).wrap_write(results.write)
 cold_start = ColdStart()
 tuner = tuner_from_settings(
     runtime.settings,

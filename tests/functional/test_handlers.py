@@ -167,14 +167,8 @@ def test_batches_route_enqueues_and_reports_progress(
     )
     assert pending["status"] == "pending" and pending["expected"] == 3 and pending["completed"] == 0
 
-    sqs = stack["sqs"]
-    bodies: list[str] = []
-    while len(bodies) < 3:
-        got = sqs.receive_message(QueueUrl=stack["queue_url"], MaxNumberOfMessages=10).get("Messages", [])
-        assert got, "messages were not enqueued"
-        bodies += [m["Body"] for m in got]
-        for m in got:
-            sqs.delete_message(QueueUrl=stack["queue_url"], ReceiptHandle=m["ReceiptHandle"])
+    bodies = drain(stack)
+    assert len(bodies) == 1 and len(json.loads(bodies[0])["requests"]) == 3  # one chunk of three
     invoke(handlers["batcher"], sqs_event(bodies))
     done = body_of(
         invoke(api, api_event("GET", f"/v1/batches/{batch_id}", resource="/v1/batches/{batch_id}"))
@@ -182,6 +176,16 @@ def test_batches_route_enqueues_and_reports_progress(
     assert done["status"] == "complete" and [r["request_id"] for r in done["results"]] == ["0", "1", "2"]
     assert set(done["results"][0]["models"]) == {"logreg"} and done["results"][0]["truncated"] is False
     assert done["next"] is None
+
+
+def drain(stack: dict[str, Any]) -> list[str]:
+    """Every message the API queued (moto's queue hands them back at once, or not at all)."""
+    sqs, bodies = stack["sqs"], []
+    while got := sqs.receive_message(QueueUrl=stack["queue_url"], MaxNumberOfMessages=10).get("Messages"):
+        bodies += [m["Body"] for m in got]
+        for m in got:
+            sqs.delete_message(QueueUrl=stack["queue_url"], ReceiptHandle=m["ReceiptHandle"])
+    return sorted(bodies, key=lambda b: json.loads(b).get("chunk", 0))
 
 
 def test_bulk_submissions_keep_their_valid_items_and_pages_cover_them(
@@ -199,12 +203,8 @@ def test_bulk_submissions_keep_their_valid_items_and_pages_cover_them(
         (9, "9", "TextTypeError"),
         (15, "15", "EmptyTextError"),
     ]
-    bodies: list[str] = []
-    while len(bodies) < 20:
-        got = stack["sqs"].receive_message(QueueUrl=stack["queue_url"], MaxNumberOfMessages=10)
-        bodies += [m["Body"] for m in got.get("Messages", [])]
-        for m in got.get("Messages", []):
-            stack["sqs"].delete_message(QueueUrl=stack["queue_url"], ReceiptHandle=m["ReceiptHandle"])
+    bodies = drain(stack)
+    assert [len(json.loads(b)["requests"]) for b in bodies] == [10, 10]  # chunks of Settings.chunk_texts
     invoke(handlers["batcher"], sqs_event(bodies))
 
     seen: list[dict[str, Any]] = []

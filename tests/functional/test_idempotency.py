@@ -31,11 +31,13 @@ def submit(
 
 
 def queued(stack: dict[str, Any]) -> list[str]:
-    """The batch id of every message on the requests queue (drains it)."""
+    """The batch id of every request on the requests queue, one per request of a chunk (drains it)."""
     sqs, url = stack["sqs"], stack["queue_url"]
     ids: list[str] = []
     while got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
-        ids += [json.loads(m["Body"])["batch_id"] for m in got]
+        for m in got:
+            body = json.loads(m["Body"])
+            ids += [body["batch_id"]] * len(body.get("requests", [body]))
         for m in got:
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
     return ids

@@ -50,6 +50,7 @@ from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 
 from tests.functional.conftest import MODELS, api_event, body_of, invoke, sqs_event
+from topicserve.results import ResultChunk
 
 EXAMPLES = int(os.environ.get("PROPERTY_EXAMPLES", "150"))
 SLOW_EXAMPLES = int(os.environ.get("PROPERTY_SLOW_EXAMPLES", "10000"))
@@ -808,11 +809,16 @@ def test_predict_any_model_segment_never_answers_5xx(handlers: dict[str, ModuleT
 # -- 2. POST /v1/batches -----------------------------------------------------------------------------------
 
 
+def requests_in(body: str) -> int:
+    """Requests one queued message carries: a chunk's, or one."""
+    return len(json.loads(body).get("requests", [None]))
+
+
 def drain(stack: dict[str, Any], count: int) -> list[str]:
-    """Receive (and delete) up to ``count`` messages from the requests queue."""
+    """Receive (and delete) the messages of up to ``count`` requests from the requests queue."""
     sqs, url, bodies = stack["sqs"], stack["queue_url"], []
     for _ in range(count // 10 + 20):
-        if len(bodies) >= count:
+        if sum(map(requests_in, bodies)) >= count:
             break
         got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
         if not got:
@@ -841,7 +847,8 @@ def submit_batch_example(
         answer = body_of(response)
         count = answer.get("queued", answer["count"])  # "queued": the accepted part of a partial batch
         messages = drain(stack, count)
-        assert len(messages) == count, f"202 with {count} queued, but {len(messages)} were enqueued"
+        enqueued = sum(map(requests_in, messages))
+        assert enqueued == count, f"202 with {count} queued, but {enqueued} were enqueued"
         # moto takes any string, real SQS refuses a body with characters outside its set: the API would
         # then answer 5xx (BackendUnavailableError or an uncaught ClientError) instead of this 202
         for message in messages:
@@ -878,9 +885,14 @@ def known_batches(handlers: dict[str, ModuleType]) -> list[str]:
     complete, pending, headless, empty = KNOWN_BATCHES
     answer = {"status": "ok", "models": {}, "encoder_version": "test"}
     store.create_batch(complete, 25)
-    store.put_results([(complete, str(i), answer) for i in range(25)])
+    store.write(
+        [
+            ResultChunk(complete, n, tuple((str(i), answer) for i in range(10 * n, min(25, 10 * n + 10))))
+            for n in range(3)
+        ]
+    )
     store.create_batch(pending, 5)
-    store.put_results([(pending, str(i), answer) for i in range(2)])
+    store.write([ResultChunk(pending, 0, tuple((str(i), answer) for i in range(2)))])
     store.put_results([(headless, f"r{i}", answer) for i in range(3)])
     store.create_batch(empty, 3)
     return KNOWN_BATCHES

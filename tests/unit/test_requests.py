@@ -220,3 +220,50 @@ def test_choose_queue(bulk_url: str, accepted: int, asked: bool | None, expected
     settings = Settings(requests_queue_url="R", bulk_queue_url=bulk_url, bulk_threshold_texts=500)
     name, url = choose_queue(accepted, asked, settings)
     assert name == expected and url == ("B" if expected == "bulk" else "R")
+
+
+def test_chunks_pack_in_order_within_count_and_bytes() -> None:
+    from topicserve.requests import QueuedRequest, pack_chunks
+
+    reqs = [QueuedRequest("b", str(i), "word " * (i % 7 + 1), ["rf"]) for i in range(37)]
+    chunks = pack_chunks(reqs, max_texts=10, max_bytes=256 * 1024)
+    assert [c.chunk for c in chunks] == [0, 1, 2, 3] and [len(c.requests) for c in chunks] == [10, 10, 10, 7]
+    assert [q for c in chunks for q in c.requests] == reqs
+    small = pack_chunks(reqs, max_texts=10, max_bytes=300)
+    assert all(len(c.to_message().encode()) <= 300 for c in small) and len(small) > 4
+    assert [q for c in small for q in c.requests] == reqs
+
+
+def test_chunk_messages_parse_into_their_requests() -> None:
+    from topicserve.errors import MalformedMessageError
+    from topicserve.requests import MessageError, ParsedChunk, QueuedChunk, QueuedRequest, parse_message
+
+    chunk = QueuedChunk(
+        "b", 4, [QueuedRequest("b", "a", "hockey", ["rf"]), QueuedRequest("b", "c", " ", ["rf"])]
+    )
+    parsed = parse_message(chunk.to_message(), S, SERVED)
+    assert isinstance(parsed, ParsedChunk) and parsed.chunk == 4 and parsed.batch_id == "b"
+    assert isinstance(parsed.items[0], QueuedRequest) and parsed.items[0].text == "hockey"
+    assert isinstance(parsed.items[1], MessageError)  # an empty text: an error result of its own
+    for bad in (
+        {"batch_id": "b", "chunk": -1, "requests": [{"request_id": "a", "text": "x"}]},
+        {"batch_id": "b", "chunk": 1, "requests": []},
+        {"batch_id": "b", "chunk": True, "requests": [{"request_id": "a", "text": "x"}]},
+        {"batch_id": "b", "chunk": 1, "requests": [{"text": "x"}]},
+        {"batch_id": "b", "chunk": 1, "requests": [{"request_id": "a", "text": "x"}] * 2},
+        {"batch_id": "b", "chunk": 1, "requests": [{"request_id": "a", "text": "x"}], "extra": 1},
+        {"batch_id": "b!", "chunk": 1, "requests": [{"request_id": "a", "text": "x"}]},
+    ):
+        with pytest.raises(MalformedMessageError):
+            parse_message(json.dumps(bad), S, SERVED)
+    # with a request id it is one request: an unknown key is that request's error, not a broken chunk
+    single = parse_message(
+        json.dumps({"batch_id": "b", "request_id": "a", "text": "x", "chunk": 1}), S, SERVED
+    )
+    assert isinstance(single, MessageError)
+
+
+def test_page_tokens_may_point_inside_a_chunk() -> None:
+    assert decode_page_token(encode_page_token("c#000012|7")) == "c#000012|7"
+    with pytest.raises(InvalidRequestError):
+        decode_page_token(encode_page_token("c#12|x"))

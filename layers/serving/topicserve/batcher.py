@@ -3,8 +3,11 @@
 Messages are parsed one by one (a bad one never fails the others), then every valid request of the batch
 goes through :class:`~topicserve.service.InferenceService` together, so texts repeated across messages are
 encoded once and each head runs once. When that pass fails, :func:`~topicserve.isolation.isolate` bisects
-the batch within the same invocation to find the messages that fail on their own and serves the rest.
-Outcomes per message:
+the batch within the same invocation to find the requests that fail on their own and serves the rest.
+
+A message is one request, or a chunk of requests (what ``POST /v1/batches`` queues): a chunk is one unit
+whose results are stored together (topicserve.results), so it is written only when every request in it
+has its answer, and retried whole otherwise. Outcomes per message:
 
 * malformed (not JSON, no ids): reported in ``batchItemFailures`` -> retried -> dead-letter queue;
 * parseable but invalid (bad text, unknown model): an error *result*, message deleted;
@@ -25,15 +28,16 @@ from typing import Any
 
 from topicserve.errors import BackendUnavailableError, MalformedMessageError
 from topicserve.isolation import isolate
-from topicserve.requests import MessageError, QueuedRequest, parse_message
+from topicserve.requests import MessageError, ParsedChunk, QueuedRequest, parse_message
 from topicserve.responses import error_result, request_result
+from topicserve.results import ResultChunk, ResultRow
 from topicserve.rollout.tally import Observation
 from topicserve.service import PROBE_TEXT, BatchResult, InferenceService, Stats
 from topicserve.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-ResultRow = tuple[str, str, dict[str, Any]]
+Stored = ResultRow | ResultChunk  # what one answered message writes
 
 
 @dataclass
@@ -61,10 +65,28 @@ def shape_answer(q: QueuedRequest, result: BatchResult, i: int) -> dict[str, Any
     return answer
 
 
+@dataclass
+class _Unit:
+    """One message: the requests it carries (one, or a chunk's) and their answers as they come."""
+
+    message_id: str
+    batch_id: str
+    chunk: int | None  # None: a one-request message
+    request_ids: list[str]
+    answers: dict[int, dict[str, Any]] = field(default_factory=dict)  # position -> result
+    retry: bool = False
+
+    def stored(self) -> Stored:
+        if self.chunk is None:
+            return (self.batch_id, self.request_ids[0], self.answers[0])
+        results = tuple((r, self.answers[i]) for i, r in enumerate(self.request_ids))
+        return ResultChunk(self.batch_id, self.chunk, results)
+
+
 def process_records(
     records: Sequence[dict[str, Any]],
     service: InferenceService,
-    write: Callable[[list[ResultRow]], None],
+    write: Callable[[list[Stored]], None],
     settings: Settings,
     *,
     remaining_ms: Callable[[], float] | None = None,
@@ -73,9 +95,33 @@ def process_records(
     """Serve one SQS batch. ``remaining_ms`` is the invocation's time left (the Lambda context's); the
     isolation passes stop ``reserve_ms`` before the end, so the results are still written in time."""
     outcome = BatchOutcome()
-    valid: list[tuple[str, QueuedRequest]] = []
-    rows: list[ResultRow] = []
-    row_owner: list[str] = []  # message id of each row, to retry it if the write fails
+    units, valid = _parse(records, service, settings, outcome)
+    if valid:
+        _serve(valid, units, service, outcome, remaining_ms, reserve_ms)
+    answered = [u for u in units if not u.retry]
+    outcome.failed_message_ids.extend(u.message_id for u in units if u.retry)
+    stored = [u.stored() for u in answered]
+    if stored:
+        try:
+            write(stored)
+        except BackendUnavailableError as exc:
+            logger.warning(
+                "result write failed; messages will be retried",
+                extra={"error": str(exc), "units": len(stored)},
+            )
+            outcome.failed_message_ids.extend(u.message_id for u in answered)
+            return outcome
+        outcome.results = sum(len(u.request_ids) for u in answered)
+    return outcome
+
+
+def _parse(
+    records: Sequence[dict[str, Any]], service: InferenceService, settings: Settings, outcome: BatchOutcome
+) -> tuple[list[_Unit], list[tuple[_Unit, int, QueuedRequest]]]:
+    """Each message as a unit; a malformed one is reported (it reaches the DLQ), an invalid request
+    answered with its error result, the valid requests returned to be served together."""
+    units: list[_Unit] = []
+    valid: list[tuple[_Unit, int, QueuedRequest]] = []
     for record in records:
         message_id = record.get("messageId", "")
         try:
@@ -85,72 +131,77 @@ def process_records(
             outcome.failed_message_ids.append(message_id)
             logger.warning("malformed message", extra={"message_id": message_id, "reason": str(exc)})
             continue
-        if isinstance(parsed, MessageError):
-            rows.append((parsed.batch_id, parsed.request_id, error_result(parsed.error)))
-            row_owner.append(message_id)
-            outcome.error_results += 1
+        if isinstance(parsed, ParsedChunk):
+            items: list[QueuedRequest | MessageError] = parsed.items
+            unit = _Unit(message_id, parsed.batch_id, parsed.chunk, [i.request_id for i in items])
         else:
-            valid.append((message_id, parsed))
+            items = [parsed]
+            unit = _Unit(message_id, parsed.batch_id, None, [parsed.request_id])
+        units.append(unit)
+        for position, item in enumerate(items):
+            if isinstance(item, MessageError):
+                unit.answers[position] = error_result(item.error)
+                outcome.error_results += 1
+            else:
+                valid.append((unit, position, item))
+    return units, valid
 
-    if valid:
-        models = list(dict.fromkeys(m for _, q in valid for m in q.models))
-        stats: list[Stats] = []
 
-        def run(group: list[int]) -> list[dict[str, Any]]:
-            requests = [valid[i][1] for i in group]
-            result = service.predict([q.text for q in requests], models, cut=[q.truncated for q in requests])
-            service.faults.check("shape", [q.text for q in requests])
-            answers = [shape_answer(q, result, k) for k, q in enumerate(requests)]
-            stats.append(result.stats)
-            outcome.rollout.extend(result.rollout)
-            outcome.served.append(result)
-            return answers
+def _serve(
+    valid: list[tuple[_Unit, int, QueuedRequest]],
+    units: list[_Unit],
+    service: InferenceService,
+    outcome: BatchOutcome,
+    remaining_ms: Callable[[], float] | None,
+    reserve_ms: float,
+) -> None:
+    """Every valid request of the batch in one vectorised pass; bisection isolates the ones that fail
+    on their own (an error result each) from those to retry (their whole message is retried)."""
+    models = list(dict.fromkeys(m for _, _, q in valid for m in q.models))
+    stats: list[Stats] = []
 
-        iso = isolate(
-            len(valid),
-            run,
-            remaining_ms=remaining_ms,
-            reserve_ms=reserve_ms,
-            probe=lambda: service.predict([PROBE_TEXT], models),
+    def run(group: list[int]) -> list[dict[str, Any]]:
+        requests = [valid[i][2] for i in group]
+        result = service.predict([q.text for q in requests], models, cut=[q.truncated for q in requests])
+        service.faults.check("shape", [q.text for q in requests])
+        answers = [shape_answer(q, result, k) for k, q in enumerate(requests)]
+        stats.append(result.stats)
+        outcome.rollout.extend(result.rollout)
+        outcome.served.append(result)
+        return answers
+
+    iso = isolate(
+        len(valid),
+        run,
+        remaining_ms=remaining_ms,
+        reserve_ms=reserve_ms,
+        probe=lambda: service.predict([PROBE_TEXT], models),
+    )
+    outcome.passes = iso.passes
+    outcome.stats = _sum_stats(stats) if stats else None
+    for group, answers in iso.served:
+        for i, answer in zip(group, answers, strict=True):
+            unit, position, _ = valid[i]
+            unit.answers[position] = answer
+    for i, error in sorted(iso.failed.items()):
+        unit, position, q = valid[i]
+        unit.answers[position] = error_result(error)
+        logger.warning(
+            "message isolated: it fails on its own",
+            extra={"message_id": unit.message_id, "request_id": q.request_id, "error": repr(error)},
         )
-        outcome.passes = iso.passes
-        outcome.stats = _sum_stats(stats) if stats else None
-        for group, answers in iso.served:
-            for i, answer in zip(group, answers, strict=True):
-                message_id, q = valid[i]
-                rows.append((q.batch_id, q.request_id, answer))
-                row_owner.append(message_id)
-        for i, error in sorted(iso.failed.items()):
-            message_id, q = valid[i]
-            rows.append((q.batch_id, q.request_id, error_result(error)))
-            row_owner.append(message_id)
-            logger.warning(
-                "message isolated: it fails on its own",
-                extra={"message_id": message_id, "error": repr(error)},
-            )
-        outcome.isolated = iso.isolated
-        outcome.error_results += iso.isolated
-        if iso.retry:
-            logger.warning(
-                "messages will be retried",
-                extra={
-                    "messages": len(iso.retry),
-                    "errors": sorted({repr(e) for e in iso.retry.values()})[:5],
-                },
-            )
-            outcome.failed_message_ids.extend(valid[i][0] for i in sorted(iso.retry))
-
-    if rows:
-        try:
-            write(rows)
-        except BackendUnavailableError as exc:
-            logger.warning(
-                "result write failed; messages will be retried", extra={"error": str(exc), "rows": len(rows)}
-            )
-            outcome.failed_message_ids.extend(dict.fromkeys(row_owner))
-            return outcome
-        outcome.results = len(rows)
-    return outcome
+    outcome.isolated = iso.isolated
+    outcome.error_results += iso.isolated
+    for i in iso.retry:
+        valid[i][0].retry = True
+    if iso.retry:
+        logger.warning(
+            "messages will be retried",
+            extra={
+                "messages": sum(u.retry for u in units),
+                "errors": sorted({repr(e) for e in iso.retry.values()})[:5],
+            },
+        )
 
 
 def _sum_stats(parts: list[Stats]) -> Stats:

@@ -8,9 +8,12 @@ The documented shapes (also in the README and the OpenAPI description):
   are judged one by one: valid ones are queued, invalid ones rejected (listed, and answered with an
   error result), and only a body with nothing valid is refused
 * ``GET /v1/batches/{id}?limit=N&next=TOKEN``: one page of results
-* SQS message body: ``{"batch_id": "...", "request_id": "...", "text": "...", "models": [...],
-  "truncated": true}`` (``models`` optional: every model; ``truncated`` optional: the submitter cut the
-  text to fit the message)
+* SQS message body, one request: ``{"batch_id": "...", "request_id": "...", "text": "...", "models":
+  [...], "truncated": true}`` (``models`` optional: every model; ``truncated`` optional: the submitter cut
+  the text to fit the message); its result is stored alone
+* SQS message body, a chunk (what ``POST /v1/batches`` sends): ``{"batch_id": "...", "chunk": N,
+  "requests": [{"request_id": "...", "text": "...", "models": [...], "truncated": true}, ...]}``; its
+  results are stored as one item (topicserve.results), so a chunk is answered, or retried, as a whole
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ from topicserve.text import CheckedText, validate_text, validate_texts
 _ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 #: Result ids of rejected items that had no usable id of their own ("~" never occurs in a request id)
 _REJECTED_ID = re.compile(r"~[0-9]{1,9}")
+_CHUNK_POSITION = re.compile(r"c#[0-9]{6,9}(\|[0-9]{1,4})?")  # a page ending inside a chunk (results.py)
+MAX_CHUNK_NUMBER = 999_999
 DEFAULT_PAGE_LIMIT = 100  # results of ~1-2 KB each: a page stays far below Lambda's 6 MB response limit
 MAX_PAGE_LIMIT = 1_000
 
@@ -139,6 +144,50 @@ class QueuedRequest:
         if self.truncated:
             message["truncated"] = True
         return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class QueuedChunk:
+    """Several requests of one batch in one SQS message: answered, and stored, as one unit."""
+
+    batch_id: str
+    chunk: int
+    requests: list[QueuedRequest]
+
+    def to_message(self) -> str:
+        items = []
+        for q in self.requests:
+            item: dict[str, Any] = {"request_id": q.request_id, "text": q.text, "models": q.models}
+            if q.truncated:
+                item["truncated"] = True
+            items.append(item)
+        message = {"batch_id": self.batch_id, "chunk": self.chunk, "requests": items}
+        return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+
+
+def pack_chunks(requests: Sequence[QueuedRequest], *, max_texts: int, max_bytes: int) -> list[QueuedChunk]:
+    """Consecutive requests in chunks of at most ``max_texts`` requests and ``max_bytes`` of message, in
+    order, numbered from 0. Every request fits a message alone (the submission checked that), so every
+    chunk holds at least one."""
+    if max_texts < 1:
+        raise ValueError(f"max_texts must be >= 1, got {max_texts}")
+    chunks: list[QueuedChunk] = []
+    current: list[QueuedRequest] = []
+    for q in requests:
+        trial = [*current, q]
+        batch = q.batch_id
+        if current and (
+            len(trial) > max_texts or len(QueuedChunk(batch, 0, trial).to_message().encode()) > max_bytes
+        ):
+            chunks.append(QueuedChunk(batch, len(chunks), current))
+            current = [q]
+        else:
+            current = trial
+    if current:
+        chunks.append(QueuedChunk(current[0].batch_id, len(chunks), current))
+    if len(chunks) > MAX_CHUNK_NUMBER:
+        raise TooManyTextsError(f"{len(chunks)} chunks in one batch; the limit is {MAX_CHUNK_NUMBER}")
+    return chunks
 
 
 def new_batch_id() -> str:
@@ -263,25 +312,56 @@ class MessageError:
     error: InvalidInputError
 
 
-def parse_message(body: str, settings: Settings, served: Sequence[str]) -> QueuedRequest | MessageError:
-    """Parse one SQS message body.
+@dataclass(frozen=True)
+class ParsedChunk:
+    """A chunk message: its requests in order, each valid or an error result of its own."""
 
-    Raises :class:`MalformedMessageError` when the message cannot be tied to a request (not JSON, no ids):
-    those go back to the queue and on to the DLQ. A message with valid ids but an invalid request is
-    answered with an error result instead, because retrying it can never succeed.
+    batch_id: str
+    chunk: int
+    items: list[QueuedRequest | MessageError]
+
+
+def parse_message(
+    body: str, settings: Settings, served: Sequence[str]
+) -> QueuedRequest | MessageError | ParsedChunk:
+    """Parse one SQS message body: one request, or a chunk of them.
+
+    Raises :class:`MalformedMessageError` when the message cannot be tied to its requests (not JSON, no
+    ids, a chunk without a number or a list of uniquely identified requests): those go back to the queue
+    and on to the DLQ. A request with valid ids but an invalid text or model is answered with an error
+    result instead, because retrying it can never succeed.
     """
     try:
         data = _load_json_object(body, max_bytes=settings.max_message_bytes, what="message")
     except InvalidInputError as exc:
         raise MalformedMessageError(str(exc)) from exc
-    batch_id, request_id = data.get("batch_id"), data.get("request_id")
-    for name, value in (("batch_id", batch_id), ("request_id", request_id)):
+    if "chunk" in data and "request_id" not in data:  # with a request id it is one request (extra keys)
+        return _parse_chunk(data, settings, served)
+    batch_id, request_id = _ids(data, ("batch_id", "request_id"))
+    return _parse_request(data, batch_id, request_id, settings, served, {"batch_id", "request_id"})
+
+
+def _ids(data: dict[str, Any], names: Sequence[str]) -> list[str]:
+    found = []
+    for name in names:
+        value = data.get(name)
         if not isinstance(value, str) or not _ID.fullmatch(value):
             got = reprlib.repr(value)  # bounded: the value may be huge or nested hundreds deep
             raise MalformedMessageError(f"message field {name} must match {_ID.pattern}, got {got}")
-    assert isinstance(batch_id, str) and isinstance(request_id, str)
+        found.append(value)
+    return found
+
+
+def _parse_request(
+    data: dict[str, Any],
+    batch_id: str,
+    request_id: str,
+    settings: Settings,
+    served: Sequence[str],
+    id_keys: set[str],
+) -> QueuedRequest | MessageError:
     try:
-        _check_keys(data, {"batch_id", "request_id", "text", "models", "truncated"}, "the message")
+        _check_keys(data, {*id_keys, "text", "models", "truncated"}, "the message")
         models = check_models(data["models"], served) if "models" in data else list(served)
         truncated = data.get("truncated", False)
         if not isinstance(truncated, bool):
@@ -290,6 +370,28 @@ def parse_message(body: str, settings: Settings, served: Sequence[str]) -> Queue
     except InvalidInputError as exc:
         return MessageError(batch_id, request_id, exc)
     return QueuedRequest(batch_id, request_id, checked.text, models, truncated or checked.cut)
+
+
+def _parse_chunk(data: dict[str, Any], settings: Settings, served: Sequence[str]) -> ParsedChunk:
+    (batch_id,) = _ids(data, ("batch_id",))
+    chunk, requests = data.get("chunk"), data.get("requests")
+    if set(data) != {"batch_id", "chunk", "requests"}:
+        raise MalformedMessageError('a chunk message has exactly "batch_id", "chunk" and "requests"')
+    if not isinstance(chunk, int) or isinstance(chunk, bool) or not 0 <= chunk <= MAX_CHUNK_NUMBER:
+        raise MalformedMessageError(f"message field chunk must be an integer 0..{MAX_CHUNK_NUMBER}")
+    if not isinstance(requests, list) or not requests:
+        raise MalformedMessageError("message field requests must be a non-empty list")
+    items: list[QueuedRequest | MessageError] = []
+    seen: set[str] = set()
+    for item in requests:
+        if not isinstance(item, dict):
+            raise MalformedMessageError("every item of requests must be an object")
+        (request_id,) = _ids(item, ("request_id",))
+        if request_id in seen:
+            raise MalformedMessageError(f"request_id {request_id!r} twice in one chunk")
+        seen.add(request_id)
+        items.append(_parse_request(item, batch_id, request_id, settings, served, {"request_id"}))
+    return ParsedChunk(batch_id, chunk, items)
 
 
 @dataclass(frozen=True)
@@ -326,7 +428,11 @@ def decode_page_token(token: object) -> str:
         request_id = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("utf-8")
     except (binascii.Error, ValueError):
         raise bad from None
-    if not (_ID.fullmatch(request_id) or _REJECTED_ID.fullmatch(request_id)):
+    if not (
+        _ID.fullmatch(request_id)
+        or _REJECTED_ID.fullmatch(request_id)
+        or _CHUNK_POSITION.fullmatch(request_id)
+    ):
         raise bad
     return request_id
 

@@ -14,7 +14,7 @@ results match the Lambda path. Around that:
   after ``maxReceiveCount``);
 * SIGTERM (a task being stopped, a scale-in) stops receiving, finishes and answers the batch in hand,
   then exits; killed outright, nothing was deleted that was not answered, and results are keyed by
-  request id, so a redelivered message overwrites its own result (answered once, as the batcher).
+  request id (or chunk), so a redelivered message overwrites its own result (answered once, as the batcher).
 
 The encoder is chosen at start (:mod:`topicserve.accelerator`): fp16 on CUDA where a GPU is usable, else the
 CPU INT8 encoder, the Lambda path's. The worker logs which provider and precision run and emits it as the
@@ -35,7 +35,7 @@ from typing import Any
 
 from topicserve.accelerator import MODES, EncoderChoice, Mode, parse_mode
 from topicserve.aws import AwsClient
-from topicserve.batcher import BatchOutcome, ResultRow, process_records
+from topicserve.batcher import BatchOutcome, Stored, process_records
 from topicserve.protocols import EncoderLike
 from topicserve.service import InferenceService
 from topicserve.settings import Settings
@@ -117,7 +117,7 @@ class Worker:
         sqs: AwsClient,
         config: WorkerSettings,
         service: InferenceService,
-        write: Callable[[list[ResultRow]], None],
+        write: Callable[[list[Stored]], None],
         settings: Settings,
         *,
         clock: Callable[[], float] = time.monotonic,
@@ -302,7 +302,7 @@ def main() -> int:
         client=runtime.dynamodb,
         ttl_seconds=runtime.settings.results_ttl_seconds,
     )
-    worker = Worker(aws_client("sqs"), config, service, results.put_results, runtime.settings)
+    worker = Worker(aws_client("sqs"), config, service, results.write, runtime.settings)
     worker.install_signal_handlers()
     logger.info("worker started", extra={"init_seconds": round(runtime.init_seconds, 3)})
     worker.run()
