@@ -48,6 +48,8 @@ class Prices:
 
 
 PRICES = Prices()
+#: when the list prices above were read (us-east-1; DynamoDB on demand since its November 2024 cut)
+PRICES_DATE = "2026-12-06"
 
 
 # -- billed units -------------------------------------------------------------------------------------------
@@ -198,31 +200,44 @@ def sync_http(
     texts_per_request: float,
     ddb_read_units_per_text: float,
     ddb_write_units_per_text: float,
+    front_door: str = "rest_api",
     prices: Prices = PRICES,
 ) -> PathCost:
-    """The synchronous path: each request is one REST API call and one predict invocation."""
+    """The synchronous path: each request is one front-door call and one predict invocation. The REST
+    API bills every request; a function URL (template parameter FunctionUrls=iam) bills nothing on top of
+    the invocation."""
     per = 1 / texts_per_request
+    door = (
+        [LineItem("api_gateway", "REST API requests", per, prices.rest_api_request)]
+        if front_door == "rest_api"
+        else []
+    )
     return PathCost(
-        "sync_http",
+        f"sync_http_{front_door}",
         [
-            LineItem("api_gateway", "REST API requests", per, prices.rest_api_request),
+            *door,
             *lambda_items("predict", per, predict.billed_ms_per_invocation * per, predict.memory_mb, prices),
-            LineItem("dynamodb", "cache reads (RRU)", ddb_read_units_per_text, prices.ddb_read_unit),
-            LineItem("dynamodb", "cache writes (WRU)", ddb_write_units_per_text, prices.ddb_write_unit),
+            LineItem("dynamodb", "cache record reads (RRU)", ddb_read_units_per_text, prices.ddb_read_unit),
+            LineItem(
+                "dynamodb", "cache record writes (WRU)", ddb_write_units_per_text, prices.ddb_write_unit
+            ),
         ],
     )
 
 
 @dataclass(frozen=True)
 class BatchStats:
-    """What the batcher's per-batch log says about a window: sums over its batches."""
+    """What the batcher's per-batch log says about a window: sums over its invocations."""
 
-    batches: int
-    messages: int  # SQS messages received (= requests = predictions asked for)
+    batches: int  # invocations
+    messages: int  # SQS messages received (chunks of requests, or one request each)
+    texts: int  # requests (= texts; predictions = texts x models)
     unique_texts: int  # after in-batch dedup
-    prediction_hits: int  # answered by the prediction cache (LRU or DynamoDB)
+    prediction_hits: int  # answered from a cache record
     embedding_hits: int
     encoded: int
+    cache_reads: int = 0  # records asked of the shared tier (DynamoDB)
+    cache_writes: int = 0  # records written to it (admitted)
 
     @classmethod
     def from_log(cls, batches: Sequence[Mapping[str, Any]]) -> BatchStats:
@@ -232,55 +247,58 @@ class BatchStats:
         return cls(
             batches=len(batches),
             messages=total("batch_size"),
+            texts=total("texts") or total("batch_size"),
             unique_texts=total("unique_texts"),
             prediction_hits=total("prediction_hits"),
             embedding_hits=total("embedding_hits"),
             encoded=total("encoded"),
+            cache_reads=total("cache_reads"),
+            cache_writes=total("cache_writes"),
         )
 
 
 @dataclass(frozen=True)
 class ItemSizes:
     """Measured item sizes (bytes) of the tables a prediction touches. The defaults stand in for a table
-    the run left empty: what its item holds (384 float32 + key + TTL for an embedding, 20 float32 + key
-    for a prediction, a ~600-byte JSON result, the batch's small #meta item)."""
+    the run left empty: a cache record (int8 embedding + answers + key + TTL), a chunk of ten compressed
+    results, a one-request result, the batch's ``#meta`` item."""
 
-    embedding: float = 1700.0
-    prediction: float = 250.0
+    record: float = 600.0
+    result_chunk: float = 1100.0
     result: float = 600.0
-    meta: float = 100.0
+    meta: float = 150.0
 
 
-def batcher_ddb_items(
-    stats: BatchStats, sizes: ItemSizes, *, caches: bool, prices: Prices = PRICES
-) -> list[LineItem]:
-    """The batcher's DynamoDB units per prediction, from its per-batch counts.
-
-    Every cache lookup is counted as a DynamoDB read (eventually consistent), although the in-process
-    LRU answers some of them for free: an upper bound on the Zipf stream, exact on unique texts.
-    Prediction lookups: one per unique text; embedding lookups: one per prediction miss; writes: one
-    embedding per text encoded and one prediction per prediction miss; results: one row per request.
-    """
-    n = max(1, stats.messages)
-    items = [
+def batcher_ddb_items(stats: BatchStats, sizes: ItemSizes, *, prices: Prices = PRICES) -> list[LineItem]:
+    """The batcher's DynamoDB units per text, from its own counts: every shared-tier read (eventually
+    consistent, a miss costs the minimum) and write of a cache record, one result item per message (a chunk
+    or a single result) and one conditional ``#meta`` update per invocation (its batch's progress)."""
+    n = max(1, stats.texts)
+    chunked = stats.messages < stats.texts
+    result_units = stats.messages * write_units(sizes.result_chunk if chunked else sizes.result)
+    meta_units = stats.batches * write_units(sizes.meta) if chunked else 0
+    return [
+        LineItem("dynamodb", "result item writes (WRU)", result_units / n, prices.ddb_write_unit),
+        LineItem("dynamodb", "#meta progress updates (WRU)", meta_units / n, prices.ddb_write_unit),
         LineItem(
             "dynamodb",
-            "result writes (WRU)",
-            stats.messages * write_units(sizes.result) / n,
+            "cache record reads (RRU)",
+            stats.cache_reads * read_units(sizes.record, consistent=False) / n,
+            prices.ddb_read_unit,
+        ),
+        LineItem(
+            "dynamodb",
+            "cache record writes (WRU)",
+            stats.cache_writes * write_units(sizes.record) / n,
             prices.ddb_write_unit,
-        )
+        ),
     ]
-    if caches:
-        misses = stats.unique_texts - stats.prediction_hits
-        reads = stats.unique_texts * read_units(sizes.prediction, consistent=False) + misses * read_units(
-            sizes.embedding, consistent=False
-        )
-        writes = stats.encoded * write_units(sizes.embedding) + misses * write_units(sizes.prediction)
-        items += [
-            LineItem("dynamodb", "cache reads (RRU)", reads / n, prices.ddb_read_unit),
-            LineItem("dynamodb", "cache writes (WRU)", writes / n, prices.ddb_write_unit),
-        ]
-    return items
+
+
+def write_units_per_text(stats: BatchStats, sizes: ItemSizes) -> float:
+    """DynamoDB write units per text of the bulk path, all tables (results, #meta, cache records)."""
+    items = batcher_ddb_items(stats, sizes)
+    return sum(i.per_prediction for i in items if "WRU" in i.what)
 
 
 @dataclass(frozen=True)
@@ -301,25 +319,27 @@ def sqs_path(
     message_bytes: Sequence[int],
     sizes: ItemSizes,
     *,
-    caches: bool,
+    emulator_ms_per_text: float = 0.0,
+    chunk_texts: int = 10,
     prices: Prices = PRICES,
 ) -> PathCost:
-    """The asynchronous path, per prediction: the client's POST and GET through the REST API and the api
-    function, SendMessageBatch chunks, the event source mapping's receives and deletes, the batcher's
-    invocations and its DynamoDB units, the result page reads."""
-    n = max(1, stats.messages)
+    """The asynchronous path, per text (one model): the client's POST and GET through the REST API and
+    the api function, SendMessageBatch chunks, the event source mapping's receives and deletes, the
+    batcher's invocations (less the emulator's measured share per text, when given) and its DynamoDB
+    units, the result page reads."""
+    n = max(1, stats.texts)
     k = api.texts_per_submit
     payloads = sqs_batch_payloads(list(message_bytes))
-    sends = sqs_requests(payloads) / max(1, len(message_bytes))
+    sends = sqs_requests(payloads) / n
     mean_batch = stats.messages / max(1, stats.batches)
     calls_per_batch = math.ceil(mean_batch / SQS_MAX_BATCH)
-    # a receive carries the same bodies as the sends (64 KiB chunks) in calls of at most 10 messages; a
-    # delete carries receipt handles only
     receives = max(sends, stats.batches * calls_per_batch / n)
     deletes = stats.batches * calls_per_batch / n
-    page_read = 2 * query_read_units(k * sizes.result, consistent=True) + read_units(
+    chunk_items = math.ceil(k / chunk_texts)
+    page_read = query_read_units(chunk_items * sizes.result_chunk, consistent=True) + read_units(
         sizes.meta, consistent=True
-    )  # the page's Query, the COUNT query over the same items, the #meta GetItem
+    )  # the page's Query over the chunk items, the #meta GetItem (it holds the count)
+    own_ms = max(0.0, batcher.billed_ms - emulator_ms_per_text * n)
     return PathCost(
         name,
         [
@@ -338,18 +358,127 @@ def sqs_path(
             LineItem("sqs", "SendMessageBatch (64 KiB chunks)", sends, prices.sqs_request),
             LineItem("sqs", "ReceiveMessage (event source mapping)", receives, prices.sqs_request),
             LineItem("sqs", "DeleteMessageBatch (event source mapping)", deletes, prices.sqs_request),
-            *lambda_items(
-                "batcher", batcher.invocations / n, batcher.billed_ms / n, batcher.memory_mb, prices
-            ),
-            *batcher_ddb_items(stats, sizes, caches=caches, prices=prices),
+            *lambda_items("batcher", batcher.invocations / n, own_ms / n, batcher.memory_mb, prices),
+            *batcher_ddb_items(stats, sizes, prices=prices),
         ],
     )
 
 
 def per_request_lambda(name: str, fn: FunctionBill, prices: Prices = PRICES) -> PathCost:
-    """One invocation per prediction and nothing else (the naive peer, invoked directly: no REST API is
-    counted, so it is if anything cheaper than a real deployment of it)."""
+    """One invocation per prediction and nothing else (the naive peer invoked directly)."""
     return PathCost(name, lambda_items(name, 1.0, fn.billed_ms_per_invocation, fn.memory_mb, prices))
+
+
+def naive_fair(
+    fn: FunctionBill,
+    *,
+    init_ms: float,
+    cold_share: float,
+    result_bytes: float,
+    prices: Prices = PRICES,
+) -> dict[str, PathCost]:
+    """The naive function as a caller would deploy it, step by step: bare; behind the same front door
+    (the REST API); plus a stored result the caller can fetch (one item written, one read); plus its cold
+    starts at the share the warmers' bursty trace measured (init is billed since August 2025)."""
+    bare = per_request_lambda("naive_lambda", fn, prices)
+    door = LineItem("api_gateway", "REST API requests", 1.0, prices.rest_api_request)
+    stored = [
+        LineItem("dynamodb", "result write (WRU)", write_units(result_bytes), prices.ddb_write_unit),
+        LineItem(
+            "dynamodb", "result read (RRU)", read_units(result_bytes, consistent=True), prices.ddb_read_unit
+        ),
+    ]
+    cold = lambda_items("naive init", 0.0, cold_share * init_ms, fn.memory_mb, prices)[1:]
+    return {
+        "naive_lambda": bare,
+        "naive_front_door": PathCost("naive_front_door", [*bare.items, door]),
+        "naive_stored": PathCost("naive_stored", [*bare.items, door, *stored]),
+        "naive_fair": PathCost("naive_fair", [*bare.items, door, *stored, *cold]),
+    }
+
+
+def break_even_hits(encode_ms: float, memory_mb: float, sizes: ItemSizes, prices: Prices = PRICES) -> float:
+    """Shared-tier hits a record needs to pay for its write: each hit saves an encode and pays a read."""
+    saved = gb_seconds(encode_ms, memory_mb) * prices.lambda_gb_second
+    read = read_units(sizes.record, consistent=False) * prices.ddb_read_unit
+    write = write_units(sizes.record) * prices.ddb_write_unit
+    return write / (saved - read) if saved > read else math.inf
+
+
+def zipf_steady(
+    name: str,
+    unique: PathCost,
+    unique_stats: BatchStats,
+    batcher: FunctionBill,
+    counts: Mapping[str, float],
+    sizes: ItemSizes,
+    *,
+    encode_ms_per_text: float,
+    emulator_ms_per_text: float = 0.0,
+    prices: Prices = PRICES,
+) -> PathCost:
+    """A long Zipf stream's cost per request, projected from the unique run's measured units: its
+    per-request items other than the batcher's compute and cache units, plus the batcher's billed ms split
+    into what every request pays (parsing, results, hits) and what each encoded text adds, times the
+    simulated counts (bench/admission.py: texts encoded, record reads and writes per request)."""
+    n = max(1, unique_stats.texts)
+    own = max(0.0, batcher.billed_ms - emulator_ms_per_text * n) / n
+    fixed_ms = max(0.0, own - encode_ms_per_text * unique_stats.encoded / n)
+    billed = fixed_ms + encode_ms_per_text * counts["encoded_per_request"]
+    keep = [i for i in unique.items if not i.what.startswith(("batcher GB-s", "cache record"))]
+    return PathCost(
+        name,
+        [
+            *keep,
+            LineItem(
+                "lambda",
+                f"batcher GB-s ({batcher.memory_mb:.0f} MB), projected",
+                gb_seconds(billed, batcher.memory_mb),
+                prices.lambda_gb_second,
+            ),
+            LineItem(
+                "dynamodb",
+                "cache record reads (RRU), projected",
+                counts["reads_per_request"] * read_units(sizes.record, consistent=False),
+                prices.ddb_read_unit,
+            ),
+            LineItem(
+                "dynamodb",
+                "cache record writes (WRU), projected",
+                counts["writes_per_request"] * write_units(sizes.record),
+                prices.ddb_write_unit,
+            ),
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class Fixed:
+    """What the deployment costs per month before any prediction (us-east-1 list prices)."""
+
+    warmer_invocations_per_month: float
+    warmer_billed_ms: float
+    memory_mb: float
+    schedules_per_month: float  # gate and monitor runs
+    schedule_billed_ms: float
+    metrics: int  # custom CloudWatch metrics
+    alarms: int
+
+    def usd_per_month(self, prices: Prices = PRICES) -> float:
+        warm = self.warmer_invocations_per_month * (
+            prices.lambda_request
+            + gb_seconds(self.warmer_billed_ms, self.memory_mb) * prices.lambda_gb_second
+        )
+        sched = self.schedules_per_month * (
+            prices.lambda_request + gb_seconds(self.schedule_billed_ms, 512) * prices.lambda_gb_second
+        )
+        return warm + sched + self.metrics * 0.30 + self.alarms * 0.10
+
+
+def break_even_volume(fixed_usd_per_month: float, ours: float, naive: float) -> float | None:
+    """Predictions per month above which ours (fixed + per-prediction) is cheaper than the naive peer."""
+    saving = (naive - ours) / MILLION
+    return fixed_usd_per_month / saving if saving > 0 else None
 
 
 # -- from the benchmark's results ----------------------------------------------------------------------------
@@ -357,29 +486,40 @@ def _fb(b: Mapping[str, Any]) -> FunctionBill:
     return FunctionBill(int(b["invocations"]), float(b["billed_ms"]), float(b["memory_mb"]))
 
 
-def paths_from_measured(m: Mapping[str, Any], prices: Prices = PRICES) -> dict[str, PathCost | None]:
+def paths_from_measured(
+    m: Mapping[str, Any], prices: Prices = PRICES, *, own_work: bool = True
+) -> dict[str, PathCost | None]:
     """Every path's cost from the ``measured`` dict the benchmark saves (sections.cost.measured); a path
-    whose measurement is missing is None. Shared by the benchmark and the report, so the report can be
-    regenerated from the JSON alone."""
-    sizes = ItemSizes(**{k: v for k, v in m["item_sizes"].items() if v is not None})
+    whose measurement is missing is None. ``own_work``: the batcher's billed ms less the emulator's own
+    measured share per text (as AWS would bill the function's work), else the raw local billed ms.
+    Shared by the benchmark and the report, so the report can be regenerated from the JSON alone."""
+    sizes = ItemSizes(
+        **{
+            k: v
+            for k, v in m.get("item_sizes", {}).items()
+            if v is not None and k in ItemSizes.__dataclass_fields__
+        }
+    )
+    emulator = float(m.get("emulator_ms_per_text") or 0.0) if own_work else 0.0
+    chunk_texts = int(m.get("chunk_texts") or 10)
     out: dict[str, PathCost | None] = {}
 
     http = m.get("http")
     if http and http["bill"]["invocations"]:
-        # unique texts, caches on: a prediction lookup and an embedding lookup miss (eventually consistent),
-        # then an embedding and a prediction written
-        reads = read_units(sizes.prediction, consistent=False) + read_units(sizes.embedding, consistent=False)
-        writes = write_units(sizes.embedding) + write_units(sizes.prediction)
-        out["sync_http"] = sync_http(
-            _fb(http["bill"]),
-            texts_per_request=1,
-            ddb_read_units_per_text=reads,
-            ddb_write_units_per_text=writes,
-            prices=prices,
-        )
-        out["sync_http"].note = "one text per request, unique texts, caches on (as deployed)"
+        # unique texts: one record read that misses, no write (admission: a first sighting)
+        for door in ("rest_api", "function_url"):
+            path = sync_http(
+                _fb(http["bill"]),
+                texts_per_request=1,
+                ddb_read_units_per_text=read_units(sizes.record, consistent=False),
+                ddb_write_units_per_text=0.0,
+                front_door=door,
+                prices=prices,
+            )
+            path.note = f"one text per request, unique texts, caches on, {door.replace('_', ' ')}"
+            out["sync_http" if door == "rest_api" else "sync_http_function_url"] = path
     else:
-        out["sync_http"] = None
+        out["sync_http"] = out["sync_http_function_url"] = None
 
     api = m.get("api")
     api_bill = (
@@ -387,31 +527,109 @@ def paths_from_measured(m: Mapping[str, Any], prices: Prices = PRICES) -> dict[s
         if api and api.get("post") and api["post"]["invocations"] and api["get"]["invocations"]
         else None
     )
-    for name, caches in (("sqs_unique", True), ("sqs_zipf_cached", True), ("sqs_zipf_uncached", False)):
+    runs: dict[str, tuple[BatchStats, FunctionBill]] = {}
+    for name in ("sqs_unique", "sqs_unique_5", "sqs_zipf_cached", "sqs_zipf_uncached"):
         run = m.get(name)
         if not run or api_bill is None or not run["bill"]["invocations"]:
             out[name] = None
             continue
         stats = BatchStats.from_log(run["batches"])
-        out[name] = sqs_path(
+        runs[name] = (stats, _fb(run["bill"]))
+        path = sqs_path(
             name,
             _fb(run["bill"]),
             stats,
             api_bill,
             run["message_bytes"],
             sizes,
-            caches=caches,
+            emulator_ms_per_text=emulator,
+            chunk_texts=chunk_texts,
             prices=prices,
         )
-        out[name].note = run.get("note", "")
+        path.note = run.get("note", "")
+        out[name] = path
+
+    steady = m.get("zipf_steady")
+    unique = out.get("sqs_unique")
+    if steady and unique is not None and "sqs_unique" in runs:
+        stats, bill = runs["sqs_unique"]
+        encode_ms = float(m.get("encode_ms_per_text") or 0.0)
+        for key, counts in (
+            ("sqs_zipf_steady_cached", steady["on"]),
+            ("sqs_zipf_steady_uncached", steady["off"]),
+        ):
+            out[key] = zipf_steady(
+                key,
+                unique,
+                stats,
+                bill,
+                counts,
+                sizes,
+                encode_ms_per_text=encode_ms,
+                emulator_ms_per_text=emulator,
+                prices=prices,
+            )
+            out[
+                key
+            ].note = f"projected: {steady['requests']} requests of Zipf(1.1), counts from bench/admission.py"
 
     naive = m.get("naive")
-    out["naive_lambda"] = (
-        per_request_lambda("naive_lambda", _fb(naive["bill"]), prices)
-        if naive and naive["bill"]["invocations"]
-        else None
-    )
-    if out["naive_lambda"] is not None:
-        out["naive_lambda"].note = "warm, one text per request, invoked directly (no REST API counted)"
+    if naive and naive["bill"]["invocations"]:
+        variants = naive_fair(
+            _fb(naive["bill"]),
+            init_ms=float(m.get("naive_init_ms") or 0.0),
+            cold_share=float(m.get("cold_share") or 0.0),
+            result_bytes=sizes.result,
+            prices=prices,
+        )
+        out.update(variants)
+        out["naive_lambda"].note = "warm, one text per request, invoked directly"  # type: ignore[union-attr]
+    else:
+        out.update(dict.fromkeys(("naive_lambda", "naive_front_door", "naive_stored", "naive_fair")))
     out["gpu_worker"] = None  # no GPU measured on this machine
     return out
+
+
+def derived(m: Mapping[str, Any], paths: Mapping[str, PathCost | None]) -> dict[str, Any]:
+    """The cost issue's headline figures from the paths and the measured counts."""
+    sizes = ItemSizes(
+        **{
+            k: v
+            for k, v in m.get("item_sizes", {}).items()
+            if v is not None and k in ItemSizes.__dataclass_fields__
+        }
+    )
+    out: dict[str, Any] = {}
+    run = m.get("sqs_unique")
+    out["dynamodb_write_units_per_unique_text"] = (
+        write_units_per_text(BatchStats.from_log(run["batches"]), sizes)
+        + write_units(sizes.meta) / max(1, int((m.get("api") or {}).get("texts") or 1))
+        if run
+        else None
+    )
+    one, five = paths.get("sqs_unique"), paths.get("sqs_unique_5")
+    out["five_models_cost_ratio"] = five.usd_per_million / one.usd_per_million if one and five else None
+    fair = paths.get("naive_fair")
+    out["x_cheaper_than_naive_fair"] = fair.usd_per_million / one.usd_per_million if one and fair else None
+    on, off = paths.get("sqs_zipf_steady_cached"), paths.get("sqs_zipf_steady_uncached")
+    out["zipf_steady_cached_over_uncached"] = on.usd_per_million / off.usd_per_million if on and off else None
+    encode_ms = m.get("encode_ms_per_text")
+    bill = (run or {}).get("bill")
+    out["break_even_hits_per_write"] = (
+        break_even_hits(float(encode_ms), float(bill["memory_mb"]), sizes) if encode_ms and bill else None
+    )
+    return out
+
+
+def report(m: Mapping[str, Any]) -> dict[str, Any]:
+    """What the benchmark stores for the cost section: the paths as AWS would bill the functions' own
+    work (the emulator's measured share taken out), the same from the raw local billed ms, and the
+    derived headline figures."""
+    paths = paths_from_measured(m)
+    raw = paths_from_measured(m, own_work=False)
+    return {
+        "paths": {k: (v.to_dict() if v else None) for k, v in paths.items()},
+        "paths_as_measured": {k: (v.to_dict() if v else None) for k, v in raw.items()},
+        "derived": derived(m, paths),
+        "prices_date": PRICES_DATE,
+    }

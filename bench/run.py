@@ -145,12 +145,14 @@ def run_cloud(
     keep: bool,
     checkpoint: Any,
 ) -> None:
-    from bench import cost
+    from bench import admission, cost
     from bench.cloud import billing, coldstarts, http_path, sqs_path
     from bench.cloud.efficiency import efficiency
     from bench.cloud.stack import MODEL, Stack
     from bench.cloud.sweep import sweep
     from bench.cloud.warmers import warmers
+    from topicserve.catalogue import MODEL_NAMES, SERVED_BATCH_SIZE
+    from topicserve.settings import Settings
 
     sections = results["sections"]
     unique = texts[3000:]
@@ -172,9 +174,10 @@ def run_cloud(
                     "ApiThrottleBurstLimit": "2000",
                 },
             )
-            # the batcher encodes with the encoder's best batch size measured in this run (the ceiling's)
-            best = sections.get("inprocess", {}).get("ceiling", {}).get("best_batch")
-            st = Stack(info, encode_batch_size=best)
+            # the served configuration: the encoder batch of catalogue.SERVED_BATCH_SIZE (one text per call);
+            # another batch size would be another cache configuration, and not what serving runs
+            st = Stack(info)
+            best = SERVED_BATCH_SIZE
             results["local_cloud"]["encode_batch_size"] = best
             say("== capacity of the SQS path (backlog drain, unique texts) and the HTTP path (2 callers)")
             st.configure_batcher(sqs_path.SQS_VARIANTS["+prediction_cache"])
@@ -182,7 +185,11 @@ def run_cloud(
             cap_texts = salted(unique[: cfg["capacity_texts"]], f"cap{time.time_ns()}")
             sqs_cap = sqs_path.sqs_capacity(st, cap_texts, cfg["drain_s"] * 4, [MODEL])
             say("== efficiency: the batcher's billed ms per text against the encoder's, same texts")
-            sections["efficiency"] = efficiency(st, sqs_cap, cap_texts, best or 1, cfg["efficiency_rounds"])
+            sections["efficiency"] = efficiency(st, sqs_cap, cap_texts, best, cfg["efficiency_rounds"])
+            say("== the same path with all five models per text (a text answered by every model)")
+            five_texts = salted(unique[: cfg["capacity_texts"] // 2], f"five{time.time_ns()}")
+            sqs_path.warm_batcher(st, list(MODEL_NAMES))
+            sqs_five = sqs_path.sqs_capacity(st, five_texts, cfg["drain_s"] * 4, list(MODEL_NAMES))
             st.configure_predict("all")
             http_path.prewarm(st, 4)
             http_texts = salted(unique, f"hc{time.time_ns()}")
@@ -241,6 +248,7 @@ def run_cloud(
             }
             for name, run, note in (
                 ("sqs_unique", sqs_cap, "capacity run: unique texts, BatchSize 100, window 1 s, caches on"),
+                ("sqs_unique_5", sqs_five, "unique texts, all five models per text (USD per M texts)"),
                 ("sqs_zipf_cached", sat.get("+prediction_cache"), "Zipf(1.1) saturation run, caches on"),
                 ("sqs_zipf_uncached", sat.get("+dedup"), "Zipf(1.1) saturation run, caches off"),
             ):
@@ -253,6 +261,15 @@ def run_cloud(
                         "completed": run["completed"],
                         "note": note,
                     }
+            unique_batches = sqs_cap["batcher_time"]["batches"]
+            encoded = sum(b.get("encoded") or 0 for b in unique_batches)
+            measured.update(
+                emulator_ms_per_text=sections["efficiency"].get("emulator_ms_per_text"),
+                encode_ms_per_text=sum(b.get("encode_ms") or 0 for b in unique_batches) / max(1, encoded),
+                chunk_texts=Settings().chunk_texts,
+            )
+            say("== the Zipf stream's steady state: 20,000 requests through the real cache code, in-process")
+            measured["zipf_steady"] = admission.steady_state(zipf_pool, admission.STEADY_REQUESTS)
             sections["cost"] = {"measured": measured}
             checkpoint()
 
@@ -291,9 +308,9 @@ def run_cloud(
                     st.lam, naive_fn, salted(unique, f"cn{time.time_ns()}"), cfg["naive_warm_requests"]
                 )
             measured["item_sizes"] = billing.item_sizes(st)
-            sections["cost"]["paths"] = {
-                k: (v.to_dict() if v else None) for k, v in cost.paths_from_measured(measured).items()
-            }
+            measured["cold_share"] = sections["warmers"]["without"]["cold_share"]
+            measured["naive_init_ms"] = (cs.get("stats", {}).get("naive") or {}).get("init_ms", {}).get("p50")
+            sections["cost"].update(cost.report(measured))
             cs["package_sizes"] = coldstarts.package_sizes(st, fp32[2], naive_image)
             cs["naive_note"] = (
                 "the naive peer is a container image (its 1.3 GB is over Lambda's 250 MB zip limit), run by "

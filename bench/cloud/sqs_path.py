@@ -11,7 +11,8 @@ from bench.cloud.billing import LOG_DELIVERY_S, bill, function_log
 from bench.cloud.stack import Stack
 from bench.common import ratio, summary
 from topicserve.queue import send_all
-from topicserve.requests import QueuedRequest, new_batch_id
+from topicserve.requests import QueuedRequest, new_batch_id, pack_chunks
+from topicserve.settings import Settings
 
 SQS_VARIANTS: dict[str, dict[str, Any]] = {
     "baseline": {"batch_size": 1, "window_s": 0, "dedup": False, "disable_caches": "all"},
@@ -99,7 +100,17 @@ def batcher_breakdown(st: Stack, since_ms: int) -> dict[str, Any]:
     reports, batches = function_log(st.batcher, since_ms)
     total = sum(r["duration_ms"] or 0.0 for r in reports)
     parts = {k: sum(b.get(k, 0) or 0 for b in batches) for k in ("encode_ms", "heads_ms", "cache_ms")}
-    counts = ("batch_size", "texts", "unique_texts", "prediction_hits", "embedding_hits", "encoded")
+    counts = (
+        "batch_size",
+        "texts",
+        "unique_texts",
+        "prediction_hits",
+        "embedding_hits",
+        "encoded",
+        "encode_ms",
+        "cache_reads",
+        "cache_writes",
+    )
     return {
         "invocations": len(reports),
         "batches_logged": len(batches),
@@ -114,11 +125,15 @@ def batcher_breakdown(st: Stack, since_ms: int) -> dict[str, Any]:
 
 
 def sqs_capacity(st: Stack, texts: list[str], drain_s: float, models: list[str]) -> dict[str, Any]:
-    """Backlog drain: enqueue all ``texts`` at once; sustained rate = completed / (last - first result
+    """Backlog drain: enqueue all ``texts`` at once, in chunks as the API queues them; sustained rate =
+    completed / (last - first result
     write + the first batch's own service time, estimated as one mean batch interval)."""
     batch_id = new_batch_id()
     requests = [QueuedRequest(batch_id, str(i), t, models) for i, t in enumerate(texts)]
-    messages = [r.to_message() for r in requests]
+    # queued as POST /v1/batches queues them: chunks of Settings.chunk_texts, one result item each
+    settings = Settings()
+    chunks = pack_chunks(requests, max_texts=settings.chunk_texts, max_bytes=settings.max_message_bytes)
+    messages = [c.to_message() for c in chunks]
     started = time.time()
     since_ms = int(started * 1000)
     send_all(st.sqs, st.info["queue_url"], messages)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +10,7 @@ from bench.common import client
 from topicserve.client import Client
 from topicserve.dynamo import pages
 from topicserve.lambda_config import update_environment
+from topicserve.results import expand_items
 
 #: the model every cloud benchmark serves
 MODEL = "logreg"
@@ -94,19 +94,11 @@ class Stack:
             time.sleep(1.0)
 
     def _query(self, batch_id: str) -> list[dict[str, Any]]:
+        """Every result of the batch (chunk items expanded), with the time its item was written."""
         query = pages(
             self.ddb.query,
             TableName=self.info["tables"]["results"],
             KeyConditionExpression="batch_id = :b",
             ExpressionAttributeValues={":b": {"S": batch_id}},
         )
-        return [
-            {
-                "request_id": i["request_id"]["S"],
-                "completed_ms": float(i["completed_ms"]["N"]),
-                "result": json.loads(i["result"]["S"]),
-            }
-            for page in query
-            for i in page.get("Items", [])
-            if "completed_ms" in i
-        ]
+        return expand_items([i for page in query for i in page.get("Items", []) if "completed_ms" in i])

@@ -87,31 +87,41 @@ def test_sync_http_line_items() -> None:
 def _stats(**kw: int) -> cost.BatchStats:
     base = {
         "batches": 2,
-        "messages": 100,
+        "messages": 10,  # chunks of ten
+        "texts": 100,
         "unique_texts": 100,
         "prediction_hits": 0,
         "embedding_hits": 0,
         "encoded": 100,
+        "cache_reads": 100,
+        "cache_writes": 0,
     }
     return cost.BatchStats(**{**base, **kw})
 
 
+SIZES = cost.ItemSizes(record=600, result_chunk=1100, result=700, meta=150)
+
+
 def test_batcher_dynamodb_units_on_unique_texts() -> None:
-    sizes = cost.ItemSizes(embedding=1600, prediction=200, result=700)
-    items = {i.what: i.per_prediction for i in cost.batcher_ddb_items(_stats(), sizes, caches=True)}
-    assert items["result writes (WRU)"] == 1
-    assert items["cache reads (RRU)"] == 0.5 + 0.5  # prediction miss, then embedding miss
-    assert items["cache writes (WRU)"] == 2 + 1  # embedding (2 KiB units), prediction
-    off = {i.what for i in cost.batcher_ddb_items(_stats(), sizes, caches=False)}
-    assert off == {"result writes (WRU)"}
+    items = {i.what: i.per_prediction for i in cost.batcher_ddb_items(_stats(), SIZES)}
+    assert items["result item writes (WRU)"] == pytest.approx(10 * 2 / 100)  # a 1,100-byte chunk: 2 units
+    assert items["#meta progress updates (WRU)"] == pytest.approx(2 / 100)  # one per invocation
+    assert items["cache record reads (RRU)"] == pytest.approx(0.5)  # every unique text misses once
+    assert items["cache record writes (WRU)"] == 0  # first sightings: nothing admitted
+    assert cost.write_units_per_text(_stats(), SIZES) == pytest.approx(0.22)
 
 
-def test_cache_hits_remove_reads_and_writes() -> None:
-    sizes = cost.ItemSizes(embedding=1600, prediction=200, result=700)
-    stats = _stats(unique_texts=40, prediction_hits=30, encoded=10)
-    items = {i.what: i.per_prediction for i in cost.batcher_ddb_items(stats, sizes, caches=True)}
-    assert items["cache reads (RRU)"] == pytest.approx((40 * 0.5 + 10 * 0.5) / 100)
-    assert items["cache writes (WRU)"] == pytest.approx((10 * 2 + 10 * 1) / 100)
+def test_one_request_messages_write_one_result_each() -> None:
+    stats = _stats(messages=100)
+    items = {i.what: i.per_prediction for i in cost.batcher_ddb_items(stats, SIZES)}
+    assert items["result item writes (WRU)"] == 1 and items["#meta progress updates (WRU)"] == 0
+
+
+def test_admitted_records_cost_one_write_unit_each() -> None:
+    stats = _stats(unique_texts=40, prediction_hits=30, encoded=10, cache_reads=40, cache_writes=10)
+    items = {i.what: i.per_prediction for i in cost.batcher_ddb_items(stats, SIZES)}
+    assert items["cache record reads (RRU)"] == pytest.approx(40 * 0.5 / 100)
+    assert items["cache record writes (WRU)"] == pytest.approx(10 / 100)
 
 
 def test_sqs_path_counts_every_request() -> None:
@@ -119,19 +129,43 @@ def test_sqs_path_counts_every_request() -> None:
         post=cost.FunctionBill(1, 300.0, 1024), get=cost.FunctionBill(1, 200.0, 1024), texts_per_submit=100
     )
     batcher = cost.FunctionBill(invocations=2, billed_ms=2000.0, memory_mb=2048)
-    sizes = cost.ItemSizes(embedding=1600, prediction=200, result=700)
-    path = cost.sqs_path("sqs", batcher, _stats(), api, [2000] * 100, sizes, caches=True)
+    path = cost.sqs_path("sqs", batcher, _stats(), api, [20000] * 10, SIZES, emulator_ms_per_text=5.0)
     items = {i.what: i.per_prediction for i in path.items}
     assert items["REST API requests (POST + GET)"] == pytest.approx(2 / 100)
-    assert items["SendMessageBatch (64 KiB chunks)"] == pytest.approx(10 / 100)
-    # batches of 50: five ReceiveMessage and five DeleteMessageBatch calls each
-    assert items["ReceiveMessage (event source mapping)"] == pytest.approx(10 / 100)
-    assert items["DeleteMessageBatch (event source mapping)"] == pytest.approx(10 / 100)
+    assert items["SendMessageBatch (64 KiB chunks)"] == pytest.approx(4 / 100)  # 200 KB in 64 KiB pieces
+    assert items["ReceiveMessage (event source mapping)"] == pytest.approx(4 / 100)
+    assert items["DeleteMessageBatch (event source mapping)"] == pytest.approx(2 / 100)
     assert items["batcher requests"] == pytest.approx(2 / 100)
-    assert items["batcher GB-s (2048 MB)"] == pytest.approx(20 / 1000 * 2)
-    # one GET page: query + COUNT query of 100 x 700 B (18 RRU each) + the #meta read
-    assert items["result page reads (RRU)"] == pytest.approx((2 * 18 + 1) / 100)
+    # 2,000 billed ms less 5 ms per text of emulator: 15 ms per text at 2 GB
+    assert items["batcher GB-s (2048 MB)"] == pytest.approx(15 / 1000 * 2)
+    # one GET page: the query over 10 chunk items (11 KB: 3 RRU) + the #meta read
+    assert items["result page reads (RRU)"] == pytest.approx((3 + 1) / 100)
     assert path.usd_per_million == pytest.approx(sum(i.usd_per_million for i in path.items))
+
+
+def test_fair_naive_adds_the_front_door_a_stored_result_and_cold_starts() -> None:
+    fn = cost.FunctionBill(4, 80.0, 2048)
+    v = cost.naive_fair(fn, init_ms=4000, cold_share=0.05, result_bytes=600)
+    bare = v["naive_lambda"].usd_per_million
+    assert v["naive_front_door"].usd_per_million == pytest.approx(bare + 3.50)
+    assert v["naive_stored"].usd_per_million == pytest.approx(bare + 3.50 + 0.625 + 0.125)
+    cold = 0.05 * 4000 / 1000 * 2 * 16.6667  # 200 ms of init per request on average at 2 GB
+    assert v["naive_fair"].usd_per_million == pytest.approx(bare + 3.50 + 0.75 + cold, rel=1e-4)
+
+
+def test_break_even_hits_from_prices() -> None:
+    # 11 ms at 1,769 MB saved per hit (~$0.317 per million) less a $0.0625 read: a $0.625 write pays
+    # back after ~2.5 hits
+    assert cost.break_even_hits(11.0, 1769, SIZES) == pytest.approx(0.625 / (0.3167 - 0.0625), rel=0.01)
+    assert cost.break_even_hits(0.1, 1769, SIZES) == float("inf")
+
+
+def test_fixed_cost_and_break_even_volume() -> None:
+    fixed = cost.Fixed(8640 * 5, 50.0, 1769, 2 * 8640, 500.0, metrics=20, alarms=5)
+    usd = fixed.usd_per_month()
+    assert 6.0 < usd < 12.0  # metrics $6 + alarms $0.5 + warmers and schedules
+    assert cost.break_even_volume(usd, 0.5, 5.0) == pytest.approx(usd / 4.5 * 1e6)
+    assert cost.break_even_volume(usd, 5.0, 0.5) is None
 
 
 def test_naive_is_one_invocation_per_prediction() -> None:
@@ -143,30 +177,41 @@ def test_paths_from_measured_json() -> None:
     def bill(n: int, ms: float, mb: float) -> dict[str, float]:
         return {"invocations": n, "billed_ms": ms, "memory_mb": mb}
 
-    batches = [
-        {
-            "batch_size": 50,
-            "unique_texts": 50,
-            "prediction_hits": 0,
-            "embedding_hits": 0,
-            "encoded": 50,
-        }
-    ] * 2
-    run = {"bill": bill(2, 2000, 2048), "batches": batches, "message_bytes": [2000] * 100}
+    batches = [{"batch_size": 5, "texts": 50, "unique_texts": 50, "encoded": 50, "cache_reads": 50}] * 2
+    run = {"bill": bill(2, 2000, 1769), "batches": batches, "message_bytes": [20000] * 10}
+    steady = {
+        "requests": 20000,
+        "on": {"encoded_per_request": 0.1, "reads_per_request": 0.1, "writes_per_request": 0.05},
+        "off": {"encoded_per_request": 0.6, "reads_per_request": 0, "writes_per_request": 0},
+    }
     measured = {
-        "item_sizes": {"embedding": 1600, "prediction": 200, "result": None},
-        "http": {"bill": bill(10, 500, 2048)},
+        "item_sizes": {"record": 600, "result_chunk": 1100, "result": None},
+        "http": {"bill": bill(10, 500, 1769)},
         "api": {"texts": 100, "post": bill(1, 300, 1024), "get": bill(1, 200, 1024)},
         "sqs_unique": run,
         "naive": {"bill": bill(5, 1000, 2048)},
+        "emulator_ms_per_text": 5.0,
+        "encode_ms_per_text": 10.0,
+        "zipf_steady": steady,
+        "naive_init_ms": 4000,
+        "cold_share": 0.05,
     }
     paths = cost.paths_from_measured(measured)
-    assert paths["gpu_worker"] is None
-    assert paths["sqs_zipf_cached"] is None
-    for name in ("sync_http", "sqs_unique", "naive_lambda"):
+    raw = cost.paths_from_measured(measured, own_work=False)
+    assert paths["gpu_worker"] is None and paths["sqs_zipf_cached"] is None
+    for name in ("sync_http", "sync_http_function_url", "sqs_unique", "naive_lambda", "naive_fair"):
         p = paths[name]
         assert p is not None and p.usd_per_million > 0
         assert p.to_dict()["usd_per_million"] == pytest.approx(p.usd_per_million)
+    assert raw["sqs_unique"].usd_per_million > paths["sqs_unique"].usd_per_million  # type: ignore[union-attr]
+    assert paths["sync_http"].usd_per_million - paths["sync_http_function_url"].usd_per_million == (  # type: ignore[union-attr]
+        pytest.approx(3.50)
+    )
+    on, off = paths["sqs_zipf_steady_cached"], paths["sqs_zipf_steady_uncached"]
+    assert on is not None and off is not None and on.usd_per_million < off.usd_per_million
+    d = cost.derived(measured, paths)
+    assert d["x_cheaper_than_naive_fair"] > 1 and d["zipf_steady_cached_over_uncached"] < 1
+    assert d["dynamodb_write_units_per_unique_text"] == pytest.approx(10 * 2 / 100 + 2 / 100 + 1 / 100)
 
 
 def test_report_line_parsing() -> None:
