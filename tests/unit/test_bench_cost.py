@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from bench import cost
@@ -228,3 +229,21 @@ def test_report_line_parsing() -> None:
         "init_ms": 700.1,
     }
     assert parse_report("REPORT RequestId: r\tDuration: 1.00 ms")["init_ms"] is None
+
+
+def test_admission_simulation_counts_the_real_cache_code() -> None:
+    """bench/admission.py runs the service's own cache code: with caches on a repeated stream encodes far
+    less than with them off, and the doorkeeper writes fewer records than writing every one, at the same
+    hit rate once texts recur."""
+    from bench.admission import simulate
+
+    pool = [f"text {i}" for i in range(300)]
+    stream = [pool[int(i)] for i in np.random.default_rng(0).zipf(1.3, 3000) % len(pool)]
+    off = simulate(stream, caches=False, batch_size=50)
+    on = simulate(stream, batch_size=50)
+    every = simulate(stream, batch_size=50, admission=False)
+    assert on.encoded_per_request < off.encoded_per_request / 3
+    assert on.writes_per_request < every.writes_per_request
+    assert on.answer_hit_rate == pytest.approx(every.answer_hit_rate, abs=0.01)
+    two = simulate(stream, batch_size=50, environments=2)
+    assert two.reads_per_request >= on.reads_per_request  # a second environment reads what the first shared

@@ -76,9 +76,14 @@ def test_rendered_with_the_worker_on_lints_clean(
         text = text[:default] + f'    Default: "{value}"' + text[line_end:]
     switched = tmp_path / "template.yaml"
     switched.write_text(text)
+    assert_lints_clean(switched)
+
+
+def assert_lints_clean(template: Path) -> None:
+    """cfn-lint and `sam validate --lint` pass on ``template`` (as `make lint` runs them)."""
     for command in (
-        [str(Path(sys.executable).parent / "cfn-lint"), str(switched)],
-        [str(SAM_PYTHON.parent / "sam"), "validate", "--lint", "--template", str(switched)],
+        [str(Path(sys.executable).parent / "cfn-lint"), str(template)],
+        [str(SAM_PYTHON.parent / "sam"), "validate", "--lint", "--template", str(template)],
     ):
         proc = subprocess.run(
             command,

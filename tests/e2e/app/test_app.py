@@ -188,6 +188,10 @@ def test_new_head_version_is_served_and_reuses_embeddings(
     text = "A fresh sentence about encryption keys and the clipper chip."
     status, before = client.predict("logreg", [text])
     assert status == 200 and before["predictions"][0]["cached"] == {"prediction": False, "embedding": False}
+    # a text seen once is not worth a shared write (admission); seen again in the same environment, its
+    # record goes to DynamoDB, where a new environment of the new head version finds the embedding
+    status, again = client.predict("logreg", [text])
+    assert status == 200 and again["predictions"][0]["cached"]["prediction"] is True
 
     registry = Registry(
         bucket=app_stack["bucket"],
