@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from topicserve.cache import Doorkeeper, LRUStore, TieredStore
+from topicserve.cache.admission import ReadGate
 from topicserve.encoder import Tokens
 from topicserve.service import InferenceService
 
@@ -90,6 +91,7 @@ def simulate(
             {m: ConstantHead(m) for m in models},
             cache_store=TieredStore(LRUStore(lru_items), shared) if caches else None,
             doorkeeper=Doorkeeper() if caches and admission else None,
+            read_gate=ReadGate() if caches and admission else None,
         )
         for _ in range(environments)
     ]

@@ -271,3 +271,29 @@ def test_chunks_are_written_concurrently_and_a_failed_one_does_not_stop_the_othe
         batch_put(client, "t", items, retry=RetryPolicy(max_attempts=1))
     assert client.peak > 1
     assert len(client.written) == 75 and "k24" in client.written and "k50" in client.written
+
+
+def test_read_gate_stops_reading_first_sightings_that_never_hit_and_reopens() -> None:
+    from topicserve.cache.admission import ReadGate
+
+    gate = ReadGate(break_even=0.2, sample=0.1)
+    assert gate.open  # a fresh environment reads
+    gate.observe(reads=30, hits=0)  # a unique stream: every first-sighting read missed
+    assert not gate.open
+    admitted = sum(gate.admits(f"k{i}") for i in range(2000))
+    assert 120 < admitted < 280  # the sample keeps measuring (~10 %)
+    gate.observe(reads=20, hits=15)  # texts recur across environments: reads pay again
+    assert gate.open and gate.admits("anything")
+    with pytest.raises(ValueError):
+        ReadGate(break_even=0)
+
+
+def test_gated_reads_skip_unique_first_sightings_but_read_repeated_keys(cache_table: str, ddb: Any) -> None:
+    from topicserve.cache.admission import ReadGate
+
+    back = DynamoDBStore(cache_table, client=ddb)
+    gate = ReadGate()
+    cache = RecordCache(TieredStore(LRUStore(0), back), CONFIG, doorkeeper=Doorkeeper(10_000), read_gate=gate)
+    reads = [cache.get_many([f"u{i}"]).shared_reads for i in range(200)]
+    assert sum(reads[:5]) == 5 and sum(reads[100:]) < 30  # first reads, then only a sample
+    assert cache.get_many(["u150"]).shared_reads == 1  # sighted before here: always read (the LRU lacks it)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from topicserve.aws import AwsClient, aws_client
-from topicserve.cache.admission import Doorkeeper
+from topicserve.cache.admission import Doorkeeper, ReadGate
 from topicserve.cache.dynamodb import DynamoDBStore
 from topicserve.cache.store import CacheStore, LRUStore, TieredStore
 from topicserve.errors import ArtifactError
@@ -87,6 +87,11 @@ def cache_store(settings: Settings, dynamodb: AwsClient) -> CacheStore | None:
 def doorkeeper(settings: Settings) -> Doorkeeper | None:
     """Admission to the shared tier (None: every record is written, the cost benchmark's baseline)."""
     return Doorkeeper(settings.doorkeeper_capacity) if settings.cache_enabled("admission") else None
+
+
+def read_gate(settings: Settings) -> ReadGate | None:
+    """Shared-tier reads of first sightings only while they pay (None: always read)."""
+    return ReadGate() if settings.cache_enabled("admission") and settings.cache_enabled("read_gate") else None
 
 
 @dataclass
@@ -161,6 +166,7 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         router,
         cache_store=cache_store(settings, dynamodb),
         doorkeeper=doorkeeper(settings),
+        read_gate=read_gate(settings),
         use_answers=settings.cache_enabled("answers"),
         encode_batch_size=settings.encode_batch_size,
         dedup=settings.dedup,

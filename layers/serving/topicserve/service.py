@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from topicserve.batching import dedupe
-from topicserve.cache.admission import Doorkeeper
+from topicserve.cache.admission import Doorkeeper, ReadGate
 from topicserve.cache.keys import EncoderConfig, answer_id, tokens_hash
 from topicserve.cache.record import EMBEDDING_FORMAT, Answer, TextRecord
 from topicserve.cache.store import CacheStore
@@ -176,6 +176,7 @@ class InferenceService:
         *,
         cache_store: CacheStore | None = None,
         doorkeeper: Doorkeeper | None = None,
+        read_gate: ReadGate | None = None,
         use_answers: bool = True,
         top: int = 3,
         encode_batch_size: int = 1,  # Settings.encode_batch_size says why
@@ -192,6 +193,7 @@ class InferenceService:
                 encoder_config(encoder, encode_batch_size),
                 dim=int(getattr(encoder, "dim", 384)),
                 doorkeeper=doorkeeper,
+                read_gate=read_gate,
                 use_answers=use_answers,
             )
             if cache_store is not None

@@ -103,7 +103,8 @@ class Settings:
     # horizon within which a text must recur to earn its write (topicserve.cache.admission)
     doorkeeper_capacity: int = 100_000
     # cache parts switched off, for benchmarks: "all" (no cache), "shared" (no DynamoDB tier), "answers"
-    # (records keep embeddings only: heads always run), "admission" (every record goes to DynamoDB)
+    # (records keep embeddings only: heads always run), "admission" (every record goes to DynamoDB, every
+    # miss is read), "read_gate" (first sightings are always read, topicserve.cache.admission.ReadGate)
     disabled_caches: tuple[str, ...] = field(default_factory=tuple)
     max_text_chars: int = DEFAULT_MAX_CHARS
     max_texts_per_request: int = 64

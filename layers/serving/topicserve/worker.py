@@ -183,6 +183,7 @@ class Worker:
             extra={
                 "messages": len(messages),
                 "answered": len(done),
+                "results": outcome.results,  # requests answered (a chunk message carries several)
                 "retried": len(retry),
                 "passes": outcome.passes,
             },
@@ -244,6 +245,7 @@ def with_encoder(service: InferenceService, encoder: EncoderLike, batch_size: in
         service.routes,
         cache_store=cache.store if cache else None,
         doorkeeper=cache.doorkeeper if cache else None,
+        read_gate=cache.read_gate if cache else None,
         use_answers=cache.use_answers if cache else True,
         top=service.top,
         encode_batch_size=batch_size,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Protocol, runtime_checkable
 
 from topicserve.errors import BackendUnavailableError
@@ -97,12 +97,14 @@ class TieredStore:
     def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
         return self.get_many_counted(keys)[0]
 
-    def get_many_counted(self, keys: Iterable[str]) -> tuple[dict[str, bytes], int, set[str]]:
+    def get_many_counted(
+        self, keys: Iterable[str], ask_back: Callable[[str], bool] | None = None
+    ) -> tuple[dict[str, bytes], int, set[str]]:
         """The values found, how many keys the back store was asked for (each is a billed read), and
-        which keys the back store had."""
+        which keys the back store had. ``ask_back``: which of the keys the front lacks are worth a read."""
         wanted = list(dict.fromkeys(keys))
         found = self.front.get_many(wanted)
-        missing = [k for k in wanted if k not in found]
+        missing = [k for k in wanted if k not in found and (ask_back is None or ask_back(k))]
         if not missing or self.back is None:
             return found, 0, set()
         try:

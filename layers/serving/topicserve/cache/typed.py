@@ -11,7 +11,7 @@ import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from topicserve.cache.admission import Doorkeeper
+from topicserve.cache.admission import Doorkeeper, ReadGate
 from topicserve.cache.keys import EncoderConfig, record_key
 from topicserve.cache.record import TextRecord
 from topicserve.cache.store import CacheStore, TieredStore
@@ -39,6 +39,7 @@ class RecordCache:
         *,
         dim: int = 384,
         doorkeeper: Doorkeeper | None = None,
+        read_gate: ReadGate | None = None,
         use_answers: bool = True,
     ) -> None:
         self.store = store
@@ -49,6 +50,7 @@ class RecordCache:
         # keys (probably) in the shared tier: read from it or written to it by this environment
         self.shared = Doorkeeper(doorkeeper.capacity) if doorkeeper is not None else None
         self.use_answers = use_answers  # False: answers are not read from records (heads always run)
+        self.read_gate = read_gate  # None: every key the LRU lacks is read from the shared tier
 
     def key(self, token_hash: str) -> str:
         return record_key(token_hash, self.config)
@@ -59,8 +61,20 @@ class RecordCache:
         if self.doorkeeper is not None:
             lookup.repeated = {t for k, t in keys.items() if self.doorkeeper.sighted(k)}
         from_back: set[str] = set()
+        first = {k for k, t in keys.items() if t not in lookup.repeated}
+        gate = self.read_gate
         if isinstance(self.store, TieredStore):
-            found, lookup.shared_reads, from_back = self.store.get_many_counted(keys)
+            asked: set[str] = set()
+
+            def ask(key: str) -> bool:  # a key seen before here is always read; a first sighting if it pays
+                if key not in first or gate is None or gate.admits(key):
+                    asked.add(key)
+                    return True
+                return False
+
+            found, lookup.shared_reads, from_back = self.store.get_many_counted(keys, ask)
+            if gate is not None:
+                gate.observe(len(asked & first), len(from_back & first))
         else:
             found = self.store.get_many(keys)
         if self.shared is not None:
