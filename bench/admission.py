@@ -35,10 +35,9 @@ class HashEncoder:
     """Token ids from the text's hash; a fixed unit vector per text. Counts nothing itself: the service's
     stats say what was encoded."""
 
-    version = "sim-encoder"
-    tokenizer_version = "sim-tokenizer"
-    max_length = 256
-    dim = 384
+    def __init__(self) -> None:
+        self.version = self.tokenizer_version = type(self).__name__  # a configuration of its own
+        self.max_length, self.dim = 256, 384
 
     def tokenize(self, texts: Sequence[str]) -> list[Tokens]:
         return [Tokens([101, *hashlib.sha256(t.encode()).digest()[:8], 102], False) for t in texts]

@@ -10,7 +10,10 @@ What is sent (one batch id, shuffled):
 While SQS feeds the batcher, its chaos switch (topicserve.faults) fails or kills ~10% + 10% of the batches
 half-way through their result write, and the test itself SIGKILLs busy batcher runtimes from outside.
 Afterwards every request id must be in the results table exactly once or in the DLQ, and the counts are
-printed. NO_LOSS_REQUESTS sets the size of the default run (1,000); the ``slow`` variant sends 5,000.
+printed. A second batch goes as the API queues it, chunks of ten requests per message (some delivered
+twice): each of its requests must be answered exactly once or dead-lettered with its chunk, and the
+batch's ``completed`` count (one conditional update per chunk) must equal the results stored.
+NO_LOSS_REQUESTS sets the size of the default run (1,000); the ``slow`` variant sends 5,000.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ import pytest
 from tests.e2e.conftest import LocalCloud
 from tests.e2e.reliability.conftest import environments, json_logs, log_events
 from topicserve.catalogue import MODEL_NAMES
-from topicserve.requests import QueuedRequest
+from topicserve.requests import QueuedRequest, pack_chunks
+from topicserve.results import ResultsStore
 
 pytestmark = pytest.mark.e2e
 MODELS = list(MODEL_NAMES)
@@ -141,11 +145,25 @@ def drain(sqs: Any, queue_url: str) -> list[str]:
     return bodies
 
 
-def dlq_request_id(body: str) -> str:
+def dlq_request_ids(body: str) -> list[str]:
     marker = POISON_ID.search(body)
     if marker:
-        return marker.group(0)
-    return json.loads(body)["request_id"]
+        return [marker.group(0)]
+    message = json.loads(body)
+    return (
+        [r["request_id"] for r in message["requests"]] if "requests" in message else [message["request_id"]]
+    )
+
+
+def chunked_batch(total: int) -> tuple[str, list[str], list[str]]:
+    """A batch as POST /v1/batches queues it: chunks of ten; every fifth chunk sent twice."""
+    batch_id = f"noloss-chunks-{uuid.uuid4().hex[:12]}"
+    requests = [
+        QueuedRequest(batch_id, f"c{i}", f"{TOPICS[i % len(TOPICS)]} (chunked {i})", MODELS)
+        for i in range(total)
+    ]
+    bodies = [c.to_message() for c in pack_chunks(requests, max_texts=10, max_bytes=256 * 1024)]
+    return batch_id, [q.request_id for q in requests], bodies + bodies[::5]
 
 
 def wait_until_settled(
@@ -178,10 +196,15 @@ def test_every_request_is_answered_once_or_dead_lettered(
     queue, dlq = rel_stack["queue_url"], rel_stack["dlq_url"]
     drain(sqs, dlq)  # what earlier tests left there is not ours to count
     plan = make_plan(total, random.Random(total))
+    results = ResultsStore(rel_stack["tables"]["results"], client=dynamodb)
+    chunked_id, chunked_ids, chunked_bodies = chunked_batch(total // 5)
+    results.create_batch(chunked_id, len(chunked_ids))
     function_env(batcher, {"FAULT_RATE": "0.1", "FAULT_KILL_RATE": "0.1"})
     since_ms = int(time.time() * 1000) - 1000
     started = time.monotonic()
-    send(sqs, queue, plan.bodies)
+    bodies = plan.bodies + chunked_bodies
+    random.Random(total + 1).shuffle(bodies)
+    send(sqs, queue, bodies)
     sent_s = time.monotonic() - started
 
     external_kills: list[int] = []
@@ -209,7 +232,15 @@ def test_every_request_is_answered_once_or_dead_lettered(
     items = results_of(dynamodb, rel_stack["tables"]["results"], plan.batch_id)
     result_ids = Counter(i["request_id"]["S"] for i in items)
     statuses = {i["request_id"]["S"]: json.loads(i["result"]["S"]) for i in items}
-    dead = Counter(dlq_request_id(b) for b in drain(sqs, dlq))
+    dead = Counter(r for b in drain(sqs, dlq) for r in dlq_request_ids(b))
+    chunked, after = [], None
+    while True:
+        page = results.get_page(chunked_id, limit=1000, after=after)
+        assert page is not None
+        chunked += [r["request_id"] for r in page.results]
+        after = page.last_request_id
+        if after is None:
+            break
 
     time.sleep(2)
     records = json_logs(log_events(localcloud, batcher, since_ms))
@@ -238,7 +269,13 @@ def test_every_request_is_answered_once_or_dead_lettered(
         "send_s": round(sent_s, 1),
         "settle_s": round(elapsed, 1),
     }
+    counts.update(
+        chunked_requests=len(chunked_ids), chunked_results=len(chunked), chunked_completed=page.completed
+    )
     print("\nno-loss accounting:", json.dumps(counts))
+    assert len(chunked) == len(set(chunked)), "a chunked request has two results"
+    assert set(chunked) | set(dead) >= set(chunked_ids) and not set(chunked) - set(chunked_ids)
+    assert page.completed == len(chunked), "the batch's count must equal the results stored (each chunk once)"
 
     missing = plan.request_ids - set(result_ids) - set(dead)
     assert not missing, (
