@@ -41,3 +41,14 @@ def zipf_stream(pool: list[str], n: int, s: float = 1.1, seed: int = SEED) -> li
 def salted(texts: list[str], salt: str) -> list[str]:
     """Make texts distinct from other runs' (cache keys hash the text) with a short trailing tag."""
     return [f"{t} [{salt}]" for t in texts]
+
+
+def test_labelled(limit: int | None = None) -> tuple[list[str], np.ndarray]:
+    """The 20NG test texts as the model build evaluates them (all of them, empty ones included), with
+    their labels: accuracies comparable to the manifest's."""
+    from training.data import load
+
+    data_home = Path(os.environ.get("DATA_HOME", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    test = load(data_home, quick=False).test
+    n = limit or len(test.texts)
+    return list(test.texts[:n]), np.asarray(test.y[:n])

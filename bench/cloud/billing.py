@@ -95,6 +95,17 @@ def item_sizes(st: Stack, sample: int = 20) -> dict[str, Any]:
     return out
 
 
+def chunk_item_bytes(st: Stack, batch_id: str) -> float | None:
+    """Median billed size of the result chunk items of one batch (its own models and texts)."""
+    items = st.ddb.query(
+        TableName=st.info["tables"]["results"],
+        KeyConditionExpression="batch_id = :b",
+        ExpressionAttributeValues={":b": {"S": batch_id}},
+    ).get("Items", [])
+    sizes = [ddb_item_bytes(i) for i in items if "r" in i]
+    return statistics.median(sizes) if sizes else None
+
+
 # -- probes --------------------------------------------------------------------------------------------------
 def http_probe(st: Stack, texts: list[str], n: int) -> dict[str, Any]:
     """``n`` sequential POST /v1/predict/logreg of unique texts with the caches on (the deployed

@@ -149,9 +149,9 @@ def test_fair_naive_adds_the_front_door_a_stored_result_and_cold_starts() -> Non
     v = cost.naive_fair(fn, init_ms=4000, cold_share=0.05, result_bytes=600)
     bare = v["naive_lambda"].usd_per_million
     assert v["naive_front_door"].usd_per_million == pytest.approx(bare + 3.50)
-    assert v["naive_stored"].usd_per_million == pytest.approx(bare + 3.50 + 0.625 + 0.125)
+    assert v["naive_fair"].usd_per_million == pytest.approx(bare + 3.50 + 0.625 + 0.125)
     cold = 0.05 * 4000 / 1000 * 2 * 16.6667  # 200 ms of init per request on average at 2 GB
-    assert v["naive_fair"].usd_per_million == pytest.approx(bare + 3.50 + 0.75 + cold, rel=1e-4)
+    assert v["naive_fair_cold"].usd_per_million == pytest.approx(bare + 3.50 + 0.75 + cold, rel=1e-4)
 
 
 def test_break_even_hits_from_prices() -> None:
@@ -200,7 +200,7 @@ def test_paths_from_measured_json() -> None:
     paths = cost.paths_from_measured(measured)
     raw = cost.paths_from_measured(measured, own_work=False)
     assert paths["gpu_worker"] is None and paths["sqs_zipf_cached"] is None
-    for name in ("sync_http", "sync_http_function_url", "sqs_unique", "naive_lambda", "naive_fair"):
+    for name in ("sync_http", "sync_http_function_url", "sqs_unique", "naive_lambda", "naive_fair_cold"):
         p = paths[name]
         assert p is not None and p.usd_per_million > 0
         assert p.to_dict()["usd_per_million"] == pytest.approx(p.usd_per_million)
