@@ -39,8 +39,9 @@ def zipf_stream(pool: list[str], n: int, s: float = 1.1, seed: int = SEED) -> li
 
 
 def salted(texts: list[str], salt: str) -> list[str]:
-    """Make texts distinct from other runs' (cache keys hash the text) with a short trailing tag."""
-    return [f"{t} [{salt}]" for t in texts]
+    """Make texts distinct from other runs' with a short leading tag: cache keys hash the token ids the
+    encoder reads, so a trailing tag past the last token read (a long text) would change nothing."""
+    return [f"[{salt}] {t}" for t in texts]
 
 
 def test_labelled(limit: int | None = None) -> tuple[list[str], np.ndarray]:

@@ -204,7 +204,7 @@ def test_bulk_submissions_keep_their_valid_items_and_pages_cover_them(
         (15, "15", "EmptyTextError"),
     ]
     bodies = drain(stack)
-    assert [len(json.loads(b)["requests"]) for b in bodies] == [10, 10]  # chunks of Settings.chunk_texts
+    assert [len(json.loads(b)["requests"]) for b in bodies] == [15, 5]  # chunks of Settings.chunk_texts
     invoke(handlers["batcher"], sqs_event(bodies))
 
     seen: list[dict[str, Any]] = []

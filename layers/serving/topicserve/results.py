@@ -3,7 +3,7 @@
 Why chunks: a result row per request cost a write unit per text, as much as the rest of the bulk path's
 DynamoDB bill put together. ``POST /v1/batches`` queues its requests as chunks (one SQS message of up to
 ``Settings.chunk_texts`` texts each, :class:`~topicserve.requests.QueuedChunk`), and the batcher stores each
-chunk's results as one item, zlib-compressed JSON: ~10 results in about one write unit, as SageMaker Batch
+chunk's results as one item, zlib-compressed JSON: 15 one-model results in one write unit, as SageMaker Batch
 Transform writes one output object per input object.
 
 Table shape: partition key ``batch_id`` (S), sort key ``request_id`` (S), TTL attribute ``ttl``.
