@@ -457,25 +457,39 @@ def zipf_steady(
 
 @dataclass(frozen=True)
 class Fixed:
-    """What the deployment costs per month before any prediction (us-east-1 list prices)."""
+    """What the deployment costs per month before any prediction (us-east-1 list prices), from the
+    template's default schedules; the per-run billed ms are assumptions stated in the report."""
 
-    warmer_invocations_per_month: float
-    warmer_billed_ms: float
-    memory_mb: float
-    schedules_per_month: float  # gate and monitor runs
-    schedule_billed_ms: float
-    metrics: int  # custom CloudWatch metrics
-    alarms: int
+    warmer_runs: float = 30 * 24 * 12  # WarmerSchedule rate(5 minutes)
+    warmed_functions: int = 6  # five predict functions + the batcher, WarmerConcurrency 1
+    warm_up_billed_ms: float = 5.0  # a warm environment answers {"warmer": true} at once
+    warmer_billed_ms: float = 100.0  # the warmer function itself (256 MB)
+    gate_runs: float = 30 * 24 * 60  # GateSchedule rate(1 minute)
+    monitor_runs: float = 30 * 24 * 12  # MonitorSchedule rate(5 minutes)
+    schedule_billed_ms: float = 300.0  # a gate or monitor run (256 MB)
+    model_memory_mb: float = 1769.0
+    queues: int = 1  # the requests queue (the bulk queue is off by default)
+    idle_receives_per_queue: float = 5 * 3 * 60 * 24 * 30  # 5 pollers, a 20 s long poll each
+    metrics: int = 40  # custom metric series (EMF names x dimension sets, an estimate)
+    alarms: int = 10  # AWS::CloudWatch::Alarm resources in template.yaml
+
+    def items(self, prices: Prices = PRICES) -> dict[str, float]:
+        def runs(n: float, ms: float, mb: float) -> float:
+            return n * (prices.lambda_request + gb_seconds(ms, mb) * prices.lambda_gb_second)
+
+        return {
+            "warmers": runs(self.warmer_runs, self.warmer_billed_ms, 256)
+            + runs(self.warmer_runs * self.warmed_functions, self.warm_up_billed_ms, self.model_memory_mb),
+            "gate and monitor schedules": runs(
+                self.gate_runs + self.monitor_runs, self.schedule_billed_ms, 256
+            ),
+            "idle SQS polls": self.queues * self.idle_receives_per_queue * prices.sqs_request,
+            "custom metrics": self.metrics * 0.30,
+            "alarms": self.alarms * 0.10,
+        }
 
     def usd_per_month(self, prices: Prices = PRICES) -> float:
-        warm = self.warmer_invocations_per_month * (
-            prices.lambda_request
-            + gb_seconds(self.warmer_billed_ms, self.memory_mb) * prices.lambda_gb_second
-        )
-        sched = self.schedules_per_month * (
-            prices.lambda_request + gb_seconds(self.schedule_billed_ms, 512) * prices.lambda_gb_second
-        )
-        return warm + sched + self.metrics * 0.30 + self.alarms * 0.10
+        return sum(self.items(prices).values())
 
 
 def break_even_volume(fixed_usd_per_month: float, ours: float, naive: float) -> float | None:
@@ -633,9 +647,21 @@ def report(m: Mapping[str, Any]) -> dict[str, Any]:
     derived headline figures."""
     paths = paths_from_measured(m)
     raw = paths_from_measured(m, own_work=False)
+    fixed = Fixed()
+    ours, fair = paths.get("sqs_unique"), paths.get("naive_fair")
     return {
         "paths": {k: (v.to_dict() if v else None) for k, v in paths.items()},
         "paths_as_measured": {k: (v.to_dict() if v else None) for k, v in raw.items()},
         "derived": derived(m, paths),
+        "fixed": {
+            "usd_per_month": fixed.usd_per_month(),
+            "items": fixed.items(),
+            "assumptions": dataclasses.asdict(fixed),
+            "break_even_predictions_per_month": break_even_volume(
+                fixed.usd_per_month(), ours.usd_per_million, fair.usd_per_million
+            )
+            if ours and fair
+            else None,
+        },
         "prices_date": PRICES_DATE,
     }

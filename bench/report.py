@@ -606,6 +606,17 @@ def section_cost(c: dict[str, Any]) -> list[str]:
             "saves an encode at the measured ms and pays an eventually consistent read).",
             "",
         ]
+    fixed = c.get("fixed")
+    if fixed:
+        parts = ", ".join(f"{k} ${v:.2f}" for k, v in fixed["items"].items())
+        volume = fixed.get("break_even_predictions_per_month")
+        lines += [
+            f"Fixed cost before any prediction: **${fixed['usd_per_month']:.2f} per month** ({parts}; the "
+            "template's default schedules, per-run billed ms and the metric count assumed as listed in "
+            "`bench/cost.py::Fixed`). Against the fair naive peer that pays back from "
+            f"{_f((volume or 0) / 1e6, 2)} million predictions a month.",
+            "",
+        ]
     if paths.get("sqs_unique") and fair:
         lines += [f"Headline: {headline(paths)}", ""]
     return lines
@@ -618,7 +629,7 @@ def headline(paths: dict[str, Any]) -> str:
     return (
         f"At AWS list prices, a million predictions cost **${_f(sqs, 2)}** on the SQS batch path (unique "
         f"texts, one model, results stored and fetched) against **${_f(fair, 2)}** for the naive per-request "
-        "PyTorch Lambda behind the same REST API with a stored result and its cold starts "
+        "PyTorch Lambda behind the same REST API with a stored result "
         f"(${_f(usd.get('naive_lambda'), 2)} bare): **{_f(ratio(fair, sqs), 1)}x cheaper**; the synchronous "
         f"path costs ${_f(usd.get('sync_http'), 2)} behind the REST API and "
         f"${_f(usd.get('sync_http_function_url'), 2)} behind a function URL (bench/REPORT.md)."

@@ -162,9 +162,12 @@ def test_break_even_hits_from_prices() -> None:
 
 
 def test_fixed_cost_and_break_even_volume() -> None:
-    fixed = cost.Fixed(8640 * 5, 50.0, 1769, 2 * 8640, 500.0, metrics=20, alarms=5)
+    fixed = cost.Fixed(metrics=20, alarms=5)
+    items = fixed.items()
+    assert items["custom metrics"] == pytest.approx(6.0) and items["alarms"] == pytest.approx(0.5)
+    assert items["idle SQS polls"] == pytest.approx(5 * 3 * 60 * 24 * 30 * 0.4e-6)
     usd = fixed.usd_per_month()
-    assert 6.0 < usd < 12.0  # metrics $6 + alarms $0.5 + warmers and schedules
+    assert usd == pytest.approx(sum(items.values())) and 6.5 < usd < 12.0
     assert cost.break_even_volume(usd, 0.5, 5.0) == pytest.approx(usd / 4.5 * 1e6)
     assert cost.break_even_volume(usd, 5.0, 0.5) is None
 
