@@ -297,3 +297,26 @@ def test_gated_reads_skip_unique_first_sightings_but_read_repeated_keys(cache_ta
     reads = [cache.get_many([f"u{i}"]).shared_reads for i in range(200)]
     assert sum(reads[:5]) == 5 and sum(reads[100:]) < 30  # first reads, then only a sample
     assert cache.get_many(["u150"]).shared_reads == 1  # sighted before here: always read (the LRU lacks it)
+
+
+def test_a_closed_read_gate_also_holds_back_shared_writes_but_for_its_sample() -> None:
+    """When first-sighting reads stop paying, writes for others to read would not pay either: only the
+    sample of keys the gate still reads is written, the same keys in every environment."""
+    from topicserve.cache.admission import ReadGate
+
+    gate = ReadGate(sample=0.1)
+    keys = [f"t{i}" for i in range(500)]
+    records = {t: TextRecord(unit(0, 8)) for t in keys}
+
+    def cache_over(back: LRUStore) -> RecordCache:
+        return RecordCache(
+            TieredStore(LRUStore(), back), CONFIG, doorkeeper=Doorkeeper(10_000), read_gate=gate
+        )
+
+    assert cache_over(LRUStore()).put_many(records, admitted=keys) == 500  # open: every admitted record
+    gate.observe(reads=50, hits=0)
+    assert not gate.open
+    back = LRUStore()
+    cache = cache_over(back)
+    assert 20 < cache.put_many(records, admitted=keys) < 90
+    assert set(back._data) == {cache.key(t) for t in keys if gate.admits(cache.key(t))}

@@ -67,6 +67,9 @@ class ReadGate:
     and, while the estimated hit rate stays under
     ``break_even``, reads only a ``sample`` of first sightings (chosen by the key's hash, so the estimate
     keeps being measured). A key sighted before in this environment is always read when the LRU lacks it.
+    Writes follow the same evidence (``RecordCache.put_many``): while first sightings rarely find a record,
+    the records this environment would share would rarely be read either, so only the sampled keys are
+    written; the sample is the same set of keys in every environment, which keeps the estimate unbiased.
     """
 
     def __init__(self, break_even: float = 0.2, sample: float = 0.1, decay: float = 0.995) -> None:

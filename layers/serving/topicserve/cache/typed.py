@@ -105,6 +105,10 @@ class RecordCache:
             shared = set(items)
         else:
             shared = {self.key(t) for t in (admitted or ()) if t in records}
+            if self.read_gate is not None and not self.read_gate.open:
+                # the shared tier is not being read: write only the sample of keys the gate still reads
+                # (the same keys in every environment, so their reads keep measuring what sharing pays)
+                shared = {k for k in shared if self.read_gate.admits(k)}
         if self.shared is not None:
             for k in shared:
                 self.shared.sighted(k)
