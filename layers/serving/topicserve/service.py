@@ -297,7 +297,7 @@ class InferenceService:
     def _encode(self, texts: Sequence[str], d: _Distinct, work: _Work, stats: Stats) -> None:
         """Encode the texts some head still needs and no record had, each token sequence once (with dedup
         off, every occurrence, as a service without common-subexpression elimination would)."""
-        need = [h for h in dict.fromkeys(h for hs in work.wanted.values() for h in hs)]
+        need = list(dict.fromkeys(h for hs in work.wanted.values() for h in hs))
         stats.embedding_hits = sum(h in work.from_cache for h in need)
         misses = [h for h in need if h not in work.embeddings]
         self.faults.check("encode", [texts[d.first[h]] for h in misses])

@@ -21,7 +21,7 @@ bit-identical to the fresh one it replaced. Pure: numpy and struct only.
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -148,14 +148,3 @@ def _read_answer(blob: bytes, offset: int) -> tuple[str, Answer, int]:
     values = struct.unpack_from(f"<{k}H{k}f", blob, offset + 1)
     offset += 1 + struct.calcsize(f"<{k}H{k}f")
     return name, Answer(tuple(values[:k]), tuple(float(p) for p in values[k:])), offset
-
-
-def records_fidelity(vectors: Sequence[np.ndarray]) -> np.ndarray:
-    """Cosine of each vector to its stored-and-restored self (what a cache hit hands the heads)."""
-    out = []
-    for v in vectors:
-        restored = TextRecord(v).encode()
-        back = TextRecord.decode(restored).embedding
-        assert back is not None
-        out.append(float(np.dot(v, back) / (np.linalg.norm(v) * np.linalg.norm(back))))
-    return np.asarray(out)
