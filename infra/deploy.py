@@ -33,7 +33,9 @@ from infra import encoder_layer
 from infra.localstack.localcloud.interpreters import python313
 from infra.localstack.localcloud.settings import SAM_VENV
 from topicserve.catalogue import MODEL_NAMES, SERVED_ENCODER
-from topicserve.lambda_config import renew_environments
+from topicserve.errors import RegistryError
+from topicserve.lambda_config import environment, renew_environments, update_environment
+from topicserve.rollout.seed import seed_routing_env
 
 REPO = Path(__file__).resolve().parents[1]
 STACK_JSON = REPO / "build" / "stack.json"
@@ -191,9 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     register_manifest(registry, load_manifest(MANIFEST), root=REPO, promote_new=not args.no_promote, log=say)
     after = {name: _production(registry, name) for name in before}
     functions = [*outputs["PredictFunctionNames"].split(","), outputs["BatcherFunctionName"]]
-    if before != after and any(v is not None for v in before.values()):
+    functions += [outputs["ImageFunctionName"]] if outputs.get("ImageFunctionName") else []
+    lam = boto3.client("lambda")
+    seeded = write_routing_seed(lam, functions, routing_seed(registry, load_manifest(MANIFEST)))
+    stale = [f for f in functions if f not in seeded]
+    if before != after and any(v is not None for v in before.values()) and stale:
         say("production versions changed: renewing the model functions' environments")
-        renew_environments(boto3.client("lambda"), functions)
+        renew_environments(lam, stale)
 
     apigateway = boto3.client("apigateway")
     api_key = apigateway.get_api_key(apiKey=outputs["ApiKeyId"], includeValue=True)["value"]
@@ -237,6 +243,35 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def routing_seed(registry: Any, manifest: dict[str, Any]) -> dict[str, tuple[int, str]]:
+    """Each model's production ``(version, sha256)`` where the encoder layer ships that head as a seed
+    (the manifest's heads): cold starts serve it without the registry (``topicserve.rollout.seed``)."""
+    shipped = {entry["sha256"] for entry in manifest.get("heads", {}).values()}
+    seed = {}
+    for name in MODEL_NAMES:
+        try:
+            record = registry.resolve(name)
+        except RegistryError:
+            continue
+        if record.sha256 in shipped:
+            seed[name] = (record.version, record.sha256)
+    return seed
+
+
+def write_routing_seed(lam: Any, functions: list[str], seed: dict[str, tuple[int, str]]) -> list[str]:
+    """Set ``ROUTING_SEED`` where it differs (a change also starts fresh environments, as a promotion
+    needs); returns the functions updated."""
+    value = seed_routing_env(seed)
+    changed = [f for f in functions if environment(lam, f).get("ROUTING_SEED") != value]
+    if changed:
+        say(f"routing seed {value}: {len(changed)} function(s)")
+    for name in changed:
+        update_environment(lam, name, {"ROUTING_SEED": value}, wait=False)
+    for name in changed:
+        lam.get_waiter("function_updated_v2").wait(FunctionName=name)
+    return changed
+
+
 def function_urls(outputs: dict[str, str]) -> dict[str, Any] | None:
     """The functions' own URLs (``FunctionUrls=iam``; ``topicserve --function-url`` signs requests to them):
     ``{"predict": {model: url}, "api": url}``, or None when the stack has none. Kept as the stack reports
@@ -256,8 +291,6 @@ def _parameter(params: list[str], name: str, default: int) -> int:
 
 
 def _production(registry: Any, name: str) -> int | None:
-    from topicserve.errors import RegistryError
-
     try:
         return registry.resolve(name).version
     except RegistryError:

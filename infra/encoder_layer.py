@@ -6,6 +6,11 @@ path, so ``import topicserve_encoder`` finds the files on AWS and under the loca
 path configured anywhere. ``encoder.json`` records the sha256 (the encoder version in every cache key) so
 a cold start need not hash 22 MB.
 
+It also carries every head the manifest lists as ``seed/<sha256>.onnx`` + ``seed/<sha256>.json`` (model,
+labels): the heads the deploy registers and promotes, which a cold start then serves without fetching them
+from the registry first (``topicserve.rollout.seed``; the deploy's ``ROUTING_SEED`` says which version each
+one is). A head the registry's production does not match is still fetched and verified as before.
+
 Usage: python -m infra.encoder_layer [--variant int8|fp32] [--manifest build/models/manifest.json]
 """
 
@@ -16,8 +21,10 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from topicserve.catalogue import SERVED_ENCODER
+from topicserve.rollout.seed import SEED_DIR
 
 INIT = '''"""Data package of the encoder layer: model.onnx, tokenizer.json, encoder.json."""
 
@@ -57,7 +64,20 @@ def build(manifest_path: Path, variant: str, out: Path) -> Path:
         "quick": manifest.get("quick", False),
     }
     (package / "encoder.json").write_text(json.dumps(info, indent=2) + "\n")
+    place_seeds(manifest, root, package / SEED_DIR)
     return package
+
+
+def place_seeds(manifest: dict[str, Any], root: Path, folder: Path) -> None:
+    """The manifest's heads, named by sha256 (the seed lookup's key); stale ones are removed."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for model, entry in manifest.get("heads", {}).items():
+        sha = entry["sha256"]
+        place(root / entry["path"], folder / f"{sha}.onnx")
+        info = {"model": model, "labels": manifest.get("labels", [])}
+        (folder / f"{sha}.json").write_text(json.dumps(info) + "\n")
 
 
 def main() -> None:
@@ -68,7 +88,7 @@ def main() -> None:
     args = parser.parse_args()
     out = args.out or Path("build/layers") / f"encoder-{args.variant}"
     package = build(args.manifest, args.variant, out)
-    size = sum(f.stat().st_size for f in package.iterdir()) / 1e6
+    size = sum(f.stat().st_size for f in package.rglob("*") if f.is_file()) / 1e6
     print(f"encoder layer ({args.variant}): {package} ({size:.1f} MB)")
 
 

@@ -51,7 +51,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     cold = cold_start.take()
     logger.append_keys(cold_start=cold)
     if is_warm_event(event):
-        return handle_warm_event(event, cold_start=cold, init_seconds=runtime.init_seconds)
+        return handle_warm_event(
+            event, cold_start=cold, init_seconds=runtime.init_seconds, init_steps=runtime.init_steps.to_dict()
+        )
     records = event.get("Records", [])
     outcome = process_records(
         records,

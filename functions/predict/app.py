@@ -65,7 +65,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(cold_start=cold)
     if is_warm_event(event):
         runtime.flush(force=True)  # a warm-up is idle time: write what this environment still holds
-        return handle_warm_event(event, cold_start=cold, init_seconds=runtime.init_seconds)
+        return handle_warm_event(
+            event, cold_start=cold, init_seconds=runtime.init_seconds, init_steps=runtime.init_steps.to_dict()
+        )
     logger.set_correlation_id(context.aws_request_id if context else None)
     response = app.resolve(event, context)
     record_response(metrics, response["statusCode"])

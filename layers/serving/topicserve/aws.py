@@ -49,3 +49,21 @@ def aws_client(service: str, *, serving: bool = True) -> AwsClient:
     config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"})
     with _session_lock:
         return _botocore_session().create_client(service, config=config)
+
+
+class LazyClient:
+    """A serving client made at its first call. The registry's S3 client serves only head downloads, which
+    a cold start with the deploy's seed heads never makes: building it (botocore loads S3's service model,
+    the largest it has) would be init time spent for nothing."""
+
+    def __init__(self, service: str) -> None:
+        self._service = service
+        self._client: AwsClient = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = aws_client(self._service)
+        return getattr(self._client, name)

@@ -13,16 +13,18 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from topicserve.aws import AwsClient, aws_client
+from topicserve.aws import AwsClient, LazyClient, aws_client
 from topicserve.cache.admission import Doorkeeper, ReadGate
 from topicserve.cache.dynamodb import DynamoDBStore
 from topicserve.cache.store import CacheStore, LRUStore, TieredStore
 from topicserve.errors import ArtifactError
+from topicserve.initsteps import InitSteps
+from topicserve.rollout.seed import SeedHead, seed_heads
 from topicserve.settings import Settings
 
 if TYPE_CHECKING:  # imported lazily below: the API function loads no model, so it needs no numpy / onnx
@@ -42,7 +44,7 @@ ENCODER_TOKENIZER = "tokenizer.json"
 ENCODER_INFO = "encoder.json"
 
 
-def load_encoder(settings: Settings) -> Encoder:
+def load_encoder(settings: Settings, steps: InitSteps | None = None) -> Encoder:
     from topicserve.encoder import Encoder
 
     folder = Path(settings.encoder_dir) if settings.encoder_dir else None
@@ -52,7 +54,7 @@ def load_encoder(settings: Settings) -> Encoder:
         )
     info_path = folder / ENCODER_INFO
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    return Encoder(
+    encoder = Encoder(
         folder / ENCODER_MODEL,
         folder / ENCODER_TOKENIZER,
         max_length=settings.encoder_max_length,
@@ -60,15 +62,51 @@ def load_encoder(settings: Settings) -> Encoder:
         version=info.get("sha256"),  # recorded at build time: saves hashing 22 MB at every cold start
         pre_optimized=bool(info.get("graph_optimization")),  # optimised at build time: not again here
     )
+    if steps is not None:
+        steps.merge(encoder.load_ms)
+    return encoder
 
 
-def load_head(settings: Settings, registry: Registry, model: str, version: int) -> Head:
-    """One registered head version, downloaded to /tmp and sha256-verified by the registry."""
+def load_head(
+    settings: Settings,
+    registry: Registry,
+    model: str,
+    version: int,
+    *,
+    seeds: Mapping[str, SeedHead] | None = None,
+    steps: InitSteps | None = None,
+) -> Head:
+    """One registered head version, sha256-verified: the deploy's seed file when the registry's record
+    names the same bytes, else downloaded to /tmp by the registry."""
     from topicserve.heads import Head
 
-    record = registry.show(model, version)
-    path = registry.download(record, settings.model_cache_dir)
-    return Head(path, name=model, version=str(record.version), labels=record.labels)
+    steps = steps or InitSteps()
+    with steps.step("head record read"):
+        record = registry.show(model, version)
+    seed = (seeds or {}).get(model)
+    if seed is not None and seed.sha256 == record.sha256:
+        path = seed.path
+    else:
+        with steps.step("head fetch + sha256"):
+            path = registry.download(record, settings.model_cache_dir)
+    head = Head(
+        path, name=model, version=str(record.version), labels=record.labels, expected_sha256=record.sha256
+    )
+    steps.merge(head.load_ms)
+    return head
+
+
+def load_seed_head(seed: SeedHead, steps: InitSteps | None = None) -> Head:
+    """The deploy's production head from the encoder layer, refused unless its bytes hash to the sha256
+    the registry recorded at deploy time."""
+    from topicserve.heads import Head
+
+    head = Head(
+        seed.path, name=seed.model, version=str(seed.version), labels=seed.labels, expected_sha256=seed.sha256
+    )
+    if steps is not None:
+        steps.merge(head.load_ms)
+    return head
 
 
 def cache_store(settings: Settings, dynamodb: AwsClient) -> CacheStore | None:
@@ -105,6 +143,7 @@ class Runtime:
     router: Router
     recorder: RolloutRecorder
     capture: Capture
+    init_steps: InitSteps
 
     def record_rollout(self, observations: Sequence[Observation]) -> None:
         """After each invocation: add what the candidates did, write the sums when due."""
@@ -130,7 +169,7 @@ def make_registry(settings: Settings, dynamodb: AwsClient) -> Registry:
     return Registry(
         bucket=settings.registry_bucket,
         table=settings.registry_table,
-        s3_client=aws_client("s3"),
+        s3_client=LazyClient("s3"),
         dynamodb_client=dynamodb,
     )
 
@@ -145,24 +184,32 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     from topicserve.service import InferenceService
 
     started = time.perf_counter()
-    settings = settings or Settings.from_env()
-    dynamodb = aws_client("dynamodb")
-    registry = make_registry(settings, dynamodb)
+    steps = InitSteps()
+    with steps.step("settings"):
+        settings = settings or Settings.from_env()
+        seeds = seed_heads(settings.routing_seed, settings.encoder_dir, settings.models)
+    with steps.step("clients"):
+        dynamodb = aws_client("dynamodb")
+        registry = make_registry(settings, dynamodb)
     store = RolloutStore(settings.rollout_table, dynamodb) if settings.rollout_table else None
     recorder = RolloutRecorder(store, flush_seconds=settings.rollout_flush_seconds)
     router = Router(
         settings.models,
         registry,
-        functools.partial(load_head, settings, registry),
+        functools.partial(load_head, settings, registry, seeds=seeds, steps=steps),
         ttl_seconds=settings.routing_ttl_seconds,
         load_wait_seconds=settings.routing_load_wait_seconds,
         shadow_sample=settings.shadow_sample,
         on_load_error=recorder.load_error,
+        load_seed=functools.partial(load_seed_head, steps=steps),
     )
-    encoder_loading = router.executor.submit(load_encoder, settings)
-    router.start()
+    encoder_loading = router.executor.submit(load_encoder, settings, steps)
+    with steps.step("routing + heads (main thread waits)"):
+        router.start(seeds)
+    with steps.step("encoder (main thread waits)"):
+        encoder = encoder_loading.result()
     service = InferenceService(
-        encoder_loading.result(),
+        encoder,
         router,
         cache_store=cache_store(settings, dynamodb),
         doorkeeper=doorkeeper(settings),
@@ -179,7 +226,9 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         cap=settings.monitor_embedding_cap,
         flush_seconds=settings.monitor_flush_seconds,
     )
-    runtime = Runtime(settings, service, time.perf_counter() - started, dynamodb, router, recorder, capture)
+    runtime = Runtime(
+        settings, service, time.perf_counter() - started, dynamodb, router, recorder, capture, steps
+    )
     after_snapstart_restore(router.expire)
     return runtime
 

@@ -28,6 +28,7 @@ from tokenizers import Tokenizer
 from topicserve.batching import length_buckets
 from topicserve.catalogue import SERVED_BATCH_SIZE
 from topicserve.errors import ArtifactError, TextTypeError
+from topicserve.initsteps import stopwatch
 
 INPUT_IDS = "input_ids"
 ATTENTION_MASK = "attention_mask"
@@ -136,15 +137,21 @@ class Encoder:
         if not isinstance(max_length, int) or max_length < 3:
             raise ValueError(f"max_length must be an int >= 3 (room for [CLS] and [SEP]), got {max_length!r}")
         t0 = time.perf_counter()
+        lap = stopwatch()
         data = _read_artifact(model_path, "encoder model")
-        self.sha256: str = hashlib.sha256(data).hexdigest()
-        self.version: str = version or self.sha256
+        self.load_ms: dict[str, float] = {"encoder read": lap()}
+        # None when the build recorded the sha256 as ``version``: hashing 22 MB again cost ~60 ms of every
+        # cold start, and a layer's bytes are already checked by Lambda (its CodeSha256)
+        self.sha256: str | None = None if version else hashlib.sha256(data).hexdigest()
+        self.version: str = version or str(self.sha256)
+        self.load_ms["encoder sha256"] = lap()
         self.max_length: int = max_length
         self.model_path = Path(model_path)
         self._session = load_session(
             data, model_path, intra_op_threads, providers, pre_optimized=pre_optimized, spinning=spinning
         )
         del data
+        self.load_ms["encoder session"] = lap()
 
         inputs = {i.name: i for i in self._session.get_inputs()}
         outputs = {o.name: o for o in self._session.get_outputs()}
@@ -159,6 +166,7 @@ class Encoder:
 
         self._tokenizer, self.tokenizer_version = self._load_tokenizer(tokenizer_path, max_length)
         self._pad_id = self._tokenizer.token_to_id("[PAD]") or 0
+        self.load_ms["tokenizer"] = lap()
         self.prefix_chars: int = max_length * PREFIX_CHARS_PER_TOKEN
         self.load_seconds: float = time.perf_counter() - t0
 

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from topicserve.encoder import _read_artifact, load_session
-from topicserve.errors import ArtifactError, InvalidEmbeddingsError
+from topicserve.errors import ArtifactError, ChecksumMismatchError, InvalidEmbeddingsError
+from topicserve.initsteps import stopwatch
 
 INPUT = "embeddings"
 OUTPUT = "probabilities"
@@ -33,15 +34,27 @@ class Head:
         labels: Sequence[str] | None = None,
         intra_op_threads: int | None = None,
         providers: Sequence[str] | None = None,
+        expected_sha256: str | None = None,
     ) -> None:
+        """``expected_sha256``: refuse the file (:class:`ChecksumMismatchError`) unless its bytes hash to
+        it; checked on the bytes the session is built from, so nothing can change between check and use."""
         t0 = time.perf_counter()
+        lap = stopwatch()
         data = _read_artifact(path, f"head {name!r}")
+        self.load_ms: dict[str, float] = {"head read": lap()}
         self.sha256: str = hashlib.sha256(data).hexdigest()
+        self.load_ms["head sha256"] = lap()
+        if expected_sha256 is not None and self.sha256 != expected_sha256:
+            raise ChecksumMismatchError(
+                f"head {name!r} v{version}: {os.fspath(path)!r} has sha256 {self.sha256}, expected "
+                f"{expected_sha256}; refusing to load it"
+            )
         self.name: str = name
         self.version: str = version
         self.path = os.fspath(path)
         self._session = load_session(data, path, intra_op_threads, providers)
         del data
+        self.load_ms["head session"] = lap()
 
         inputs = {i.name: i for i in self._session.get_inputs()}
         outputs = {o.name: o for o in self._session.get_outputs()}

@@ -122,6 +122,9 @@ class Settings:
     # a shadow scores, and where / how often the per-version rollout records are written
     routing_ttl_seconds: float = 30.0
     routing_load_wait_seconds: float = 1.0  # a request that finds a routing change waits this long for it
+    # the deploy's production {model: [version, sha256]}, heads shipped in the encoder layer: a cold start
+    # serves them without reading the registry first (topicserve.rollout.seed)
+    routing_seed: str = ""
     shadow_sample: float = 1.0
     rollout_table: str = ""
     rollout_flush_seconds: float = 10.0
@@ -178,6 +181,7 @@ class Settings:
             latency_slo_ms=_int(env, "LATENCY_SLO_MS", 5_000),
             routing_ttl_seconds=_float(env, "ROUTING_TTL_SECONDS", 30.0),
             routing_load_wait_seconds=_float(env, "ROUTING_LOAD_WAIT_SECONDS", 1.0),
+            routing_seed=env.get("ROUTING_SEED", ""),
             shadow_sample=_float(env, "SHADOW_SAMPLE", 1.0),
             rollout_table=env.get("ROLLOUT_TABLE", ""),
             rollout_flush_seconds=_float(env, "ROLLOUT_FLUSH_SECONDS", 10.0),

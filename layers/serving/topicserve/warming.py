@@ -23,8 +23,16 @@ def warm_event(concurrency: int, hold_ms: int = DEFAULT_HOLD_MS) -> dict[str, An
     return {WARMER_KEY: True, "concurrency": concurrency, "hold_ms": hold_ms}
 
 
-def handle_warm_event(event: dict[str, Any], *, cold_start: bool, init_seconds: float) -> dict[str, Any]:
+def handle_warm_event(
+    event: dict[str, Any],
+    *,
+    cold_start: bool,
+    init_seconds: float,
+    init_steps: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The warm-up answer; ``init_steps`` (the runtime's step timers) feed the cold-start breakdown."""
     hold_ms = event.get("hold_ms", DEFAULT_HOLD_MS)
     if isinstance(hold_ms, int | float) and 0 < hold_ms <= 5_000:
         time.sleep(hold_ms / 1000)
-    return {"warmed": True, "cold_start": cold_start, "init_seconds": round(init_seconds, 4)}
+    answer = {"warmed": True, "cold_start": cold_start, "init_seconds": round(init_seconds, 4)}
+    return answer | ({"init_steps": init_steps} if init_steps is not None else {})

@@ -24,11 +24,13 @@ from topicserve.errors import ChecksumMismatchError
 from topicserve.protocols import HeadLike
 from topicserve.registry.model import Routing, Stage
 from topicserve.rollout.routing import Route
+from topicserve.rollout.seed import SeedHead
 
 logger = logging.getLogger(__name__)
 
 LoadHead = Callable[[str, int], HeadLike]  # (model, version) -> a loaded, verified head
 LoadError = Callable[[str, str, int, int], None]  # (model, stage, version, epoch)
+LoadSeed = Callable[[SeedHead], HeadLike]  # a deploy's production head from the layer, sha256-verified
 
 
 class RoutingReader(Protocol):
@@ -46,6 +48,7 @@ class Router:
         load_wait_seconds: float = 1.0,
         shadow_sample: float = 1.0,
         on_load_error: LoadError | None = None,
+        load_seed: LoadSeed | None = None,
         executor: cf.Executor | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -56,6 +59,7 @@ class Router:
         self.load_wait = load_wait_seconds
         self.shadow_sample = shadow_sample
         self.on_load_error = on_load_error
+        self.load_seed: LoadSeed = load_seed or (lambda seed: load(seed.model, seed.version))
         self.executor = executor or cf.ThreadPoolExecutor(max_workers=3, thread_name_prefix="loader")
         self.clock = clock
         self.desired: dict[str, Routing] = {}
@@ -64,12 +68,27 @@ class Router:
         self.refreshes = 0
         self._routes: dict[str, Route] = {}
         self._next_refresh = 0.0
+        self._reading: cf.Future[dict[str, Routing]] | None = None  # a seeded start's routing read
 
-    # -- cold start ----------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Read the routing and load what answers requests (production, canary); raise if a model has no
-        production head that passes its sha256 check (the environment cannot serve it)."""
-        self._refresh(self.clock(), fail=True)
+    # -- cold start ---------------------------------------------------------------------------------
+    def start(self, seeds: Mapping[str, SeedHead] | None = None) -> None:
+        """Load what answers requests and raise if a model has no production head that passes its sha256
+        check (the environment cannot serve it).
+
+        With a seed for every model (the deploy's production heads, :mod:`topicserve.rollout.seed`), the
+        seeds are loaded and the registry is read in the background: init makes no round trip, and the first
+        request applies what the read found. Otherwise the routing is read now and production and canary
+        heads are loaded concurrently (the shadow keeps loading in the background)."""
+        if seeds and all(m in seeds for m in self.models):
+            self._reading = self.executor.submit(self.registry.routings, self.models)
+            self._next_refresh = self.clock() + self.ttl
+            if self._load_seeds(seeds):
+                self._rebuild()
+                return
+            reading, self._reading = self._reading, None
+            self._apply(reading.result(), fail=True)
+        else:
+            self._refresh(self.clock(), fail=True)
         needed = [
             f
             for (model, version), f in self.pending.items()
@@ -80,6 +99,25 @@ class Router:
         missing = [m for m in self.models if m not in self._routes]
         if missing:
             raise RuntimeError(f"no production head loaded for {missing}")
+
+    def _load_seeds(self, seeds: Mapping[str, SeedHead]) -> bool:
+        """Load every model's seed concurrently; False (and the registry path) if one is refused."""
+        loading = {m: self.executor.submit(self.load_seed, seeds[m]) for m in self.models}
+        refused = False
+        for model, future in loading.items():
+            seed = seeds[model]
+            try:
+                head = future.result()
+            except Exception as exc:  # a tampered or unreadable seed: the registry's copy is fetched instead
+                logger.error(
+                    "refused the deploy's seed head; loading production from the registry",
+                    extra={"model": model, "version": seed.version, "error": repr(exc)},
+                )
+                refused = True
+                continue
+            self.desired[model] = Routing(model=model, production=seed.version)
+            self.loaded[(model, seed.version)] = head
+        return not refused
 
     def expire(self) -> None:
         """Make the next request re-read the routing, whatever its age (after a SnapStart restore the
@@ -93,13 +131,41 @@ class Router:
         switches between two requests rather than part-way through a rollout step; a slower load finishes
         in the background while the previous routing keeps serving."""
         now = self.clock()
-        if now >= self._next_refresh:
+        if self._reading is not None:
+            self._apply_background_read()
+        elif now >= self._next_refresh:
             self._refresh(now)
-            if self.pending and self.load_wait > 0:
-                cf.wait(list(self.pending.values()), timeout=self.load_wait)
+        else:
+            return self._harvested()
+        if self.pending and self.load_wait > 0:
+            cf.wait(list(self.pending.values()), timeout=self.load_wait)
+        return self._harvested()
+
+    def _harvested(self) -> Mapping[str, Route]:
         if self.pending:
             self._harvest()
         return self._routes
+
+    def _apply_background_read(self) -> None:
+        """The first request after a seeded start: apply the routing read that init left running, waiting
+        for it at most ``load_wait_seconds`` (it normally finished during init). A failed read leaves the
+        deploy's heads serving, and the next TTL retries."""
+        assert self._reading is not None
+        if not self._reading.done() and self.load_wait > 0:
+            cf.wait([self._reading], timeout=self.load_wait)
+        if not self._reading.done():
+            return
+        reading, self._reading = self._reading, None
+        self.refreshes += 1
+        try:
+            found = reading.result()
+        except Exception as exc:
+            logger.warning(
+                "registry unreachable: serving the deploy's production heads (seed)",
+                extra={"error": repr(exc), "serving": {m: r.production for m, r in self.desired.items()}},
+            )
+            return
+        self._apply(found, fail=False)
 
     def status(self) -> dict[str, Any]:
         """For logs and the warm-up answer: what is desired, what serves, what is still loading."""
@@ -128,6 +194,10 @@ class Router:
                 raise
             logger.warning("routing refresh failed; serving the current routing", extra={"error": repr(exc)})
             return
+        self._apply(found, fail=fail)
+
+    def _apply(self, found: Mapping[str, Routing], *, fail: bool) -> None:
+        """Make a routing read the desired routing and start loading the versions it names."""
         missing = [m for m in self.models if m not in found or found[m].production is None]
         if missing and fail:
             raise RuntimeError(f"no production version in the registry for {missing}")
