@@ -3,9 +3,13 @@ sentence-transformers + pickled scikit-learn), and their package sizes."""
 
 from __future__ import annotations
 
+import io
 import json
+import shutil
+import subprocess
 import urllib.request
 import zipfile
+from pathlib import Path
 from typing import Any
 
 from bench.cloud.stack import MODEL, Stack
@@ -38,15 +42,23 @@ def fp32_function(st: Stack) -> tuple[str, str, int]:
         Content={"S3Bucket": st.info["bucket"], "S3Key": key},
         CompatibleRuntimes=["python3.13"],
     )
-    config = st.lam.get_function_configuration(FunctionName=st.predict_fn)
-    code_url = st.lam.get_function(FunctionName=st.predict_fn)["Code"]["Location"]
-    with urllib.request.urlopen(code_url, timeout=60) as response:
-        code = response.read()
     layers = [
         layer["LayerVersionArn"] if ":layer:EncoderLayer" in entry["Arn"] else entry["Arn"]
-        for entry in config["Layers"]
+        for entry in st.lam.get_function_configuration(FunctionName=st.predict_fn)["Layers"]
     ]
-    name = f"{st.info['stack_name']}-logreg-fp32"
+    name = twin_function(st, "fp32", layers)
+    return name, layer["LayerVersionArn"], archive.stat().st_size
+
+
+def twin_function(st: Stack, suffix: str, layers: list[str], code: bytes | None = None) -> str:
+    """A copy of the logreg predict function (its configuration and environment) with other layers or
+    code, created with the Lambda API beside the stack; ``delete_fp32_function`` / ``delete_twin`` remove it."""
+    config = st.lam.get_function_configuration(FunctionName=st.predict_fn)
+    if code is None:
+        code_url = st.lam.get_function(FunctionName=st.predict_fn)["Code"]["Location"]
+        with urllib.request.urlopen(code_url, timeout=60) as response:
+            code = response.read()
+    name = f"{st.info['stack_name']}-logreg-{suffix}"
     st.lam.create_function(
         FunctionName=name,
         Runtime=config["Runtime"],
@@ -59,11 +71,59 @@ def fp32_function(st: Stack) -> tuple[str, str, int]:
         Timeout=config["Timeout"],
     )
     st.lam.get_waiter("function_active_v2").wait(FunctionName=name)
-    return name, layer["LayerVersionArn"], archive.stat().st_size
+    return name
 
 
-def delete_fp32_function(st: Stack, name: str, layer_arn: str) -> None:
-    """Delete the twin function and the fp32 layer's *older* versions.
+def baseline_function(st: Stack, rev: str) -> tuple[str, str]:
+    """The logreg predict function as release ``rev`` built it: its serving library (with today's pinned
+    dependencies, compiled as the layer's Makefile compiles them) and its handler, today's encoder layer.
+    The interleaved A/B of cold starts against it guards init time (``bench.run``'s cold-start section).
+
+    Returns (function name, layer version ARN)."""
+    from infra.localstack.localcloud.interpreters import python313
+
+    tree = WORK / f"baseline-{rev[:12]}"
+    if not (tree / "layers" / "serving").is_dir():
+        subprocess.run(["git", "worktree", "add", "--detach", "--force", str(tree), rev], cwd=REPO, check=True)
+    built = REPO / ".aws-sam" / "build" / "ServingLayer" / "python"
+    layer_dir = WORK / f"baseline-layer-{rev[:12]}"
+    if not layer_dir.is_dir():
+        staging = layer_dir.with_suffix(".tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(built, staging / "python", ignore=shutil.ignore_patterns("topicserve"))
+        shutil.copytree(tree / "layers" / "serving" / "topicserve", staging / "python" / "topicserve")
+        subprocess.run(
+            [str(python313()), "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash",
+             str(staging / "python" / "topicserve")],
+            check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        staging.rename(layer_dir)
+    key = f"bench/baseline-serving-{rev[:12]}.zip"
+    st.s3.put_object(Bucket=st.info["bucket"], Key=key, Body=_zip_dir(layer_dir))
+    layer = st.lam.publish_layer_version(
+        LayerName="topicserve-bench-baseline-serving",
+        Content={"S3Bucket": st.info["bucket"], "S3Key": key},
+        CompatibleRuntimes=["python3.13"],
+    )
+    layers = [
+        layer["LayerVersionArn"] if ":layer:ServingLayer" in entry["Arn"] else entry["Arn"]
+        for entry in st.lam.get_function_configuration(FunctionName=st.predict_fn)["Layers"]
+    ]
+    code = _zip_dir(tree / "functions" / "predict")
+    return twin_function(st, "baseline", layers, code), layer["LayerVersionArn"]
+
+
+def _zip_dir(folder: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts or path.suffix == ".pyc":
+                zf.write(path, path.relative_to(folder))
+    return buffer.getvalue()
+
+
+def delete_twin(st: Stack, name: str, layer_arn: str) -> None:
+    """Delete a twin function and its layer's *older* versions.
 
     The version just used is kept (as SAM retains layer versions): LocalStack 2026.3's ListLayers fails
     ("list index out of range") for every caller once a layer has no version left.
