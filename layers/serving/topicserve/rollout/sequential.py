@@ -384,8 +384,13 @@ def error_rate(attempts: int, errors: int, *, alpha: float, max_error_rate: floa
 
     ROLLBACK when the lower bound > max_error_rate (a candidate within the limit is rolled back with
     probability <= alpha); PROMOTE (passes) when the upper bound < max_error_rate (one over the limit
-    passes with probability <= alpha); WAIT otherwise. A broken artifact that fails every text is rolled
-    back after a handful of failures (3 at the defaults), without waiting for a minimum count.
+    passes with probability <= alpha); WAIT otherwise. No minimum count: a candidate whose first attempt
+    fails is already rolled back at max_error_rate 0.01 and alpha 0.025 (a 1 % event), and a clean one
+    passes after ~500 attempts.
+
+    The guarantee assumes failures independent per attempt. They are not always: a failed load fails every
+    text of its batch at once, one event counted many times. The caller should keep a floor on the
+    failures it acts on (today's ``max_errors_unserved``) or count failed batches, not texts.
     """
     alpha = check_alpha(alpha)
     max_error_rate = check_rate("max_error_rate", max_error_rate)
