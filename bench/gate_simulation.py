@@ -274,7 +274,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     left.set_yticks(y, [f"{n} ({c['truth']:+.2f})" for n, c in zip(names, cases, strict=True)])
     left.invert_yaxis()
     left.set_xlabel(f"share of {cases[0]['runs']} rollouts (alpha {alpha})")
-    left.legend(loc="lower right", fontsize=8)
+    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize=8, frameon=False)
     left.set_title("decisions")
     for i, r in enumerate(result["raw"]):
         texts = np.asarray(r["texts"])[np.asarray(r["decision"]) != 0]
