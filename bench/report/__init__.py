@@ -3,7 +3,7 @@
     python -m bench.report [name]      (default: full if present, else quick)
 
 Every serving figure is stated against the encoder ceiling measured in the same run, or against the
-naive peer, and every goal of issues 6 and 15 gets a met / not met line with the measured reason. Also
+naive peer, and every goal gets a met / not met line with the measured reason. Also
 writes ``results/summary.json`` (the headline figures, null where not measured) for quick and full runs.
 
 One module per part of the report: ``goals`` (the verdict tables), ``cost``, ``efficiency``,

@@ -39,7 +39,7 @@ def section(cs: dict[str, Any]) -> list[str]:
         "zipped / image archive MiB",
     ]
     return [
-        "## 2. Cold starts",
+        "## Cold starts",
         "",
         f"{cs['stats']['ours_int8']['n']} forced cold starts per variant, interleaved (environments renewed "
         "before each); first response = a synchronous invoke of a real predict request, init included.",

@@ -140,5 +140,5 @@ def complete_cost(data: dict[str, Any]) -> None:
         c.update(report({"item_sizes": {}, **c["measured"]}))
         c["recomputed"] = (
             "the run stopped before its last step (cold starts, the naive peer, item sizes): the cost "
-            "model was applied by bench/report.py to what it had measured, with default item sizes"
+            "model was applied by bench/report/cost.py to what it had measured, with default item sizes"
         )

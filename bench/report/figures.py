@@ -78,12 +78,21 @@ def zipf_compute(s: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def unfinished_share(point: dict[str, Any]) -> float:
+    """The share of a sweep point's requests without an ok answer. On the SQS path these are almost all
+    requests still queued or in flight when the point's drain window closed (the queue is then purged so
+    the next point starts empty): work cut off, not failed requests. On the HTTP path, responses other than
+    200. The raw results keep the runner's key for it, ``error_rate``."""
+    return float(point["error_rate"])
+
+
 def held_up_to(points: list[dict[str, Any]], slo_ms: float) -> float:
-    """The highest load fraction up to which *every* point kept p99 <= SLO with < 1% errors (0: none)."""
+    """The highest load fraction up to which *every* point kept p99 <= SLO with < 1% of its requests
+    unfinished (0: none)."""
     top = 0.0
     for p in sorted(points, key=lambda p: p["fraction"]):
         p99 = p["latency_ms"]["p99"]
-        if p99 is None or p99 > slo_ms or p["error_rate"] >= 0.01:
+        if p99 is None or p99 > slo_ms or unfinished_share(p) >= 0.01:
             break
         top = p["fraction"]
     return top

@@ -12,7 +12,9 @@ from bench.report.markdown import fmt, pct
 
 
 def serving_goals(data: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(goal, measured, verdict) rows."""
+    """(goal, measured, verdict) rows on serving: init against the naive function, the SQS path against
+    the encoder ceiling and the naive peer, four heads for one, caches on a Zipf stream, cache-hit latency,
+    warmers, and the adaptive batcher's p99 on the rate sweep."""
     s = data["sections"]
     rows: list[tuple[str, str, str]] = []
     ceiling = s.get("inprocess", {}).get("ceiling", {}).get("ceiling_texts_per_s")
@@ -141,7 +143,8 @@ def serving_goals(data: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def encoder_and_compute_goals(data: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(goal, measured, verdict) rows of issue 15."""
+    """(goal, measured, verdict) rows on the encoder's speed, the predict functions' init, billed compute
+    per prediction and per request, the adaptive batcher on a full sweep, and a newcomer's first demo."""
     s = data["sections"]
     rows: list[tuple[str, str, str]] = []
     enc = encoder_figures(s)
@@ -220,7 +223,7 @@ def encoder_and_compute_goals(data: dict[str, Any]) -> list[tuple[str, str, str]
             )
         )
     rows.append(demo_from_nothing_row())
-    rows.append(("summary.json with the headline keys", "written by bench/report.py", "met"))
+    rows.append(("summary.json with the headline keys", "written by bench/report/summary.py", "met"))
     return rows
 
 
@@ -240,7 +243,7 @@ def demo_from_nothing_row() -> tuple[str, str, str]:
 
 
 def cost_goals(data: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(goal, measured, verdict) rows of the cost issue, from the run's cost section."""
+    """(goal, measured, verdict) rows on dollars per million predictions, from the run's cost section."""
     c = data["sections"].get("cost") or {}
     usd = usd_per_million(data["sections"])
     d = c.get("derived") or {}

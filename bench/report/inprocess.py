@@ -15,7 +15,7 @@ def section(inp: dict[str, Any]) -> list[str]:
     lat = p["latency_ms"]
     four = p.get("four_heads", {})
     return [
-        "## 1. Ceiling: the raw INT8 encoder",
+        "## Ceiling: the raw INT8 encoder",
         "",
         f"{c['texts']} 20NG test texts, {c['rounds']} interleaved rounds. Best batch size: "
         f"**{c['best_batch']}**, ceiling **{fmt(ceiling)} texts/s**.",
@@ -24,7 +24,7 @@ def section(inp: dict[str, Any]) -> list[str]:
             ["variant", "texts/s (median)", "% of ceiling"],
             [[k, fmt(v), pct(ratio(v, ceiling))] for k, v in c["throughput_median"].items()],
         ),
-        "## 6. Peer: the naive per-request loop, and 7. four heads for one",
+        "## Peer: the naive per-request loop, and four heads for one",
         "",
         f"Same texts, {p['rounds']} interleaved rounds. Peer = sentence-transformers (PyTorch fp32) + "
         "pickled "

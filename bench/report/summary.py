@@ -9,7 +9,8 @@ from bench.report.figures import encoder_figures, usd_per_million, zipf_compute
 
 
 def summary_json(data: dict[str, Any]) -> dict[str, Any]:
-    """The headline figures of one run (issue 15's keys; None where the run did not measure it)."""
+    """The headline figures of one run (the keys the README and docs quote; None where the run did not
+    measure it)."""
     s = data["sections"]
     enc = encoder_figures(s)
     stats = s.get("cold_starts", {}).get("stats", {})

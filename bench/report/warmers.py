@@ -20,7 +20,7 @@ def section(w: dict[str, Any]) -> list[str]:
         for k in ("without", "with")
     ]
     return [
-        "## 3. Warmers on a bursty trace",
+        "## Warmers on a bursty trace",
         "",
         f"{w['without']['requests']} requests over {fmt(trace['duration_s'], 0)} s in bursts with "
         "heavy-tailed idle "

@@ -77,12 +77,12 @@ def test_report_lines_are_parsed() -> None:
 
 
 def test_held_load_stops_at_the_first_point_that_breaks_the_slo() -> None:
-    def point(fraction: float, p99: float | None, errors: float = 0.0) -> dict[str, Any]:
-        return {"fraction": fraction, "latency_ms": {"p99": p99}, "error_rate": errors}
+    def point(fraction: float, p99: float | None, unfinished: float = 0.0) -> dict[str, Any]:
+        return {"fraction": fraction, "latency_ms": {"p99": p99}, "error_rate": unfinished}
 
     points = [point(0.1, 900), point(0.5, 2_000), point(0.85, 4_900), point(1.0, 7_000), point(1.2, 3_000)]
     assert held_up_to(points, 5_000) == 0.85  # 1.2 is back under the SLO, but 1.0 broke it first
-    assert held_up_to([point(0.1, 900, errors=0.02)], 5_000) == 0.0
+    assert held_up_to([point(0.1, 900, unfinished=0.02)], 5_000) == 0.0
     assert held_up_to([point(0.1, None)], 5_000) == 0.0
 
 
