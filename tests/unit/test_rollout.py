@@ -207,6 +207,23 @@ class Clock:
         return self.now
 
 
+def started_router(registry: Registry, model: str, load: Any, errors: list[Any]) -> tuple[Router, Clock]:
+    """A router of one model on a clock the test moves, loading synchronously, with a 30 s TTL; the load
+    errors it reports to the gates go to ``errors``."""
+    clock = Clock()
+    router = Router(
+        [model],
+        registry,
+        load,
+        ttl_seconds=30,
+        executor=Immediate(),
+        clock=clock,
+        on_load_error=lambda *a: errors.append(a),
+    )
+    router.start()
+    return router, clock
+
+
 def test_router_follows_the_registry_within_its_ttl(registry: Registry, tmp_path: Path) -> None:
     versions(registry, tmp_path, "logreg", 3)
     registry.promote("logreg", 1)
@@ -219,17 +236,7 @@ def test_router_follows_the_registry_within_its_ttl(registry: Registry, tmp_path
             raise RuntimeError("cannot load v3")
         return FakeHead(model, str(version))
 
-    clock = Clock()
-    router = Router(
-        ["logreg"],
-        registry,
-        load,
-        ttl_seconds=30,
-        executor=Immediate(),
-        clock=clock,
-        on_load_error=lambda *a: errors.append(a),
-    )
-    router.start()
+    router, clock = started_router(registry, "logreg", load, errors)
     assert router.current()["logreg"].production.version == "1"
     registry.promote("logreg", 2, "canary", weight=0.2)
     assert router.current()["logreg"].canary is None  # within the TTL: not read yet
@@ -284,17 +291,7 @@ def test_a_production_head_that_fails_to_load_in_a_warm_environment_keeps_the_pr
             raise ChecksumMismatchError(f"{model} v{version}: sha256 mismatch")
         return FakeHead(model, str(version))
 
-    clock = Clock()
-    router = Router(
-        ["rf"],
-        registry,
-        load,
-        ttl_seconds=30,
-        executor=Immediate(),
-        clock=clock,
-        on_load_error=lambda *a: errors.append(a),
-    )
-    router.start()
+    router, clock = started_router(registry, "rf", load, errors)
     registry.promote("rf", 2)
     clock.now = 31
     assert router.current()["rf"].production.version == "1"
