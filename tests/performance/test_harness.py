@@ -19,7 +19,7 @@ import pytest
 from bench import common
 from bench.cloud.arrivals import bursty_trace, poisson
 from bench.lambda_report import Invocation
-from bench.report import _held
+from bench.report.figures import held_up_to
 
 
 def test_summary_reports_percentiles_and_keeps_empty_samples_visible() -> None:
@@ -77,13 +77,13 @@ def test_report_lines_are_parsed() -> None:
 
 
 def test_held_load_stops_at_the_first_point_that_breaks_the_slo() -> None:
-    def point(fraction: float, p99: float | None, errors: float = 0.0) -> dict[str, Any]:
-        return {"fraction": fraction, "latency_ms": {"p99": p99}, "error_rate": errors}
+    def point(fraction: float, p99: float | None, unfinished: float = 0.0) -> dict[str, Any]:
+        return {"fraction": fraction, "latency_ms": {"p99": p99}, "error_rate": unfinished}
 
     points = [point(0.1, 900), point(0.5, 2_000), point(0.85, 4_900), point(1.0, 7_000), point(1.2, 3_000)]
-    assert _held(points, 5_000) == 0.85  # 1.2 is back under the SLO, but 1.0 broke it first
-    assert _held([point(0.1, 900, errors=0.02)], 5_000) == 0.0
-    assert _held([point(0.1, None)], 5_000) == 0.0
+    assert held_up_to(points, 5_000) == 0.85  # 1.2 is back under the SLO, but 1.0 broke it first
+    assert held_up_to([point(0.1, 900, unfinished=0.02)], 5_000) == 0.0
+    assert held_up_to([point(0.1, None)], 5_000) == 0.0
 
 
 def test_results_keep_the_command_the_machine_and_numpy_values(

@@ -78,15 +78,27 @@ class WorkerSettings:
 
 
 class Heartbeat:
-    """Extends the visibility of the messages in hand every ``every`` seconds until stopped."""
+    """Extends the visibility of the messages in hand every ``every`` seconds until stopped.
+
+    ``wait(seconds)`` sleeps between beats and says whether to stop (default: the stop event's own
+    ``wait``); tests pass one that returns when they say, so that they count beats without a clock.
+    """
 
     def __init__(
-        self, sqs: AwsClient, queue_url: str, receipts: Sequence[str], *, every: float, extend: int
+        self,
+        sqs: AwsClient,
+        queue_url: str,
+        receipts: Sequence[str],
+        *,
+        every: float,
+        extend: int,
+        wait: Callable[[float], bool] | None = None,
     ) -> None:
         self.sqs, self.queue_url, self.receipts = sqs, queue_url, list(receipts)
         self.every, self.extend = every, extend
         self.beats = 0
         self._stop = threading.Event()
+        self._wait = wait or self._stop.wait
         self._thread = threading.Thread(target=self._run, name="visibility-heartbeat", daemon=True)
 
     def __enter__(self) -> Heartbeat:
@@ -98,7 +110,7 @@ class Heartbeat:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.every):
+        while not self._wait(self.every):
             for start in range(0, len(self.receipts), SQS_MAX):
                 entries = [
                     {"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": self.extend}

@@ -3,8 +3,9 @@ broken one, all through the registry while the functions keep serving: no redepl
 renewal anywhere in this module (serving follows the registry within RoutingTtlSeconds).
 
 The candidates are trained here by ``training.candidate`` from the build's cached embeddings: a logreg
-with other settings (good) and one trained on permuted labels (broken). The tests run in order and share
-the registry state; the module fixture puts the original production version back at the end.
+with other settings (good) and one trained on permuted labels (broken). The tests share the deployed
+stack and its registry, not their state: each starts from the routing the module found (the original
+production version alone, served everywhere), whatever ran before it, and stages its own candidates.
 """
 
 from __future__ import annotations
@@ -75,6 +76,30 @@ class Rollout:
                 return seen
             time.sleep(0.5)
 
+    def canary(self, params: dict[str, Any], weight: float, reason: str, **kwargs: Any) -> int:
+        """Train and register a candidate, make it the canary at ``weight``, and return once every
+        environment serves it."""
+        version = self.register(params, **kwargs)
+        self.registry.promote(MODEL, version, "canary", weight=weight, reason=reason)
+        self.wait_for(self.texts[:64], lambda seen: any(s == "canary" for _, _, s in seen.values()))
+        time.sleep(SETTLE)  # every environment has it now
+        return version
+
+    def restore(self) -> None:
+        """Back to the routing the module found: no canary or shadow, the original production version,
+        served by every environment (waited for only when something changed)."""
+        routing = self.registry.routing(MODEL, consistent=True)
+        changed = False
+        for version in (routing.canary, routing.shadow):
+            if version is not None:
+                self.registry.promote(MODEL, version, "archived", reason="test cleanup")
+                changed = True
+        if routing.production != self.production:
+            self.registry.promote(MODEL, self.production, reason="test cleanup")
+            changed = True
+        if changed:
+            time.sleep(SETTLE)
+
 
 def distinct_texts(n: int) -> list[str]:
     """``n`` distinct 20NG test documents (their first 400 characters, to keep the encoder cheap)."""
@@ -90,7 +115,8 @@ def distinct_texts(n: int) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def rollout(app_stack: dict[str, Any], localcloud: LocalCloud) -> Iterator[Rollout]:
+def stack_rollout(app_stack: dict[str, Any], localcloud: LocalCloud) -> Iterator[Rollout]:
+    """The clients and texts every test uses (built once: the texts come from the 20NG download)."""
     registry = Registry(
         bucket=app_stack["bucket"],
         table=app_stack["tables"]["registry"],
@@ -110,13 +136,14 @@ def rollout(app_stack: dict[str, Any], localcloud: LocalCloud) -> Iterator[Rollo
     try:
         yield state
     finally:  # whatever happened: no candidate left, the original production back, served again
-        routing = registry.routing(MODEL, consistent=True)
-        for version in (routing.canary, routing.shadow):
-            if version is not None:
-                registry.promote(MODEL, version, "archived", reason="test cleanup")
-        if routing.production != production:
-            registry.promote(MODEL, production, reason="test cleanup")
-        time.sleep(SETTLE)
+        state.restore()
+
+
+@pytest.fixture
+def rollout(stack_rollout: Rollout) -> Rollout:
+    """Each test starts from the original routing, whichever test ran before it (or failed half-way)."""
+    stack_rollout.restore()
+    return stack_rollout
 
 
 def test_shadow_leaves_answers_unchanged_and_records_its_agreement(rollout: Rollout) -> None:
@@ -150,12 +177,7 @@ def test_shadow_leaves_answers_unchanged_and_records_its_agreement(rollout: Roll
 
 
 def test_canary_answers_a_sticky_share(rollout: Rollout) -> None:
-    good = rollout.register({"C": 3.0})
-    rollout.registry.promote(MODEL, good, "canary", weight=0.2, reason="e2e: C=3 canary")
-    probe = rollout.texts[:64]
-    rollout.wait_for(probe, lambda seen: any(s == "canary" for _, _, s in seen.values()))
-    time.sleep(SETTLE)  # every environment has it now
-
+    good = rollout.canary({"C": 3.0}, weight=0.2, reason="e2e: C=3 canary")
     first = rollout.answers(rollout.texts)
     canary = [t for t, (_, v, s) in first.items() if s == "canary"]
     served = Counter((v, s) for _, v, s in first.values())
@@ -190,8 +212,10 @@ def test_canary_answers_a_sticky_share(rollout: Rollout) -> None:
 
 
 def test_the_gate_promotes_a_good_canary_which_then_serves_everything(rollout: Rollout) -> None:
-    good = rollout.registry.routing(MODEL, consistent=True).canary
-    assert good is not None, "needs the canary of the previous test"
+    # its own canary (every registration is a new version): at weight 0.5, 500 texts give ~250
+    # comparisons, above the gate's minimum of 150
+    good = rollout.canary({"C": 3.0}, weight=0.5, reason="e2e: C=3 canary for the gate")
+    rollout.answers(rollout.texts[200:700])
     (verdict,) = rollout.gate()
     assert (verdict["action"], verdict["applied"], verdict["to"]) == ("promote", True, "production"), verdict
     assert rollout.registry.resolve(MODEL).version == good
@@ -208,11 +232,7 @@ def test_the_gate_promotes_a_good_canary_which_then_serves_everything(rollout: R
 
 def test_the_gate_rolls_back_a_broken_canary_and_production_is_unaffected(rollout: Rollout) -> None:
     production = rollout.registry.resolve(MODEL).version
-    broken = rollout.register({"C": 3.0}, permute_seed=11)
-    rollout.registry.promote(MODEL, broken, "canary", weight=0.5, reason="e2e: permuted labels")
-    probe = rollout.texts[:64]
-    rollout.wait_for(probe, lambda seen: any(s == "canary" for _, _, s in seen.values()))
-    time.sleep(SETTLE)
+    broken = rollout.canary({"C": 3.0}, weight=0.5, reason="e2e: permuted labels", permute_seed=11)
     assert rollout.gate()[0]["action"] == "wait"  # not before the minimum request count
     rollout.answers(rollout.texts[200:700])  # ~250 texts compared on the canary's side: above 150
     (verdict,) = rollout.gate()
