@@ -42,9 +42,50 @@ def section(cs: dict[str, Any]) -> list[str]:
         "## Cold starts",
         "",
         f"{cs['stats']['ours_int8']['n']} forced cold starts per variant, interleaved (environments renewed "
-        "before each); first response = a synchronous invoke of a real predict request, init included.",
+        "before each); first response = a synchronous invoke of a real predict request, init included. "
+        f"`baseline` is release {cs.get('baseline_release', '?')} (its serving library and handler, today's "
+        "encoder layer): the A/B that guards init time.",
         "",
         *table(header, rows),
         f"Note: {cs['naive_note']}.",
         "",
+        *first_answer(cs),
+        *breakdown(cs),
+    ]
+
+
+def first_answer(cs: dict[str, Any]) -> list[str]:
+    fa = cs.get("first_answer")
+    if not fa:
+        return []
+    return [
+        "First answer through the API after a forced cold start (REST API -> predict function, "
+        f"{fa['ok']} of {len(fa['raw'])} answered): p50 {percentile_ms(fa['ms'], 'p50')} ms, max "
+        f"{percentile_ms(fa['ms'], 'max')} ms.",
+        "",
+    ]
+
+
+def breakdown(cs: dict[str, Any]) -> list[str]:
+    """Where init goes: imports by package (``-X importtime``, self time) and the runtime's own steps."""
+    b = cs.get("breakdown")
+    if not b:
+        return []
+    med = b["median_ms"]
+    imports = sorted(b["imports_ms"].items(), key=lambda kv: -kv[1])
+    steps = sorted(b["steps_ms"].items(), key=lambda kv: -kv[1]["ms"])
+    rows = [["import " + k, fmt(v, 1), "main"] for k, v in imports if v >= 1.0]
+    rows += [[k, fmt(v["ms"], 1), v["thread"]] for k, v in steps]
+    return [
+        "### Where init goes",
+        "",
+        f"`python -m bench.init_breakdown` ({b['rounds']} rounds, medians; the {b['model']} function's own "
+        "interpreter with `-I -S -B` as the local executor starts it: no bytecode written, as on AWS). "
+        f"The process took {fmt(med['process_wall_ms'], 0)} ms: the runtime client's import "
+        f"{fmt(med['runtime_client_ms'], 0)} ms, the handler module's import "
+        f"{fmt(med['handler_import_ms'], 0)} ms, of which `build_runtime()` {fmt(med['build_runtime_ms'], 0)} "
+        "ms. Steps on loader threads run while the main thread waits (the `main thread waits` rows), so the "
+        "rows add up to more than the wall time; imports below 1 ms are left out.",
+        "",
+        *table(["step", "ms (median)", "thread"], rows),
     ]

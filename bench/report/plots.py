@@ -74,7 +74,32 @@ def plots(name: str, data: dict[str, Any]) -> list[str]:
         fig.savefig(path_png, dpi=110)
         plt.close(fig)
         out.append(path_png.name)
+        if cs.get("breakdown"):
+            out.append(init_breakdown_plot(name, cs["breakdown"], plt))
     return out
+
+
+def init_breakdown_plot(name: str, b: dict[str, Any], plt: Any) -> str:
+    """Imports by package and the runtime's steps, one bar each (a person sees the big ones at once)."""
+    items = [(f"import {k}", v) for k, v in b["imports_ms"].items() if v >= 1.0]
+    items += [(k, v["ms"]) for k, v in b["steps_ms"].items() if "waits" not in k]
+    items.sort(key=lambda kv: kv[1])
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(items) + 1.5))
+    ax.barh([k for k, _ in items], [v for _, v in items], color="tab:blue")
+    for i, (_, v) in enumerate(items):
+        ax.text(v, i, f" {v:.0f}", va="center", fontsize=7)
+    med = b["median_ms"]
+    ax.set_xlabel("ms (median of rounds)")
+    ax.set_title(
+        f"Where init goes: process {med['process_wall_ms']:.0f} ms, handler import "
+        f"{med['handler_import_ms']:.0f} ms (build_runtime {med['build_runtime_ms']:.0f} ms)",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    path_png = RESULTS / f"{name}-init-breakdown.png"
+    fig.savefig(path_png, dpi=110)
+    plt.close(fig)
+    return path_png.name
 
 
 def cost_plot(name: str, paths: dict[str, Any], plt: Any) -> str:

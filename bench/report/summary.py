@@ -22,6 +22,8 @@ def summary_json(data: dict[str, Any]) -> dict[str, Any]:
             key: (stats.get(variant) or {}).get("init_ms", {}).get("p50")
             for key, variant in (("zip", "ours_int8"), ("image", "image"), ("naive", "naive"))
         },
+        "first_answer_p50_ms": (s.get("cold_starts", {}).get("first_answer") or {}).get("ms", {}).get("p50"),
+        "init_ab": init_ab(stats),
         "batcher_efficiency": s.get("efficiency", {}).get("efficiency"),
         "zipf_compute_reduction": zc["reduction"] if zc else None,
         "usd_per_million": usd_per_million(s),
@@ -40,3 +42,12 @@ def summary_json(data: dict[str, Any]) -> dict[str, Any]:
         "machine_load_at_start": data["machine"]["loadavg_at_start"][0],
         "command": data["command"],
     }
+
+
+def init_ab(stats: dict[str, Any]) -> dict[str, Any] | None:
+    """Init p50 of this checkout against the baseline release, measured interleaved in the same run."""
+    current = (stats.get("ours_int8") or {}).get("init_ms", {}).get("p50")
+    baseline = (stats.get("baseline") or {}).get("init_ms", {}).get("p50")
+    if current is None or baseline is None:
+        return None
+    return {"current_ms": current, "baseline_ms": baseline, "ratio": round(current / baseline, 3)}
