@@ -84,8 +84,9 @@ def breakdown(cs: dict[str, Any]) -> list[str]:
         f"The process took {fmt(med['process_wall_ms'], 0)} ms: the runtime client's import "
         f"{fmt(med['runtime_client_ms'], 0)} ms, the handler module's import "
         f"{fmt(med['handler_import_ms'], 0)} ms, of which `build_runtime()` "
-        f"{fmt(med['build_runtime_ms'], 0)} ms. Steps on loader threads run while the main thread waits (the `main thread waits` rows), so the "
-        "rows add up to more than the wall time; imports below 1 ms are left out.",
+        f"{fmt(med['build_runtime_ms'], 0)} ms. Steps on loader threads run while the main thread waits "
+        "(the `main thread waits` rows), so the rows add up to more than the wall time; imports below 1 ms "
+        "are left out.",
         "",
         *table(["step", "ms (median)", "thread"], rows),
     ]
