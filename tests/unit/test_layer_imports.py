@@ -12,6 +12,10 @@ and nothing else, and read from the bottom up:
   the operator tools, the container worker, the deploy, the demo, the handlers); this one counts every
   import, TYPE_CHECKING ones too.
 
+Beside the layer, the same reading checks that the operator tools (``topicserve_ops``) and the bulk
+worker (``topicserve_worker``) import neither the benchmarks, training or tests nor each other, and that
+the image build (``containers/``) does not import the benchmarks.
+
 The checks are functions over a folder, so the last tests plant each kind of violation in a copy-sized
 package under ``tmp_path`` and see them reported by name.
 """
@@ -215,6 +219,32 @@ def test_every_layer_module_is_imported_by_a_function() -> None:
 def test_the_layer_imports_nothing_that_does_not_ship_with_it() -> None:
     found = imports_not_shipped(LAYER_ROOT, PACKAGE)
     assert not found, "the layer imports code that is not in it: " + "; ".join(found)
+
+
+@pytest.mark.parametrize(
+    ("folder", "forbidden"),
+    [
+        # the operator tools and the worker run on the library alone, and not on each other
+        (REPO / "tools" / "topicserve_ops", ("bench", "training", "tests", "demo", "topicserve_worker")),
+        (
+            REPO / "containers" / "worker" / "topicserve_worker",
+            ("bench", "training", "tests", "topicserve_ops"),
+        ),
+        # the product's image build does not depend on the benchmarks (they define their own variant)
+        (REPO / "containers", ("bench", "training", "tests", "demo")),
+    ],
+    ids=["topicserve_ops", "topicserve_worker", "containers"],
+)
+def test_the_packages_beside_the_layer_import_nothing_above_them(
+    folder: Path, forbidden: tuple[str, ...]
+) -> None:
+    found = [
+        f"{path.relative_to(REPO)} -> {name}"
+        for path in sorted(folder.rglob("*.py"))
+        for name in sorted(imported_names(path, path.stem, runtime_only=False))
+        if name.split(".")[0] in forbidden
+    ]
+    assert not found, "an import runs back up: " + "; ".join(found)
 
 
 # --- the checks find what they look for (planted in a package of a few lines) -------------------------
