@@ -16,8 +16,8 @@ from typing import Any
 from bench.cloud.stack import MODEL, Stack
 from bench.common import REPO, WORK, apigw_event, client, dir_size, invoke, ratio, say, summary
 from infra.deploy import sam_deploy, stack_outputs
-from topicserve.lambda_config import renew_environments
 from topicserve.warming import warm_event
+from topicserve_ops.lambda_config import renew_environments
 
 
 def fp32_function(st: Stack) -> tuple[str, str, int]:
@@ -190,10 +190,9 @@ def image_uri(variant: str) -> str:
 
 def build_naive_image() -> dict[str, Any]:
     """The naive peer's container image (built once; rebuilt when bench/naive changes)."""
-    from containers.build import main as build_images
+    from bench.naive.package import build_image
 
-    build_images(["--variant", "naive"])
-    return dict(json.loads((REPO / "build/images/images.json").read_text())["naive"])
+    return build_image()
 
 
 def deploy_naive(stack_name: str) -> str:

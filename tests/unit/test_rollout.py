@@ -14,7 +14,6 @@ from tests.unit.conftest import FakeEncoder, FakeHead, artifact
 from tests.unit.test_bootstrap import Immediate
 from topicserve.errors import RegistryError
 from topicserve.registry import Registry, Stage
-from topicserve.registry.cli import main as cli_main
 from topicserve.rollout.gates import PROMOTE, ROLLBACK, WAIT, Thresholds, evaluate
 from topicserve.rollout.records import RolloutRecorder, RolloutStore
 from topicserve.rollout.router import Router
@@ -23,6 +22,7 @@ from topicserve.rollout.runner import run_gates
 from topicserve.rollout.tally import Tally
 from topicserve.service import InferenceService
 from topicserve.text import text_hash
+from topicserve_ops.registry_cli import main as cli_main
 
 ROLLOUT_KEYS = [("model", "S", "HASH"), ("record", "S", "RANGE")]
 

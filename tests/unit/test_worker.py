@@ -14,13 +14,13 @@ import boto3
 import pytest
 
 from tests.unit.conftest import FakeEncoder, FakeHead
-from topicserve.accelerator import CPU, CUDA, EncoderChoice
 from topicserve.batcher import ResultRow
 from topicserve.cache.store import LRUStore
 from topicserve.requests import QueuedRequest
 from topicserve.service import InferenceService
 from topicserve.settings import Settings
-from topicserve.worker import (
+from topicserve_worker.accelerator import CPU, CUDA, EncoderChoice
+from topicserve_worker.worker import (
     GPU_ENCODE_BATCH_SIZE,
     Heartbeat,
     Worker,
@@ -165,7 +165,7 @@ def test_stop_finishes_the_batch_in_hand_and_receives_nothing_more(sqs: Any, que
     assert visible(sqs, queue) == 10  # the rest stays queued for the next task
 
 
-# --- the encoder the worker runs (topicserve.accelerator), its settings, its log line and metric ---------
+# --- the encoder the worker runs (topicserve_worker.accelerator), its settings, its log line and metric ---
 
 
 def test_encoder_settings_from_env() -> None:
@@ -255,7 +255,7 @@ def test_main_runs_the_selected_encoder_and_says_so(
     import topicserve.aws
     import topicserve.bootstrap
     from tests.unit.test_encoder import make_encoder_graph, make_tokenizer
-    from topicserve import worker as worker_mod
+    from topicserve_worker import worker as worker_mod
 
     make_encoder_graph(tmp_path / "model.int8.onnx")
     make_tokenizer(tmp_path / "tokenizer.json")

@@ -22,10 +22,10 @@ import pytest
 
 from tests.e2e.app.conftest import ROUTING_TTL_SECONDS
 from tests.e2e.conftest import LocalCloud
-from topicserve.client import Client
 from topicserve.registry import Registry
 from topicserve.rollout.records import RolloutStore
 from topicserve.text import normalise
+from topicserve_ops.client import Client
 from training import candidate
 from training import data as data_mod
 from training.common import Settings

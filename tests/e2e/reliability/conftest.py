@@ -27,8 +27,8 @@ from infra.localstack.executor.localcloud_executor.layout import BOOTSTRAP_SCRIP
 from infra.localstack.executor.localcloud_executor.proctree import argv, descendants
 from tests.e2e.app.conftest import deploy_app
 from tests.e2e.conftest import LocalCloud
-from topicserve.client import Client
-from topicserve.lambda_config import GENERATION, environment, update_environment
+from topicserve_ops.client import Client
+from topicserve_ops.lambda_config import GENERATION, environment, update_environment
 
 STACK_NAME = "topicserve-rel"
 RELIABILITY_PARAMS = {

@@ -25,9 +25,9 @@ import pytest
 from tests.e2e.app.test_app import api_event, invoke
 from tests.e2e.conftest import LocalCloud
 from tests.e2e.reliability.conftest import json_logs, log_events
-from topicserve.client import Client
-from topicserve.lambda_config import environment
 from topicserve.requests import QueuedRequest
+from topicserve_ops.client import Client
+from topicserve_ops.lambda_config import environment
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[3]
@@ -139,8 +139,8 @@ def test_s3_outage_at_an_unseeded_cold_start_fails_clearly_and_recovers(
 def test_a_tampered_artifact_is_refused_and_the_previous_version_serves(
     rel_stack: dict[str, Any], rel_client: Client, localcloud: LocalCloud, lam: Any
 ) -> None:
-    from topicserve.lambda_config import renew_environments
     from topicserve.registry.store import Registry
+    from topicserve_ops.lambda_config import renew_environments
 
     function = rel_stack["functions"]["predict"]["logreg"]
     s3 = localcloud.client("s3")
