@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS
 from bench.report.figures import SERVICES
 
 
-def plots(name: str, data: dict[str, Any]) -> list[str]:
+def plots(name: str, data: dict[str, Any], results: Path) -> list[str]:
+    """Write the run's plots into ``results`` as ``<name>-<what>.png``; their file names, in order."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -48,13 +49,13 @@ def plots(name: str, data: dict[str, Any]) -> list[str]:
                 ax.set_ylabel(ylabel)
                 ax.legend(fontsize=7)
             fig.tight_layout()
-            path_png = RESULTS / f"{name}-{fname}.png"
+            path_png = results / f"{name}-{fname}.png"
             fig.savefig(path_png, dpi=110)
             plt.close(fig)
             out.append(path_png.name)
     paths = data["sections"].get("cost", {}).get("paths")
     if paths:
-        out.append(cost_plot(name, paths, plt))
+        out.append(cost_plot(name, paths, plt, results))
     cs = data["sections"].get("cold_starts")
     if cs:
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -70,14 +71,14 @@ def plots(name: str, data: dict[str, Any]) -> list[str]:
             ax.set_yscale("log")
             ax.set_title(title)
         fig.tight_layout()
-        path_png = RESULTS / f"{name}-coldstarts.png"
+        path_png = results / f"{name}-coldstarts.png"
         fig.savefig(path_png, dpi=110)
         plt.close(fig)
         out.append(path_png.name)
     return out
 
 
-def cost_plot(name: str, paths: dict[str, Any], plt: Any) -> str:
+def cost_plot(name: str, paths: dict[str, Any], plt: Any, results: Path) -> str:
     """Dollars per million predictions per path, stacked by service (linear: a stacked bar on a log axis
     would hide its first segment)."""
     measured = [(k, v) for k, v in paths.items() if v]
@@ -94,7 +95,7 @@ def cost_plot(name: str, paths: dict[str, Any], plt: Any) -> str:
     ax.invert_yaxis()
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    path_png = RESULTS / f"{name}-cost.png"
+    path_png = results / f"{name}-cost.png"
     fig.savefig(path_png, dpi=110)
     plt.close(fig)
     return path_png.name
