@@ -18,11 +18,14 @@ from bench.report.summary import summary_json
 REPORT = REPO / "bench" / "REPORT.md"
 
 
-def write(name: str) -> Path:
-    """Write REPORT.md, ``results/<name>.md``, the plots and the summary from ``results/<name>.json``."""
-    data = json.loads((RESULTS / f"{name}.json").read_text())
+def write(name: str, *, results: Path = RESULTS, report: Path = REPORT) -> Path:
+    """Write ``report`` (REPORT.md), ``<results>/<name>.md``, the plots and the summary from
+    ``<results>/<name>.json``; the other runs' goals from the other run files beside it."""
+    data = json.loads((results / f"{name}.json").read_text())
     cost.complete_cost(data)
-    images = plots(name, data)
+    images = plots(name, data, results)
+    newcomer_path = results / "newcomer.json"
+    newcomer = json.loads(newcomer_path.read_text()) if newcomer_path.is_file() else None
     s = data["sections"]
     m = data["machine"]
     kind = "quick subset" if data.get("quick") else "full set"
@@ -47,7 +50,7 @@ def write(name: str) -> Path:
         *table(["goal", "measured", "verdict"], [list(g) for g in serving_goals(data)]),
         "## Goals: encoder speed, start-up and billed compute",
         "",
-        *table(["goal", "measured", "verdict"], [list(g) for g in encoder_and_compute_goals(data)]),
+        *table(["goal", "measured", "verdict"], [list(g) for g in encoder_and_compute_goals(data, newcomer)]),
         "## Goals: dollars per million predictions",
         "",
         *table(["goal", "measured", "verdict"], [list(g) for g in cost_goals(data)]),
@@ -73,7 +76,7 @@ def write(name: str) -> Path:
         lines += cold_starts.section(s["cold_starts"])
     if images:
         lines += ["## Plots", "", *[f"![{i}](results/{i})" for i in images], ""]
-    for other in sorted(RESULTS.glob("*.json")):
+    for other in sorted(results.glob("*.json")):
         if other.stem == name:
             continue
         odata = json.loads(other.read_text())
@@ -88,10 +91,15 @@ def write(name: str) -> Path:
             *table(["goal", "measured", "verdict"], [list(g) for g in serving_goals(odata)]),
         ]
     text = "\n".join(lines) + "\n"
-    REPORT.write_text(text)
-    summary_path = RESULTS / ("summary.json" if name in ("quick", "full") else f"{name}-summary.json")
+    report.write_text(text)
+    summary_path = results / ("summary.json" if name in ("quick", "full") else f"{name}-summary.json")
     summary_path.write_text(json.dumps(summary_json(data), indent=1) + "\n")
     # the same report kept beside the run's results (REPORT.md always shows the latest run)
-    (RESULTS / f"{name}.md").write_text(text.replace("](results/", "]("))
-    print(f"wrote {REPORT.relative_to(REPO)} and bench/results/{name}.md", file=sys.stderr)
-    return REPORT
+    (results / f"{name}.md").write_text(text.replace("](results/", "]("))
+    print(f"wrote {_shown(report)} and {_shown(results / f'{name}.md')}", file=sys.stderr)
+    return report
+
+
+def _shown(path: Path) -> Path:
+    """``path`` as the repository names it, when it lies inside."""
+    return path.relative_to(REPO) if path.is_relative_to(REPO) else path

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS
 from bench.report.figures import SERVICES
 
 
-def plots(name: str, data: dict[str, Any]) -> list[str]:
+def plots(name: str, data: dict[str, Any], results: Path) -> list[str]:
+    """Write the run's plots into ``results`` as ``<name>-<what>.png``; their file names, in order."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -48,13 +49,13 @@ def plots(name: str, data: dict[str, Any]) -> list[str]:
                 ax.set_ylabel(ylabel)
                 ax.legend(fontsize=7)
             fig.tight_layout()
-            path_png = RESULTS / f"{name}-{fname}.png"
+            path_png = results / f"{name}-{fname}.png"
             fig.savefig(path_png, dpi=110)
             plt.close(fig)
             out.append(path_png.name)
     paths = data["sections"].get("cost", {}).get("paths")
     if paths:
-        out.append(cost_plot(name, paths, plt))
+        out.append(cost_plot(name, paths, plt, results))
     cs = data["sections"].get("cold_starts")
     if cs:
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -70,16 +71,16 @@ def plots(name: str, data: dict[str, Any]) -> list[str]:
             ax.set_yscale("log")
             ax.set_title(title)
         fig.tight_layout()
-        path_png = RESULTS / f"{name}-coldstarts.png"
+        path_png = results / f"{name}-coldstarts.png"
         fig.savefig(path_png, dpi=110)
         plt.close(fig)
         out.append(path_png.name)
         if cs.get("breakdown"):
-            out.append(init_breakdown_plot(name, cs["breakdown"], plt))
+            out.append(init_breakdown_plot(name, cs["breakdown"], plt, results))
     return out
 
 
-def init_breakdown_plot(name: str, b: dict[str, Any], plt: Any) -> str:
+def init_breakdown_plot(name: str, b: dict[str, Any], plt: Any, results: Path) -> str:
     """Imports by package and the runtime's steps, one bar each (a person sees the big ones at once)."""
     items = [(f"import {k}", v) for k, v in b["imports_ms"].items() if v >= 1.0]
     items += [(k, v["ms"]) for k, v in b["steps_ms"].items() if "waits" not in k]
@@ -96,13 +97,13 @@ def init_breakdown_plot(name: str, b: dict[str, Any], plt: Any) -> str:
         fontsize=9,
     )
     fig.tight_layout()
-    path_png = RESULTS / f"{name}-init-breakdown.png"
+    path_png = results / f"{name}-init-breakdown.png"
     fig.savefig(path_png, dpi=110)
     plt.close(fig)
     return path_png.name
 
 
-def cost_plot(name: str, paths: dict[str, Any], plt: Any) -> str:
+def cost_plot(name: str, paths: dict[str, Any], plt: Any, results: Path) -> str:
     """Dollars per million predictions per path, stacked by service (linear: a stacked bar on a log axis
     would hide its first segment)."""
     measured = [(k, v) for k, v in paths.items() if v]
@@ -119,7 +120,7 @@ def cost_plot(name: str, paths: dict[str, Any], plt: Any) -> str:
     ax.invert_yaxis()
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    path_png = RESULTS / f"{name}-cost.png"
+    path_png = results / f"{name}-cost.png"
     fig.savefig(path_png, dpi=110)
     plt.close(fig)
     return path_png.name

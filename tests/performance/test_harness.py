@@ -10,6 +10,8 @@ import base64
 import io
 import json
 import math
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +99,18 @@ def test_results_keep_the_command_the_machine_and_numpy_values(
     assert data["command"] == "make bench-probe" and data["name"] == "probe"
     assert data["x"] == 1.5 and data["v"] == [0, 1, 2]
     assert {"cores", "loadavg_at_start", "git", "utc"} <= set(data["machine"])
+
+
+def test_the_committed_report_is_what_the_code_writes_from_the_committed_results(tmp_path: Path) -> None:
+    """bench/REPORT.md is written, never edited: regenerated now from the raw results it names, by the
+    report code as it stands, it comes out the same, so its figures are the results' and its words the
+    code's (a change to either without regenerating the report fails here)."""
+    from bench import report
+
+    committed = report.REPORT.read_text()
+    found = re.search(r"from \[`results/([\w.-]+)\.json`\]", committed)
+    assert found, "REPORT.md does not name the results it was made from"
+    results = tmp_path / "results"
+    shutil.copytree(common.RESULTS, results)  # the report also writes its plots and summary there
+    report.write(found.group(1), results=results, report=tmp_path / "REPORT.md")
+    assert (tmp_path / "REPORT.md").read_text() == committed
