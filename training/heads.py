@@ -34,7 +34,7 @@ RF_MAX_BYTES = 50_000_000
 RF_MAX_LOAD_S = 1.0
 # Part of every head's cache key: bump when training or export code changes in a way that alters artifacts
 # (the key otherwise names only data, embeddings and hyperparameters).
-HEADS_CODE_VERSION = 2
+HEADS_CODE_VERSION = 3  # 3: tree heads carry topicserve.exact_embeddings
 
 
 # --------------------------------------------------------------------------- ONNX helpers
