@@ -1,6 +1,7 @@
 """Every command README.md shows runs as written: checked without a cloud, in a few seconds.
 
-The commands are read from the README's ```bash blocks (continuation lines joined, comments dropped, split
+The commands are read from the README's ```bash blocks and from its inline code that starts with
+``make <target>``, ``.venv/bin/...`` or ``python`` (continuation lines joined, comments dropped, split
 at ``;``, ``&&``, ``|`` and command substitutions ``$(...)``, redirections removed), and each one is
 checked by what it runs:
 
@@ -123,9 +124,20 @@ def _commands(line: str) -> list[Command]:
     return found
 
 
+def _inline_commands(markdown: str) -> list[str]:
+    """Commands shown in running text: inline code that starts with ``make <target>``, a program in
+    ``.venv/bin/`` or ``python``."""
+    prose = re.sub(r"^```.*?^```", "", markdown, flags=re.S | re.M)
+    return [
+        span
+        for span in re.findall(r"`([^`\n]+)`", prose)
+        if re.match(r"(make [a-z]|\.venv/bin/\S+|python3?(\.\d+)? )", span)
+    ]
+
+
 def readme_commands(markdown: str) -> list[Command]:
     commands = []
-    for block in _bash_blocks(markdown):
+    for block in [*_bash_blocks(markdown), "\n".join(_inline_commands(markdown))]:
         for line in block.replace("\\\n", " ").splitlines():
             if line.strip() and not line.lstrip().startswith("#"):
                 commands.extend(_commands(line))
@@ -133,7 +145,10 @@ def readme_commands(markdown: str) -> list[Command]:
 
 
 COMMANDS = readme_commands(README.read_text(encoding="utf-8"))
-RUNNABLE = [c for c in COMMANDS if c.argv]
+RUNNABLE: list[Command] = []  # the commands that run a program, each once
+for _command in COMMANDS:
+    if _command.argv and all((c.argv, c.env) != (_command.argv, _command.env) for c in RUNNABLE):
+        RUNNABLE.append(_command)
 
 
 # -- what the repository declares --------------------------------------------------------------------------
