@@ -467,3 +467,20 @@ def test_a_wrong_command_fails(line: str, wrong_results: Results) -> None:
     with pytest.raises((AssertionError, pytest.fail.Exception)):
         for command in WRONG_COMMANDS[line]:
             _check(command, wrong_results)
+
+
+def test_readme_api_table_lists_the_openapi_routes() -> None:
+    """The README's API table and docs/openapi.yaml (which tests/unit/test_openapi.py checks against the
+    template) list the same routes: a new route gets its row."""
+    markdown = README.read_text(encoding="utf-8")
+    table = markdown.split("\n## API\n", 1)[1].split("\n## ", 1)[0]
+    rows = set(re.findall(r"^\| `(GET|POST|PUT|PATCH|DELETE) (/[^`\s]*)`", table, re.M))
+    shown = {(method, re.sub(r"\{[^}]+\}", "{}", path)) for method, path in rows}
+    documented = {
+        (method, re.sub(r"\{[^}]+\}", "{}", path))
+        for path, methods in openapi_routes().items()
+        for method in methods
+    }
+    assert shown == documented, (
+        f"only in the README: {shown - documented}; only in openapi: {documented - shown}"
+    )
