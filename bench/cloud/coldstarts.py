@@ -32,23 +32,26 @@ def fp32_function(st: Stack) -> tuple[str, str, int]:
     encoder_layer(REPO / "build" / "models" / "manifest.json", "fp32", layer_dir)
     archive = WORK / "encoder-fp32.zip"
     if not archive.exists() or archive.stat().st_mtime < (layer_dir / "python").stat().st_mtime:
-        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-            for path in sorted(layer_dir.rglob("*")):
-                if path.is_file():
-                    zf.write(path, path.relative_to(layer_dir))
-    key = "bench/encoder-fp32.zip"
-    st.s3.upload_file(str(archive), st.info["bucket"], key)
+        archive.write_bytes(_zip_dir(layer_dir))
+    layer_arn, layers = swap_layer(st, "EncoderLayer", "topicserve-bench-encoder-fp32", archive.read_bytes())
+    return twin_function(st, "fp32", layers), layer_arn, archive.stat().st_size
+
+
+def swap_layer(st: Stack, replaced: str, name: str, content: bytes) -> tuple[str, list[str]]:
+    """Publish ``content`` as a layer version; returns its ARN and the logreg function's layers with the
+    one whose logical id is ``replaced`` (EncoderLayer, ServingLayer) swapped for it."""
+    key = f"bench/{name}.zip"
+    st.s3.put_object(Bucket=st.info["bucket"], Key=key, Body=content)
     layer = st.lam.publish_layer_version(
-        LayerName="topicserve-bench-encoder-fp32",
+        LayerName=name,
         Content={"S3Bucket": st.info["bucket"], "S3Key": key},
         CompatibleRuntimes=["python3.13"],
     )
     layers = [
-        layer["LayerVersionArn"] if ":layer:EncoderLayer" in entry["Arn"] else entry["Arn"]
+        layer["LayerVersionArn"] if f":layer:{replaced}" in entry["Arn"] else entry["Arn"]
         for entry in st.lam.get_function_configuration(FunctionName=st.predict_fn)["Layers"]
     ]
-    name = twin_function(st, "fp32", layers)
-    return name, layer["LayerVersionArn"], archive.stat().st_size
+    return layer["LayerVersionArn"], layers
 
 
 def twin_function(st: Stack, suffix: str, layers: list[str], code: bytes | None = None) -> str:
@@ -98,19 +101,11 @@ def baseline_function(st: Stack, rev: str) -> tuple[str, str]:
             check=True, stdout=subprocess.DEVNULL,
         )  # fmt: skip
         staging.rename(layer_dir)
-    key = f"bench/baseline-serving-{rev[:12]}.zip"
-    st.s3.put_object(Bucket=st.info["bucket"], Key=key, Body=_zip_dir(layer_dir))
-    layer = st.lam.publish_layer_version(
-        LayerName="topicserve-bench-baseline-serving",
-        Content={"S3Bucket": st.info["bucket"], "S3Key": key},
-        CompatibleRuntimes=["python3.13"],
+    layer_arn, layers = swap_layer(
+        st, "ServingLayer", "topicserve-bench-baseline-serving", _zip_dir(layer_dir)
     )
-    layers = [
-        layer["LayerVersionArn"] if ":layer:ServingLayer" in entry["Arn"] else entry["Arn"]
-        for entry in st.lam.get_function_configuration(FunctionName=st.predict_fn)["Layers"]
-    ]
     code = _zip_dir(tree / "functions" / "predict")
-    return twin_function(st, "baseline", layers, code), layer["LayerVersionArn"]
+    return twin_function(st, "baseline", layers, code), layer_arn
 
 
 def _zip_dir(folder: Path) -> bytes:
@@ -210,14 +205,18 @@ def deploy_naive(stack_name: str) -> str:
     return stack_outputs(client("cloudformation"), stack_name)["FunctionName"]
 
 
-def cold_starts(lam: Any, variants: dict[str, str], n: int, texts: list[str]) -> dict[str, Any]:
-    """``n`` forced cold starts per variant, interleaved (order rotated per round). Each: renew the
-    function's environments, then one synchronous invoke of a real predict request."""
+def cold_starts(
+    lam: Any, variants: dict[str, str], n: int, texts: list[str], *, few: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """``n`` forced cold starts per variant, interleaved (order rotated per round); a variant in ``few``
+    takes part in only its first that many rounds (slow or secondary ones: the naive peer's 3 s inits).
+    Each: renew the function's environments, then one synchronous invoke of a real predict request."""
     raw: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     names = list(variants)
+    few = few or {}
     for r in range(n):
         order = names[r % len(names) :] + names[: r % len(names)]
-        for name in order:
+        for name in [k for k in order if r < few.get(k, n)]:
             renew_environments(lam, [variants[name]])
             inv = invoke(lam, variants[name], apigw_event(MODEL, {"text": texts[r % len(texts)]}))
             ok = (
@@ -242,6 +241,7 @@ def cold_starts(lam: Any, variants: dict[str, str], n: int, texts: list[str]) ->
             + ", ".join(
                 f"{k} init {raw[k][-1]['init_ms']} ms / first {raw[k][-1]['first_response_ms']:.0f} ms"
                 for k in names
+                if r < few.get(k, n)
             )
         )
     stats = {}

@@ -8,6 +8,7 @@ from typing import Any
 from bench.common import ratio
 from bench.report.figures import adaptive_sweep, encoder_figures, held_up_to, usd_per_million, zipf_compute
 from bench.report.markdown import fmt, pct
+from topicserve.catalogue import MODEL_NAMES
 
 
 def serving_goals(data: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -164,12 +165,21 @@ def encoder_and_compute_goals(
     if stats:
         zip_p50 = stats.get("ours_int8", {}).get("init_ms", {}).get("p50")
         image_p50 = stats.get("image", {}).get("init_ms", {}).get("p50")
+        others = {m: stats[m]["init_ms"].get("p50") for m in MODEL_NAMES if m in stats}
+        every = [zip_p50, image_p50, *others.values()]
         rows.append(
             (
                 "init p50 <= 0.35 s (predict functions, zip and image)",
-                f"zip {fmt(zip_p50, 0)} ms, image {fmt(image_p50, 0)} ms "
-                f"({stats['ours_int8']['n']} forced cold starts each)",
-                "met" if all(v is not None and v <= 350 for v in (zip_p50, image_p50)) else "not met",
+                f"logreg zip {fmt(zip_p50, 0)} ms, image {fmt(image_p50, 0)} ms "
+                f"({stats['ours_int8']['n']} forced cold starts each)"
+                + (
+                    "; "
+                    + ", ".join(f"{m} {fmt(v, 0)}" for m, v in others.items())
+                    + f" ({min(stats[m]['n'] for m in others)} each)"
+                    if others
+                    else ""
+                ),
+                "met" if all(v is not None and v <= 350 for v in every) else "not met",
             )
         )
         base_p50 = stats.get("baseline", {}).get("init_ms", {}).get("p50")
