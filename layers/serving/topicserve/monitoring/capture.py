@@ -12,7 +12,11 @@ All of it is summed in memory and written at most every ``flush_seconds``: the c
 Table layout (``MonitorTable``: partition key ``pk`` S, sort key ``sk`` S, TTL ``ttl``):
 * ``pk = sums#<window>``, ``sk = <model>#<version>``: ``n``, ``conf_sum``, ``c0``..``c19`` (class counts),
   ``h0``..``h9`` (confidence histogram);
-* ``pk = emb#<window>``, ``sk = <text hash>``: ``e`` (384 float32, little-endian bytes).
+* ``pk = emb#<window>``, ``sk = <text hash>``: ``e`` (384 float32, little-endian bytes);
+* ``pk = served#<text hash>``, ``sk = <model>``: the served-answers ledger label feedback joins to, for
+  the ``ledger_sample`` share of distinct texts (:mod:`topicserve.feedback.ledger`);
+* ``pk = quality#<window>`` / ``quality#all``, ``sk = <model>#<version>``: label feedback's sums, and
+  ``pk = fb#<feedback key>``: its idempotency markers (:mod:`topicserve.feedback.store`).
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ import numpy as np
 
 from topicserve.aws import AwsClient
 from topicserve.dynamo import RetryPolicy, batch_put, pages
+from topicserve.feedback.ledger import ServedLedger
 from topicserve.monitoring.drift import histogram
 from topicserve.rollout.routing import share
+from topicserve.rollout.tally import Observation
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +123,12 @@ class PredictionsLike(Protocol):
     @property
     def hashes(self) -> Sequence[str]: ...
 
+    @property
+    def versions(self) -> Mapping[str, str]: ...
+
+    @property
+    def rollout(self) -> Sequence[Observation]: ...
+
 
 class Capture:
     def __init__(
@@ -128,8 +140,15 @@ class Capture:
         cap: int = 200,
         flush_seconds: float = 10.0,
         clock: Callable[[], float] = time.time,
+        ledger_sample: float = 0.0,
     ) -> None:
         self.store = store
+        # the served-answers ledger that label feedback joins to (topicserve.feedback.ledger)
+        self.ledger = (
+            ServedLedger(store.table, store.ddb, sample=ledger_sample, ttl_seconds=store.ttl_seconds)
+            if store is not None and ledger_sample > 0
+            else None
+        )
         self.window_seconds = window_seconds
         self.sample = sample
         self.cap = cap
@@ -145,6 +164,8 @@ class Capture:
         if self.store is None:
             return
         window = window_start(self.clock(), self.window_seconds)
+        if self.ledger is not None:
+            self.ledger.observe(result, window)
         for model, predictions in result.predictions.items():
             by_version: dict[str, list[tuple[Any, str]]] = {}
             for p, h in zip(predictions, result.hashes, strict=True):
@@ -174,7 +195,8 @@ class Capture:
 
     def maybe_flush(self, *, force: bool = False) -> int:
         """Write what was summed when due; a failed write keeps it for the next flush (and is logged)."""
-        if self.store is None or not (self.sums or self.samples):
+        pending_ledger = self.ledger is not None and bool(self.ledger.pending)
+        if self.store is None or not (self.sums or self.samples or pending_ledger):
             return 0
         if not force and self.clock() - self._last_flush < self.flush_seconds:
             return 0
@@ -188,6 +210,8 @@ class Capture:
             for window in list(self.samples):
                 self.store.put_embeddings(window, self.samples.pop(window))
                 written += 1
+            if self.ledger is not None:
+                written += self.ledger.flush()
         except Exception as exc:
             logger.warning("monitoring write failed; kept for the next flush", extra={"error": repr(exc)})
         return written
