@@ -55,7 +55,14 @@ def app_stack(localcloud: LocalCloud, tmp_path_factory: pytest.TempPathFactory) 
         "RoutingTtlSeconds": str(ROUTING_TTL_SECONDS),
         "RolloutFlushSeconds": "0",
         "GateEnabled": "false",
-        "GateMinRequests": "150",
+        # the sequential gate (docs/ROLLOUT.md) with test_rollout.py's few hundred texts: an unlabelled
+        # candidate is promoted once its disagreement's upper bound is <= 0.25 (the C=3 canary disagrees
+        # on ~6 %: bound ~0.11-0.13 after its ~300-450 compared texts) and its error rate's is < 0.05
+        # (~200 clean attempts); the broken canary is rolled back on the labels that test feeds back
+        "GateMinEffect": "0.25",
+        "GateMaxErrorRate": "0.05",
+        # label feedback (test_feedback.py, test_rollout.py): every served text's answers in the ledger
+        "FeedbackLedgerSample": "1.0",
         # monitoring tests (test_monitoring.py): short windows, every served embedding kept, sums written at
         # every invocation, the monitor only when a test invokes it
         "MonitorWindowSeconds": str(MONITOR_WINDOW_SECONDS),

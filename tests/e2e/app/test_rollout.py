@@ -3,7 +3,9 @@ broken one, all through the registry while the functions keep serving: no redepl
 renewal anywhere in this module (serving follows the registry within RoutingTtlSeconds).
 
 The candidates are trained here by ``training.candidate`` from the build's cached embeddings: a logreg
-with other settings (good) and one trained on permuted labels (broken). The tests run in order and share
+with other settings (good) and one trained on permuted labels (broken). The gate is the sequential one
+(docs/ROLLOUT.md): the good canary is promoted on its disagreement's bound, the broken one rolled back on
+the labels this module feeds back through ``POST /v1/feedback``. The tests run in order and share
 the registry state; the module fixture puts the original production version back at the end.
 """
 
@@ -43,6 +45,7 @@ class Rollout:
     gate_function: str
     texts: list[str]
     production: int
+    labels: dict[str, str]  # text -> its true 20NG label, for label feedback
 
     def answers(self, texts: list[str]) -> dict[str, tuple[str, str, str]]:
         """text -> (label, model_version, stage), through the predict function, 64 texts per request."""
@@ -76,17 +79,18 @@ class Rollout:
             time.sleep(0.5)
 
 
-def distinct_texts(n: int) -> list[str]:
-    """``n`` distinct 20NG test documents (their first 400 characters, to keep the encoder cheap)."""
+def labelled_texts(n: int) -> dict[str, str]:
+    """``n`` distinct 20NG test documents (their first 400 characters, to keep the encoder cheap) and
+    their true labels, in the dataset's order."""
     ds = data_mod.load(Settings.from_env().data_home, quick=False)
-    seen: dict[str, None] = {}
-    for text in ds.test.texts:
+    seen: dict[str, str] = {}
+    for text, y in zip(ds.test.texts, ds.test.y, strict=True):
         cut = normalise(text)[:400].strip()
         if len(cut.split()) >= 5:
-            seen.setdefault(cut)
+            seen.setdefault(cut, ds.labels[int(y)])
         if len(seen) == n:
             break
-    return list(seen)
+    return seen
 
 
 @pytest.fixture(scope="module")
@@ -98,14 +102,16 @@ def rollout(app_stack: dict[str, Any], localcloud: LocalCloud) -> Iterator[Rollo
         dynamodb_client=localcloud.client("dynamodb"),
     )
     production = registry.resolve(MODEL).version
+    labels = labelled_texts(1000)
     state = Rollout(
         client=Client(app_stack, timeout=120),
         registry=registry,
         store=RolloutStore(app_stack["tables"]["rollout"], localcloud.client("dynamodb")),
         lam=localcloud.client("lambda"),
         gate_function=app_stack["functions"]["gate"],
-        texts=distinct_texts(1000),
+        texts=list(labels),
         production=production,
+        labels=labels,
     )
     try:
         yield state
@@ -197,7 +203,10 @@ def test_the_gate_promotes_a_good_canary_which_then_serves_everything(rollout: R
     assert rollout.registry.resolve(MODEL).version == good
     last = rollout.registry.transitions(MODEL)[-1]
     assert (last.version, last.to_stage, last.actor) == (good, "production", "gate")
-    assert "agreement" in last.reason
+    # no label came back for it: promoted on the paired disagreement's bound (GateMinEffect 0.25 in this
+    # stack, tests/e2e/app/conftest.py), with the test's record (estimate, bounds, sample size)
+    assert "disagreement" in last.reason and '"test":"disagreement"' in last.reason, last.reason
+    assert verdict["test"]["decision"] == "promote"
 
     texts = rollout.texts[:128]
     seen = rollout.wait_for(
@@ -213,11 +222,17 @@ def test_the_gate_rolls_back_a_broken_canary_and_production_is_unaffected(rollou
     probe = rollout.texts[:64]
     rollout.wait_for(probe, lambda seen: any(s == "canary" for _, _, s in seen.values()))
     time.sleep(SETTLE)
-    assert rollout.gate()[0]["action"] == "wait"  # not before the minimum request count
-    rollout.answers(rollout.texts[200:700])  # ~250 texts compared on the canary's side: above 150
+    # without labels nothing proves it worse (disagreement alone never rolls back): it waits
+    assert rollout.gate()[0]["action"] == "wait"
+    served = rollout.texts[200:700]
+    rollout.answers(served)  # ~250 texts answered by the canary, each compared with production
+    status, fed = rollout.client.call(
+        "POST", "/v1/feedback", {"items": [{"text": t, "label": rollout.labels[t]} for t in served]}
+    )
+    assert status == 200 and fed["accepted"] == len(served), fed
     (verdict,) = rollout.gate()
     assert (verdict["action"], verdict["applied"], verdict["to"]) == ("rollback", True, "archived"), verdict
-    assert verdict["tally"]["compared"] >= 150 and verdict["tally"]["agreement"] < 0.5
+    assert verdict["tally"]["agreement"] < 0.5 and verdict["tally"]["labelled"] >= 150, verdict["tally"]
 
     routing = rollout.registry.routing(MODEL, consistent=True)
     assert routing.canary is None and routing.production == production
@@ -228,7 +243,7 @@ def test_the_gate_rolls_back_a_broken_canary_and_production_is_unaffected(rollou
         "archived",
         "gate",
     )
-    assert "agreement with production" in last.reason
+    assert "candidate worse" in last.reason and '"test":"paired-accuracy"' in last.reason, last.reason
     texts = rollout.texts[200:328]
     seen = rollout.wait_for(texts, lambda s: all(st == "production" for _, _, st in s.values()), SETTLE + 30)
     assert {(v, st) for _, v, st in seen.values()} == {(str(production), "production")}

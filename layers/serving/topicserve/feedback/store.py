@@ -4,8 +4,9 @@ One call of ``POST /v1/feedback`` (up to 1,000 items):
 
 1. join: feedback by text reads the served-answers ledger (one BatchGetItem key per (text, served model),
    100 keys a call); feedback by batch request reads that batch's result items once (a Query per batch);
-2. claim: one conditional put per joined item (``pk = fb#<key>``, ``attribute_not_exists``): an item whose
-   marker exists was counted before and is reported as a duplicate, so a retried call counts nothing twice;
+2. claim: one conditional put per joined item (``pk = fb#<key>#<answering versions>``,
+   ``attribute_not_exists``): an item whose marker exists was counted before and is reported as a
+   duplicate, so a retried call counts nothing twice (:func:`claim_key`);
 3. add: the call's sums with atomic ``ADD``, one update per (window, model, version) of live quality (and
    one per (model, version) for all windows together) and one per candidate rollout record.
 
@@ -18,6 +19,7 @@ than counting them twice on a retry (at most once: a statistic may miss a label,
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -204,7 +206,7 @@ def submit_feedback(
         if not served:
             outcome.rejected.append(Rejected(item.index, item.request_id or f"~{item.index}", _unknown(item)))
             continue
-        if not store.claim(item.key):
+        if not store.claim(claim_key(item, served)):
             outcome.duplicates.append(item)
             continue
         outcome.joined += [Joined(item, s) for s in served]
@@ -213,6 +215,15 @@ def submit_feedback(
     outcome.rejected.sort(key=lambda r: r.index)
     outcome.writes = store.add(aggregate(outcome.joined))
     return outcome
+
+
+def claim_key(item: FeedbackItem, served: Sequence[Served]) -> str:
+    """What makes one labelled answer: the item's text or request, and which versions answered it. The
+    same label for the same answers counts once; the same text answered later by another version (after a
+    rollout step) is another answer, and its label counts for that version."""
+    answered = sorted(f"{s.model}:{a.version}:{a.stage}" for s in served if (a := s.answering) is not None)
+    digest = hashlib.sha256("|".join(answered).encode()).hexdigest()[:16]
+    return f"{item.key}#{digest}"
 
 
 def _join(
