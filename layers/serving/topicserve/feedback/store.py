@@ -22,6 +22,7 @@ import datetime as dt
 import hashlib
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,7 @@ from topicserve.results import META, expand_items
 from topicserve.rollout.records import RolloutStore
 
 ALL_WINDOWS = "all"
+CLAIMS_IN_FLIGHT = 8
 
 
 class FeedbackStore:
@@ -201,15 +203,22 @@ def submit_feedback(
     outcome = FeedbackOutcome(rejected=list(parsed.rejected), in_call_duplicates=parsed.duplicates)
     by_text = store.served_texts([i.text_hash for i in parsed.items if i.text_hash], models)
     batches: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {}
+    found: list[tuple[FeedbackItem, list[Served]]] = []
     for item in parsed.items:
         served = _join(item, by_text, batches, store, models, window_seconds)
-        if not served:
+        if served:
+            found.append((item, served))
+        else:
             outcome.rejected.append(Rejected(item.index, item.request_id or f"~{item.index}", _unknown(item)))
-            continue
-        if not store.claim(claim_key(item, served)):
+    # one conditional put per item, a few in flight: 1,000 round trips one after the other would be
+    # seconds of a 29-second API call (botocore clients are thread-safe)
+    with ThreadPoolExecutor(CLAIMS_IN_FLIGHT, thread_name_prefix="feedback-claim") as pool:
+        claimed = list(pool.map(lambda pair: store.claim(claim_key(*pair)), found))
+    for (item, served), new in zip(found, claimed, strict=True):
+        if new:
+            outcome.joined += [Joined(item, s) for s in served]
+        else:
             outcome.duplicates.append(item)
-            continue
-        outcome.joined += [Joined(item, s) for s in served]
     if not outcome.joined and not outcome.duplicates and not outcome.in_call_duplicates:
         raise NothingValidError(sorted(outcome.rejected, key=lambda r: r.index))
     outcome.rejected.sort(key=lambda r: r.index)
