@@ -68,8 +68,11 @@ def health() -> dict[str, Any]:
 @app.get("/v1/models")
 def models() -> dict[str, Any]:
     """Every model's versions and stages, and for the heads their rollout: routing (production, canary and
-    weight, shadow), the candidates' records with what the gate would decide now, the last transitions."""
+    weight, shadow), the candidates' records with what the gate would decide now, the last transitions;
+    and, where labels came back, each version's live accuracy (with its interval), calibration error and
+    offline reference."""
     rollout = rollout_status(registry, rollout_store, thresholds, list(settings.models))
+    quality = feedback.report(registry, list(settings.models)) if feedback else {}
     view: dict[str, Any] = {}
     for name in [*settings.models, encoder_model_name(SERVED_ENCODER)]:
         versions = registry.list(name)
@@ -86,6 +89,8 @@ def models() -> dict[str, Any]:
         }
         if name in rollout:
             view[name]["rollout"] = rollout[name]
+        if name in quality:  # live accuracy per version from label feedback, all windows together
+            view[name]["quality"] = quality[name]
     return {"models": view}
 
 

@@ -99,3 +99,12 @@ def test_bad_feedback_is_a_4xx_with_a_message(api: Any, payload: Any, status: in
     code, answer = feedback(api, payload, raw=raw)
     assert code == status, answer
     assert match in answer["error"]["message"]
+
+
+def test_models_view_and_monitor_summary_show_live_quality(api: Any) -> None:
+    response = invoke(api, api_event("GET", "/v1/models"))
+    assert response["statusCode"] == 200, response["body"]
+    quality = body_of(response)["models"]["logreg"]["quality"]
+    live = quality["versions"]["2"]
+    assert live["labelled"] >= 2 and live["accuracy_low"] <= live["accuracy"] <= live["accuracy_high"]
+    assert live["ece"] is not None and "reference_accuracy" not in live  # v2 is not in this registry

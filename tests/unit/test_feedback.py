@@ -24,6 +24,7 @@ from topicserve.feedback.model import (
     parse_item,
     wilson,
 )
+from topicserve.feedback.quality import quality_lines, quality_report, references_from_metrics
 from topicserve.feedback.store import FeedbackStore, submit_feedback
 from topicserve.monitoring.capture import Capture, MonitorStore
 from topicserve.requests import NothingValidError
@@ -261,3 +262,53 @@ def test_ledger_write_failure_keeps_entries_for_the_next_flush(
     assert len(ledger.pending) == 5
     ledger.table = "monitor"
     assert ledger.flush() == 5 and not ledger.pending
+
+
+# -- live quality ----------------------------------------------------------------------------------------
+def sums(correct: int, n: int, confidence: float = 0.9) -> QualitySums:
+    q = QualitySums()
+    for i in range(n):
+        q.add(ServedAnswer("1", "production", "sci.med" if i < correct else "x", confidence, True), "sci.med")
+    return q
+
+
+def test_quality_report_flags_production_only_when_the_intervals_are_apart() -> None:
+    refs = references_from_metrics(
+        {
+            ("logreg", "1"): {"accuracy": 0.72, "n_test": 7532},
+            ("logreg", "2"): {"accuracy": 0.72},
+            ("rf", "1"): {},
+        }
+    )
+    assert refs == {("logreg", "1"): (0.72, 7532), ("logreg", "2"): (0.72, 0)}
+    report = quality_report(
+        {("logreg", "1"): sums(560, 1000), ("logreg", "2"): sums(14, 20), ("rf", "1"): sums(5, 10)},
+        refs,
+        {"logreg": "1", "rf": "1"},
+    )
+    v1, v2 = report["logreg"]["versions"]["1"], report["logreg"]["versions"]["2"]
+    assert v1["below_reference"] and report["logreg"]["production_below_reference"]  # 0.56 vs 0.72
+    assert not v2["below_reference"]  # 0.70 of 20: its interval reaches 0.72
+    assert "reference_accuracy" not in report["rf"]["versions"]["1"]
+    assert not report["rf"]["production_below_reference"]
+    lines = quality_lines(report)
+    assert "BELOW REFERENCE" in lines[1] and lines[1].split()[:2] == ["logreg", "1"]
+    assert quality_lines({}) == ["live quality: no label feedback in this window"]
+
+
+def test_store_report_reads_the_registry_for_references(
+    tables: dict[str, Any], registry: Any, tmp_path: Any
+) -> None:
+    from tests.unit.conftest import artifact
+
+    registry.register("logreg", artifact(tmp_path, "a.onnx", b"a"), format="onnx", metrics={"accuracy": 0.7})
+    registry.promote("logreg", 1)
+    store = tables["store"]
+    served = Served("logreg", "w1", (ServedAnswer("1", "production", "sci.med", 0.8, True),))
+    items = parse([{"text": f"t{i}", "label": "sci.med" if i % 2 else "sci.space"} for i in range(40)]).items
+    store.add(aggregate(Joined(i, served) for i in items))
+    report = store.report(registry, ["logreg"], "w1")
+    live = report["logreg"]["versions"]["1"]
+    assert (live["labelled"], live["accuracy"], live["reference_accuracy"]) == (40, 0.5, 0.7)
+    assert live["below_reference"] and report["logreg"]["production"] == "1"
+    assert store.report(registry, ["logreg"])["logreg"]["versions"]["1"]["labelled"] == 40  # all windows

@@ -21,15 +21,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
 from topicserve.aws import AwsClient
 from topicserve.dynamo import RetryPolicy, batch_get, pages
+from topicserve.errors import RegistryError
 from topicserve.feedback.ledger import served_from_item
 from topicserve.feedback.model import (
     FeedbackItem,
@@ -42,6 +43,7 @@ from topicserve.feedback.model import (
     aggregate,
     served_from_result,
 )
+from topicserve.feedback.quality import quality_report, references_from_metrics
 from topicserve.monitoring.capture import window_start
 from topicserve.requests import NothingValidError, Rejected
 from topicserve.results import META, expand_items
@@ -157,8 +159,45 @@ class FeedbackStore:
             for i in page.get("Items", [])
         }
 
+    def report(
+        self, registry: RegistryLike, models: Sequence[str], window: str = ALL_WINDOWS
+    ) -> dict[str, Any]:
+        """Live quality per model and version in one window (or all), against each version's offline
+        accuracy (the registry's ``metrics``): :func:`topicserve.feedback.quality.quality_report`."""
+        sums = {k: v for k, v in self.quality(window).items() if k[0] in models}
+        metrics: dict[tuple[str, str], Mapping[str, Any]] = {}
+        for model, version in sums:
+            try:
+                metrics[(model, version)] = registry.show(model, int(version)).metrics
+            except (RegistryError, ValueError):
+                continue  # a version the registry no longer knows: no reference
+        production = {
+            m: str(r.production)
+            for m, r in registry.routings(list(models)).items()
+            if r.production is not None
+        }
+        return quality_report(sums, references_from_metrics(metrics), production)
+
     def _ttl(self) -> int:
         return int(time.time()) + self.ttl_seconds
+
+
+class _Versioned(Protocol):
+    @property
+    def metrics(self) -> Mapping[str, Any]: ...
+
+
+class _Routed(Protocol):
+    @property
+    def production(self) -> int | None: ...
+
+
+class RegistryLike(Protocol):
+    """The part of the registry the quality report reads."""
+
+    def show(self, name: str, version: int) -> _Versioned: ...
+
+    def routings(self, names: Sequence[str]) -> Mapping[str, _Routed]: ...
 
 
 @dataclass
