@@ -12,12 +12,12 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from topicserve.aws import aws_client
+from topicserve.aws import LazyClient, aws_client
 from topicserve.bootstrap import make_registry
 from topicserve.catalogue import HEADS, SERVED_ENCODER
 from topicserve.errors import BackendUnavailableError, RegistryError, UnknownModelError
 from topicserve.feedback.model import parse_feedback
-from topicserve.feedback.store import FeedbackStore, submit_feedback
+from topicserve.feedback.store import FeedbackStore, LabelArchive, submit_feedback
 from topicserve.frontdoor import FrontDoorResolver
 from topicserve.idempotency import BatchIdempotency
 from topicserve.observability import JsonResponse, install_error_handlers, json_response, make_logger
@@ -56,6 +56,7 @@ feedback = (
     if settings.monitor_table
     else None
 )
+label_archive = LabelArchive(settings.registry_bucket, LazyClient("s3")) if settings.registry_bucket else None
 app = FrontDoorResolver()  # the REST API's events and function URLs' (topicserve.frontdoor)
 install_error_handlers(app, logger)
 
@@ -159,6 +160,8 @@ def post_feedback() -> JsonResponse:
     outcome = submit_feedback(
         parsed, feedback, settings.models, window_seconds=settings.monitor_window_seconds
     )
+    if label_archive is not None:  # the labelled texts, for retraining (training.candidate --with-feedback)
+        label_archive.put(list({j.item.index: j.item for j in outcome.joined}.values()))
     answer = outcome.to_dict()
     logger.info(
         "feedback",

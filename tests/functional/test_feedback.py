@@ -108,3 +108,10 @@ def test_models_view_and_monitor_summary_show_live_quality(api: Any) -> None:
     live = quality["versions"]["2"]
     assert live["labelled"] >= 2 and live["accuracy_low"] <= live["accuracy"] <= live["accuracy_high"]
     assert live["ece"] is not None and "reference_accuracy" not in live  # v2 is not in this registry
+
+
+def test_labelled_texts_are_archived_for_retraining(api: Any) -> None:
+    from topicserve.feedback.store import LabelArchive
+
+    archived = LabelArchive("artifacts", api.label_archive.s3).labelled()
+    assert archived[normalise(TEXTS[0])] == "sci.space" and archived[normalise(TEXTS[2])] == "sci.med"

@@ -312,3 +312,30 @@ def test_store_report_reads_the_registry_for_references(
     assert (live["labelled"], live["accuracy"], live["reference_accuracy"]) == (40, 0.5, 0.7)
     assert live["below_reference"] and report["logreg"]["production"] == "1"
     assert store.report(registry, ["logreg"])["logreg"]["versions"]["1"]["labelled"] == 40  # all windows
+
+
+# -- retraining from feedback ----------------------------------------------------------------------------
+def test_archived_labels_come_back_as_training_rows(s3: Any, tmp_path: Any) -> None:
+    from topicserve.feedback.store import LabelArchive
+    from training.feedback import archived_labels, feedback_rows
+
+    s3.create_bucket(Bucket="artifacts")
+    archive = LabelArchive("artifacts", s3)
+    first = parse(
+        [{"text": "a text about  rockets", "label": "sci.space"}, {"text": "held out", "label": "sci.med"}]
+    )
+    assert archive.put(first.items) is not None
+    later = parse(
+        [
+            {"text": "a text about rockets", "label": "sci.electronics"},
+            {"batch_id": "b", "request_id": "r", "label": "sci.med"},
+        ]
+    )
+    archive.put(later.items)  # relabelled: the latest label wins; a batch item has no text to archive
+    assert archive.put(parse([{"batch_id": "b", "request_id": "r", "label": "sci.med"}]).items) is None
+    stack = tmp_path / "stack.json"
+    stack.write_text(json.dumps({"bucket": "artifacts"}))
+    labelled = archived_labels(stack, s3)
+    assert labelled == {"a text about rockets": "sci.electronics", "held out": "sci.med"}
+    texts, y = feedback_rows(labelled, list(LABELS), exclude=["held  out"])  # a test text stays held out
+    assert texts == ["a text about rockets"] and y.tolist() == [LABELS.index("sci.electronics")]

@@ -78,6 +78,7 @@ class FeedbackItem:
     text_hash: str | None = None
     batch_id: str | None = None
     request_id: str | None = None
+    text: str | None = field(default=None, compare=False, repr=False)  # normalised, for the label archive
 
     @property
     def key(self) -> str:
@@ -145,7 +146,7 @@ def parse_item(raw: object, i: int, *, max_chars: int) -> FeedbackItem:
         raise InvalidRequestError(f"{where}: send either text or batch_id + request_id, not both")
     if has_text:
         checked = validate_text(raw["text"], max_chars=max_chars, where=f"{where}.text")
-        return FeedbackItem(i, label, text_hash=text_hash(checked.text))
+        return FeedbackItem(i, label, text_hash=text_hash(checked.text), text=checked.text)
     if has_request and not has_batch:
         raise InvalidRequestError(
             f"{where}: request_id needs its batch_id (a synchronous answer has no id: send its text)"

@@ -19,8 +19,11 @@ than counting them twice on a retry (at most once: a statistic may miss a label,
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import hashlib
+import json
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -198,6 +201,48 @@ class RegistryLike(Protocol):
     def show(self, name: str, version: int) -> _Versioned: ...
 
     def routings(self, names: Sequence[str]) -> Mapping[str, _Routed]: ...
+
+
+class LabelArchive:
+    """The labelled texts of each call, for retraining (``python -m training.candidate --with-feedback``):
+    one gzipped JSONL object per call (``feedback/labels/<date>/<time ns>-<id>.jsonl.gz``, a
+    ``{"text", "label"}`` per line, only the items counted now), so it costs one S3 PUT per call, not a
+    write per item. Batch feedback carries no text and is not archived."""
+
+    PREFIX = "feedback/labels"
+
+    def __init__(self, bucket: str, client: AwsClient) -> None:
+        self.bucket = bucket
+        self.s3 = client
+
+    def put(self, items: Sequence[FeedbackItem]) -> str | None:
+        lines = [json.dumps({"text": i.text, "label": i.label}) for i in items if i.text is not None]
+        if not lines:
+            return None
+        # time-ordered keys: reading them back in key order lets the latest label of a text win
+        now = time.time_ns()
+        day = dt.datetime.fromtimestamp(now / 1e9, dt.UTC)
+        key = f"{self.PREFIX}/{day:%Y-%m-%d}/{now:020d}-{uuid.uuid4().hex[:8]}.jsonl.gz"
+        body = gzip.compress(("\n".join(lines) + "\n").encode("utf-8"))
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/x-ndjson")
+        return key
+
+    def labelled(self) -> dict[str, str]:
+        """Every archived text -> its label (the latest label wins where a text was labelled twice)."""
+        out: dict[str, str] = {}
+        paginator = self.s3.get_paginator("list_objects_v2")
+        keys = sorted(
+            o["Key"]
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.PREFIX + "/")
+            for o in page.get("Contents", [])
+        )
+        for key in keys:
+            body = gzip.decompress(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+            for line in body.decode("utf-8").splitlines():
+                if line:
+                    row = json.loads(line)
+                    out[row["text"]] = row["label"]
+        return out
 
 
 @dataclass
