@@ -161,7 +161,10 @@ def post_feedback() -> JsonResponse:
         parsed, feedback, settings.models, window_seconds=settings.monitor_window_seconds
     )
     if label_archive is not None:  # the labelled texts, for retraining (training.candidate --with-feedback)
-        label_archive.put(list({j.item.index: j.item for j in outcome.joined}.values()))
+        try:
+            label_archive.put(list({j.item.index: j.item for j in outcome.joined}.values()))
+        except Exception as exc:  # counted already: a lost archive costs retraining data, not the answer
+            logger.warning("feedback archive write failed", extra={"error": repr(exc)})
     answer = outcome.to_dict()
     logger.info(
         "feedback",
