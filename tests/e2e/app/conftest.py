@@ -19,6 +19,24 @@ ROUTING_TTL_SECONDS = 2
 MONITOR_WINDOW_SECONDS = 30
 
 
+def labelled_texts(n: int) -> dict[str, str]:
+    """``n`` distinct 20NG test documents (their first 400 characters, to keep the encoder cheap) and
+    their true labels, in the dataset's order (label feedback: test_rollout.py, test_feedback.py)."""
+    from topicserve.text import normalise
+    from training import data as data_mod
+    from training.common import Settings
+
+    ds = data_mod.load(Settings.from_env().data_home, quick=False)
+    seen: dict[str, str] = {}
+    for text, y in zip(ds.test.texts, ds.test.y, strict=True):
+        cut = normalise(text)[:400].strip()
+        if len(cut.split()) >= 5:
+            seen.setdefault(cut, ds.labels[int(y)])
+        if len(seen) == n:
+            break
+    return seen
+
+
 def deploy_app(
     localcloud: LocalCloud, stack_name: str, params: dict[str, str], output: Path
 ) -> Iterator[dict[str, Any]]:

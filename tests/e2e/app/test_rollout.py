@@ -21,15 +21,12 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.app.conftest import ROUTING_TTL_SECONDS
+from tests.e2e.app.conftest import ROUTING_TTL_SECONDS, labelled_texts
 from tests.e2e.conftest import LocalCloud
 from topicserve.client import Client
 from topicserve.registry import Registry
 from topicserve.rollout.records import RolloutStore
-from topicserve.text import normalise
 from training import candidate
-from training import data as data_mod
-from training.common import Settings
 
 pytestmark = pytest.mark.e2e
 MODEL = "logreg"
@@ -77,20 +74,6 @@ class Rollout:
             if condition(seen) or time.monotonic() > deadline:
                 return seen
             time.sleep(0.5)
-
-
-def labelled_texts(n: int) -> dict[str, str]:
-    """``n`` distinct 20NG test documents (their first 400 characters, to keep the encoder cheap) and
-    their true labels, in the dataset's order."""
-    ds = data_mod.load(Settings.from_env().data_home, quick=False)
-    seen: dict[str, str] = {}
-    for text, y in zip(ds.test.texts, ds.test.y, strict=True):
-        cut = normalise(text)[:400].strip()
-        if len(cut.split()) >= 5:
-            seen.setdefault(cut, ds.labels[int(y)])
-        if len(seen) == n:
-            break
-    return seen
 
 
 @pytest.fixture(scope="module")
