@@ -108,10 +108,14 @@ def test_quality_sums_give_accuracy_interval_and_calibration() -> None:
     assert s["ece"] == pytest.approx(0.15)
     low, high = wilson(80, 100)
     assert (round(low, 3), round(high, 3)) == (0.711, 0.867)
+    assert s["most_confused"] == [{"true": "sci.med", "predicted": "sci.space", "count": 20}]
     merged = QualitySums()
     merged.add_sums(q)
     merged.add_sums(q)
     assert merged.summary()["accuracy"] == 0.8 and merged.n == 200
+    assert merged.confusion == {(13, 14): 40}
+    item = {k: {"N": str(v)} for k, v in merged.to_values().items()}
+    assert QualitySums.from_item(item).summary() == {**merged.summary(), "stage": None}
 
 
 def test_aggregate_counts_the_answering_version_and_the_discordant_pairs() -> None:

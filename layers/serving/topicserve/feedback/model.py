@@ -12,9 +12,10 @@ A synchronous answer carries no request id, so a bare ``request_id`` is refused 
 to send instead. Each joined item adds to two kinds of sums, both plain counters (so any number of calls
 can add them with DynamoDB ``ADD``):
 
-* :class:`QualitySums` per (model, version, window): labelled answers, correct ones, and per confidence
-  bin the count, the correct count and the confidence sum: accuracy with its interval and the expected
-  calibration error (ECE) are ratios of these;
+* :class:`QualitySums` per (model, version, window): labelled answers, correct ones, per confidence bin
+  the count, the correct count and the confidence sum, and per (true, predicted) class pair its mistakes:
+  accuracy with its interval, the expected calibration error (ECE) and the most-confused classes are read
+  from these;
 * the gate's paired counters (``labelled``, ``candidate_only_correct``, ``production_only_correct``) on
   the rollout record of a candidate (canary or shadow) that scored the text beside production.
 
@@ -25,6 +26,7 @@ arrives hours late still counts where it belongs.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +63,8 @@ LABELS: tuple[str, ...] = (
 MAX_ITEMS = 1_000
 BINS = 10  # confidence bins of width 0.1, for the calibration error
 _LABELS = frozenset(LABELS)
+_LABEL_IDS = {label: i for i, label in enumerate(LABELS)}
+_CONFUSION = re.compile(r"x([0-9]{1,2})_([0-9]{1,2})")
 _ITEM_KEYS = frozenset({"text", "batch_id", "request_id", "label"})
 
 
@@ -255,6 +259,8 @@ class QualitySums:
     bin_correct: list[int] = field(default_factory=lambda: [0] * BINS)
     bin_conf: list[float] = field(default_factory=lambda: [0.0] * BINS)
     stage: str = ""  # the stage that answered (the last one seen: a version's stage can change)
+    # (true class id, predicted class id) -> count, the mistakes only (ids in LABELS)
+    confusion: dict[tuple[int, int], int] = field(default_factory=dict)
 
     def add(self, answer: ServedAnswer, label: str) -> None:
         b, right = confidence_bin(answer.confidence), answer.label == label
@@ -264,6 +270,9 @@ class QualitySums:
         self.bin_correct[b] += right
         self.bin_conf[b] += answer.confidence
         self.stage = answer.stage
+        if not right and answer.label in _LABEL_IDS:
+            pair = (_LABEL_IDS[label], _LABEL_IDS[answer.label])
+            self.confusion[pair] = self.confusion.get(pair, 0) + 1
 
     def add_sums(self, other: QualitySums) -> None:
         self.n += other.n
@@ -272,6 +281,8 @@ class QualitySums:
             self.bin_n[b] += other.bin_n[b]
             self.bin_correct[b] += other.bin_correct[b]
             self.bin_conf[b] += other.bin_conf[b]
+        for pair, count in other.confusion.items():
+            self.confusion[pair] = self.confusion.get(pair, 0) + count
         self.stage = other.stage or self.stage
 
     def to_values(self) -> dict[str, float]:
@@ -280,6 +291,7 @@ class QualitySums:
             if self.bin_n[b]:
                 values |= {f"n{b}": self.bin_n[b], f"k{b}": self.bin_correct[b]}
                 values[f"s{b}"] = round(self.bin_conf[b], 6)
+        values |= {f"x{t}_{p}": count for (t, p), count in self.confusion.items()}
         return values
 
     @classmethod
@@ -294,6 +306,12 @@ class QualitySums:
             bin_correct=[int(num(f"k{b}")) for b in range(BINS)],
             bin_conf=[num(f"s{b}") for b in range(BINS)],
             stage=item.get("stage", {}).get("S", ""),
+            confusion={
+                (int(t), int(p)): int(num(k))
+                for k in item
+                if (m := _CONFUSION.fullmatch(k)) is not None
+                for t, p in [m.groups()]
+            },
         )
 
     def summary(self, z: float = 1.96) -> dict[str, Any]:
@@ -307,7 +325,13 @@ class QualitySums:
             "accuracy_high": round(high, 4) if self.n else None,
             "ece": round(self.ece(), 4) if self.n else None,
             "stage": self.stage or None,
+            "most_confused": self.most_confused(),
         }
+
+    def most_confused(self, top: int = 3) -> list[dict[str, Any]]:
+        """The ``top`` (true, predicted) pairs the version got wrong most often."""
+        ranked = sorted(self.confusion.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+        return [{"true": LABELS[t], "predicted": LABELS[p], "count": c} for (t, p), c in ranked]
 
     def ece(self) -> float:
         """Expected calibration error: sum over bins of (bin share) x |accuracy - mean confidence|."""

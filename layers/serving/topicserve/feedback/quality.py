@@ -2,10 +2,10 @@
 
 What the monitor report, ``GET /v1/models`` and ``topicserve monitor`` show: per version the labelled
 answers, accuracy with its 95 % Wilson interval, the expected calibration error (from the confidence bins),
-and the offline test accuracy the registry recorded for that version (``metrics.accuracy``). A version is
-``below_reference`` when even the upper end of its live interval is under the lower end of the offline
-one (Wilson at the recorded ``n_test``, or the point value when the registry has no count): two intervals
-apart, so label noise in a small window does not raise the alarm.
+the most-confused class pairs, and the offline test accuracy the registry recorded for that version
+(``metrics.accuracy``). A version is ``below_reference`` when even the upper end of its live interval is
+under the lower end of the offline one (Wilson at the recorded ``n_test``, or the point value when the
+registry has no count): two intervals apart, so label noise in a small window does not raise the alarm.
 """
 
 from __future__ import annotations
@@ -82,4 +82,9 @@ def quality_lines(quality: Mapping[str, Any]) -> list[str]:
                 f"{'-' if q.get('ece') is None else format(q['ece'], '.3f'):>6}  "
                 f"{'-' if ref is None else format(ref, '.3f')}{flag}"
             )
+            confused = ", ".join(
+                f"{c['true']} as {c['predicted']} ({c['count']})" for c in q.get("most_confused") or []
+            )
+            if confused:
+                lines.append(f"{'':<10} most confused: {confused}")
     return lines
