@@ -217,10 +217,13 @@ class Capture:
             for window in list(self.samples):
                 self.store.put_embeddings(window, self.samples.pop(window))
                 written += 1
-            if self.ledger is not None:
-                written += self.ledger.flush()
         except Exception as exc:
             logger.warning("monitoring write failed; kept for the next flush", extra={"error": repr(exc)})
+        if self.ledger is not None:  # apart: label feedback should not wait for a failed sums write
+            try:
+                written += self.ledger.flush()
+            except Exception as exc:
+                logger.warning("ledger write failed; kept for the next flush", extra={"error": repr(exc)})
         return written
 
 
