@@ -11,7 +11,7 @@ from tests.helpers import RESULTS_KEYS, create_table
 from tests.unit.conftest import FakeEncoder, FakeHead
 from tests.unit.test_rollout import ROLLOUT_KEYS, Fixed, Permuted
 from topicserve.errors import InvalidInputError, InvalidRequestError, TooManyTextsError
-from topicserve.feedback.ledger import ServedLedger, served_entries
+from topicserve.feedback.ledger import ServedLedger, ledger_item, served_entries
 from topicserve.feedback.model import (
     LABELS,
     MAX_ITEMS,
@@ -343,3 +343,38 @@ def test_archived_labels_come_back_as_training_rows(s3: Any, tmp_path: Any) -> N
     assert labelled == {"a text about rockets": "sci.electronics", "held out": "sci.med"}
     texts, y = feedback_rows(labelled, list(LABELS), exclude=["held  out"])  # a test text stays held out
     assert texts == ["a text about rockets"] and y.tolist() == [LABELS.index("sci.electronics")]
+
+
+# -- through the queue -----------------------------------------------------------------------------------
+def test_feedback_messages_through_the_queue(tables: dict[str, Any], s3: Any) -> None:
+    from topicserve.feedback.store import LabelArchive, feedback_body, process_feedback_records
+
+    assert feedback_body(json.dumps({"batch_id": "b", "request_id": "r", "text": "feedback"})) is None
+    assert feedback_body("not json, says feedback") is None
+    assert feedback_body(json.dumps({"feedback": [1]})) is None
+    data = feedback_body(json.dumps({"feedback": {"items": [{"text": "a text", "label": "sci.med"}]}}))
+    assert data == {"items": [{"text": "a text", "label": "sci.med"}]}
+
+    ttl = 2_000_000_000
+    served = Served("logreg", "w", (ServedAnswer("1", "production", "sci.med", 0.9, True),))
+    tables["ddb"].put_item(TableName="monitor", Item=ledger_item(text_hash("a text"), served, ttl))
+    s3.create_bucket(Bucket="artifacts")
+    records = [
+        ("m1", data),
+        ("m2", data),  # the same feedback again: a duplicate
+        ("m3", {"items": [{"text": "never served", "label": "sci.med"}]}),  # dropped: no retry can fix it
+        ("m4", {"items": "nope"}),
+    ]
+    done = process_feedback_records(
+        records,
+        tables["store"],
+        ["logreg"],
+        window_seconds=300,
+        max_chars=10_000,
+        archive=LabelArchive("artifacts", s3),
+    )
+    assert (done.accepted, done.duplicates, done.refused_messages, done.retry) == (1, 1, 2, [])
+    assert tables["store"].quality()[("logreg", "1")].correct == 1
+    broken = FeedbackStore("missing-table", "results", tables["ddb"])
+    retried = process_feedback_records(records[:1], broken, ["logreg"], window_seconds=300, max_chars=10_000)
+    assert retried.retry == ["m1"]  # a backend failure: received again

@@ -107,7 +107,11 @@ class ParsedFeedback:
 def parse_feedback(body: str | bytes | None, *, max_bytes: int, max_chars: int) -> ParsedFeedback:
     """``{"items": [...]}`` -> valid items and per-item rejections. A body that is not such an object, an
     empty list or more than :data:`MAX_ITEMS` items is refused as a whole (HTTP 4xx)."""
-    data = load_json_object(body, max_bytes=max_bytes)
+    return parse_feedback_data(load_json_object(body, max_bytes=max_bytes), max_chars=max_chars)
+
+
+def parse_feedback_data(data: dict[str, Any], *, max_chars: int) -> ParsedFeedback:
+    """:func:`parse_feedback` of an already decoded body (a queued feedback message's ``feedback``)."""
     extra = set(data) - {"items"}
     if extra:
         raise InvalidRequestError(f"unknown field(s) {sorted(extra)}; send {{'items': [...]}}")

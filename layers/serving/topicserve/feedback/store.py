@@ -22,6 +22,7 @@ import datetime as dt
 import gzip
 import hashlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -51,6 +52,8 @@ from topicserve.monitoring.capture import window_start
 from topicserve.requests import NothingValidError, Rejected
 from topicserve.results import META, expand_items
 from topicserve.rollout.records import RolloutStore
+
+logger = logging.getLogger(__name__)
 
 ALL_WINDOWS = "all"
 CLAIMS_IN_FLIGHT = 8
@@ -355,3 +358,73 @@ def _timestamp(iso: str) -> float:
         return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return time.time()
+
+
+# -- through the queue --------------------------------------------------------------------------------------
+FEEDBACK_KEY = "feedback"
+
+
+def feedback_body(body: str) -> dict[str, Any] | None:
+    """The ``feedback`` object of a queued feedback message (``{"feedback": {"items": [...]}}``, the body
+    of ``POST /v1/feedback`` wrapped), None for any other message (prediction requests are left alone)."""
+    if FEEDBACK_KEY not in body:
+        return None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    inner = data.get(FEEDBACK_KEY) if isinstance(data, dict) and set(data) == {FEEDBACK_KEY} else None
+    return inner if isinstance(inner, dict) else None
+
+
+@dataclass
+class QueuedFeedback:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    refused_messages: int = 0  # nothing in them can ever be counted: dropped with a log line
+    retry: list[str] = field(default_factory=list)  # message ids to receive again (a backend failed)
+
+
+def process_feedback_records(
+    records: Sequence[tuple[str, dict[str, Any]]],
+    store: FeedbackStore,
+    models: Sequence[str],
+    *,
+    window_seconds: int,
+    max_chars: int,
+    archive: LabelArchive | None = None,
+) -> QueuedFeedback:
+    """Feedback that came through the queue, ``(message id, feedback object)`` each: the same parsing,
+    join and counting as ``POST /v1/feedback``. A message whose items are all invalid or unknown is
+    dropped (a retry cannot fix it: the caller's mistake, logged), one that meets a backend failure is
+    retried (its items were claimed or not: a retry counts none twice)."""
+    from topicserve.errors import InvalidInputError
+    from topicserve.feedback.model import parse_feedback_data
+
+    done = QueuedFeedback()
+    for message_id, data in records:
+        try:
+            outcome = submit_feedback(
+                parse_feedback_data(data, max_chars=max_chars), store, models, window_seconds=window_seconds
+            )
+        except InvalidInputError as exc:
+            done.refused_messages += 1
+            logger.warning("feedback message refused", extra={"message_id": message_id, "error": str(exc)})
+            continue
+        except Exception as exc:
+            done.retry.append(message_id)
+            logger.warning(
+                "feedback message failed; retried", extra={"message_id": message_id, "error": repr(exc)}
+            )
+            continue
+        answer = outcome.to_dict()
+        done.accepted += answer["accepted"]
+        done.duplicates += answer["duplicates"]
+        done.rejected += len(answer["rejected"])
+        if archive is not None:
+            try:
+                archive.put(list({j.item.index: j.item for j in outcome.joined}.values()))
+            except Exception as exc:
+                logger.warning("feedback archive write failed", extra={"error": repr(exc)})
+    return done
