@@ -52,8 +52,10 @@ images: $(STAMP) models-if-missing  ## OCI images without Docker (buildah, Debia
 test: $(STAMP) models-if-missing images localcloud  ## the whole suite: unit, functional, security and LocalStack end-to-end tests
 	$(PY) -m pytest tests -m "not slow and not network"
 
-test-slow: $(STAMP) models-if-missing localcloud  ## the long runs: 10,000 property cases per route, 5,000 SQS requests under faults, 10-minute soak
-	$(PY) -m pytest tests -m slow -s
+test-slow: $(STAMP) models-if-missing localcloud  ## the long runs: 10,000 property cases per route, 5,000 SQS requests under faults, 10-minute soak; fresh Hypothesis seed, printed (HYPOTHESIS_SEED=<seed> reruns one)
+	@seed=$${HYPOTHESIS_SEED:-$$($(PY) -c 'import secrets; print(secrets.randbits(32))')}; \
+	echo "Hypothesis seed $$seed (rerun with: make test-slow HYPOTHESIS_SEED=$$seed)"; \
+	$(PY) -m pytest tests -m slow -s --hypothesis-profile=fresh --hypothesis-seed=$$seed
 
 test-unit: $(STAMP)  ## fast unit tests only
 	$(PY) -m pytest tests/unit
@@ -61,7 +63,7 @@ test-unit: $(STAMP)  ## fast unit tests only
 lint: $(STAMP) localcloud  ## ruff, mypy, cfn-lint, sam validate --lint, IAM least privilege (SAM transform + checkov)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy  # files and settings: [tool.mypy] in pyproject.toml (layers/, functions/, warmers/)
+	$(VENV)/bin/mypy  # files and settings: [tool.mypy] in pyproject.toml (layers/, tools/, containers/worker/, functions/, warmers/, training/candidate.py)
 	$(VENV)/bin/cfn-lint template.yaml
 	AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0 .localcloud/sam-venv/bin/sam validate --lint --template template.yaml
 	.localcloud/sam-venv/bin/python infra/lint_iam.py --out build/lint/template.cfn.json

@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.lambda_report import Invocation
 from infra.localstack.localcloud.clients import client
-from topicserve.lambda_config import update_environment
+from topicserve_ops.lambda_config import update_environment
 
 HANDLER = "def handler(event, context):\n    return {'ok': True}\n"
 

@@ -2,8 +2,8 @@
 
 Three measurements, one JSON file (``bench/results/gpu_check-<host>.json``) and a headline:
 
-1. **Speed**: texts/s of the encoder the bulk worker picks (``topicserve.accelerator``: fp16 on CUDA when
-   the session really runs there) against the CPU INT8 encoder, measured in the same process, interleaved
+1. **Speed**: texts/s of the encoder the bulk worker picks (``topicserve_worker.accelerator``: fp16 on CUDA
+   when the session really runs there) against the CPU INT8 encoder, measured in the same process, interleaved
    (the order alternates per round), medians. Each measurement encodes the same pool of real texts,
    tokenised beforehand, in sub-batches of 64 / 256 / 1024 sorted by length, as the worker's service does
    with ``WORKER_ENCODE_BATCH_SIZE``. Without a usable GPU the worker's encoder *is* the CPU INT8 one, so
@@ -11,14 +11,14 @@ Three measurements, one JSON file (``bench/results/gpu_check-<host>.json``) and 
 2. **Fidelity**: cosine of the fp16 encoder, on the provider it ran on, to the fp32 encoder (CPU EP) on
    real 20NG test texts (goal: mean >= 0.999), and how often each head's label on fp16 embeddings equals
    its label on INT8 embeddings (what the Lambda path serves).
-3. **The bulk worker draining a queue** of ``--texts`` requests (default 20,000: the 20NG test texts,
-   repeated with a suffix so each is distinct and really encoded): the real ``topicserve.worker.Worker``
-   (merged receives, the batcher's per-message rules, heartbeats, deletes), its results written by
-   ``ResultsStore`` to moto's in-process DynamoDB. The queue is an in-memory stand-in with the SQS calls
-   the worker makes (visibility timeouts, receipt handles), because moto's SQS is O(queue length) per
-   call (see :func:`backend`); ``--backend moto`` uses moto's SQS anyway (small ``--texts`` only), and
-   without boto3/moto (the GPU machines lack them) the results go to a dict. It stops at ``--deadline``
-   and reports the rate of what it answered.
+3. **The bulk worker draining a queue** of ``--texts`` requests (default 20,000: the 20NG test texts, repeated
+   with a suffix so each is distinct and really encoded): the real ``topicserve_worker.worker.Worker`` (merged
+   receives, the batcher's per-message rules, heartbeats, deletes), its results written by ``ResultsStore`` to
+   moto's in-process DynamoDB. The queue is an in-memory stand-in with the SQS calls the worker makes
+   (visibility timeouts, receipt handles), because moto's SQS is O(queue length) per call (see
+   :func:`backend`); ``--backend moto`` uses moto's SQS anyway (small ``--texts`` only), and without
+   boto3/moto (the GPU machines lack them) the results go to a dict. It stops at ``--deadline`` and reports
+   the rate of what it answered.
 
 Everything it needs is local: the encoder folder (``build/models/encoder``: model.fp16.onnx,
 model.int8.onnx, model.fp32.onnx, tokenizer.json; ``make models``), the heads and manifest
@@ -378,7 +378,7 @@ def drain(
     from topicserve.requests import QueuedRequest
     from topicserve.service import InferenceService
     from topicserve.settings import Settings
-    from topicserve.worker import Worker, WorkerSettings
+    from topicserve_worker.worker import Worker, WorkerSettings
 
     settings = Settings(models=tuple(heads), results_table="results")
     with backend(kind) as (sqs, url, write, count):
@@ -491,11 +491,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(record["headline"])
         return 2
 
-    from topicserve.accelerator import CPU, select_encoder
     from topicserve.encoder import Encoder
     from topicserve.heads import Head
     from topicserve.settings import Settings
-    from topicserve.worker import GPU_ENCODE_BATCH_SIZE
+    from topicserve_worker.accelerator import CPU, select_encoder
+    from topicserve_worker.worker import GPU_ENCODE_BATCH_SIZE
 
     texts = real_texts(args.texts_file)
     say(f"{len(texts)} real texts; selecting the worker's encoder (WORKER_ENCODER={args.encoder})")

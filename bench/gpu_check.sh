@@ -48,6 +48,6 @@ else
 fi
 echo "gpu_check: load at start: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null), $(nproc 2>/dev/null) cores"
 
-export PYTHONPATH="$PWD/layers/serving:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$PWD/layers/serving:$PWD/containers/worker:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 exec timeout --signal=TERM --kill-after=10 475 "$PY" -m bench.gpu_check "$@"

@@ -29,6 +29,11 @@ STACK = "topicserve-bench"
 NAIVE_STACK = "topicserve-bench-naive"
 
 
+#: The release the cold-start A/B compares with (``baseline`` in the cold-start section): the last one before
+#: the cold-start work (issue 25). Move it forward when a release is cut, so the guard compares neighbours.
+INIT_BASELINE = "6512218"
+
+
 def profile(quick: bool) -> dict[str, Any]:
     if quick:
         return {
@@ -37,7 +42,8 @@ def profile(quick: bool) -> dict[str, Any]:
             "capacity_texts": 160,
             "zipf_texts": 600,
             "http_capacity_s": 5,
-            "cold_rounds": 3,
+            "cold_rounds": 5,
+            "breakdown_rounds": 3,
             "warm_duration_s": 24,
             "keepalive_s": 4,
             "warm_every_s": 3,
@@ -67,6 +73,7 @@ def profile(quick: bool) -> dict[str, Any]:
         "zipf_texts": 3000,
         "http_capacity_s": 12,
         "cold_rounds": 20,
+        "breakdown_rounds": 10,
         "warm_duration_s": 120,
         "keepalive_s": 15,
         "warm_every_s": 10,
@@ -145,7 +152,7 @@ def run_cloud(
     keep: bool,
     checkpoint: Any,
 ) -> None:
-    from bench import admission, cost
+    from bench import admission, cost, init_breakdown
     from bench.cloud import billing, coldstarts, http_path, sqs_path
     from bench.cloud.efficiency import efficiency
     from bench.cloud.stack import MODEL, Stack
@@ -162,6 +169,7 @@ def run_cloud(
             "esm_settings": BENCH_CLOUD_ENV if started else "LocalStack defaults (1 s poll, <= 10 s backoff)",
         }
         fp32: tuple[str, str, int] | None = None
+        baseline: tuple[str, str] | None = None
         st = None
         try:
             info = deploy_stack(
@@ -296,13 +304,18 @@ def run_cloud(
             except Exception as exc:  # its 1.3 GB image build can fail on a loaded machine: go on without it
                 say(f"   the naive peer could not be built or deployed, left out: {exc!r}"[:400])
             fp32 = coldstarts.fp32_function(st)
-            variants = {"ours_int8": st.predict_fn, "fp32": fp32[0]}
+            baseline = coldstarts.baseline_function(st, INIT_BASELINE)
+            variants = {"ours_int8": st.predict_fn, "baseline": baseline[0], "fp32": fp32[0]}
             if naive_fn:
                 variants["naive"] = naive_fn
             if st.image_fn:
                 variants["image"] = st.image_fn
             st.configure_predict("")
             cs = coldstarts.cold_starts(st.lam, variants, cfg["cold_rounds"], texts[:50])
+            cs["baseline_release"] = INIT_BASELINE
+            say("== the first answer through the API after a cold start; where init time goes")
+            cs["first_answer"] = coldstarts.first_answers(st, cfg["cold_rounds"], texts[:50])
+            cs["breakdown"] = init_breakdown.breakdown(st.info, MODEL, cfg["breakdown_rounds"])
             say("== cost: the naive peer's warm per-request billed duration; item sizes; the cost model")
             if naive_fn:
                 measured["naive"] = billing.naive_warm(
@@ -321,8 +334,9 @@ def run_cloud(
             checkpoint()
         finally:
             if not keep:
-                if st is not None and fp32 is not None:
-                    coldstarts.delete_fp32_function(st, fp32[0], fp32[1])
+                for twin in (fp32, baseline):
+                    if st is not None and twin is not None:
+                        coldstarts.delete_twin(st, twin[0], twin[1])
                 delete_stack(NAIVE_STACK)
                 delete_stack(STACK)
 

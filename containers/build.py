@@ -1,8 +1,9 @@
 """Build the OCI images without a Docker daemon: ``make images`` (CPU) and ``GPU=1 make images`` (+ GPU).
 
-    python -m containers.build [--variant cpu|gpu|naive ...]  ->  build/images/topicserve-<variant>.oci.tar
+    python -m containers.build [--variant cpu|gpu ...]  ->  build/images/topicserve-<variant>.oci.tar
 
-(naive: the benchmark's PyTorch peer, built by `make bench` / `make bench-quick`.)
+The product's images only: the benchmark's PyTorch peer (``naive``) is a variant the benchmarks define and
+build with :func:`build_images` (bench/naive/package.py), so building the product never imports them.
 
 Steps, each cached under ``build/images/`` so a second run only redoes what changed:
 
@@ -14,7 +15,8 @@ Steps, each cached under ``build/images/`` so a second run only redoes what chan
    image (CPU) or an NVIDIA CUDA runtime image (GPU) instead;
 3. the context: the pinned runtime dependencies as cp313 manylinux wheels installed by the host's pip
    (``--target``, as ``sam build`` does for the layer), the serving library, the encoder layer's package and
-   the predict handler: the same code as the zip package;
+   the predict handler: the same code as the zip package; the GPU image adds the bulk worker
+   (``containers/worker/topicserve_worker``, its entrypoint);
 4. ``buildah bud`` (vfs storage, chroot isolation: the flags DESIGN.md section 5 found to work here), then
    ``buildah push`` to an OCI archive, which the local executor runs and ECR would take on AWS.
 """
@@ -30,31 +32,38 @@ import subprocess
 import sys
 import tarfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "build" / "images"
 CONTAINERFILE = REPO / "containers" / "Containerfile"
+LIBRARY = REPO / "layers" / "serving" / "topicserve"
+WORKER = REPO / "containers" / "worker" / "topicserve_worker"
 STORAGE = ["--storage-driver", "vfs", "--root", str(OUT / "storage"), "--runroot", str(OUT / "run")]
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One image: its Debian base (for its Python), the Containerfile stage, and how its context is made."""
+    """One image: its Debian base (for its Python), the Containerfile stage, and how its context is made.
+
+    ``stage_context`` None: the serving library's context (:func:`context`). Otherwise a variant defined
+    elsewhere (the benchmarks' peer) stages ``python/`` and ``task/`` itself from what it brings, and pip
+    adds only the runtime client; ``sources`` lists its files, so a change to them rebuilds the image."""
 
     suite: str
     python: str  # the cp tag pip installs wheels for
     target: str  # the Containerfile stage
     what: str
+    stage_context: Callable[[Path, Path], None] | None = field(default=None, compare=False)
+    sources: Callable[[], list[Path]] | None = field(default=None, compare=False)
 
 
 VARIANTS = {
     "cpu": Variant("trixie", "3.13", "cpu", "the serving library as a Lambda image (predict function)"),
     "gpu": Variant("trixie", "3.13", "gpu", "the bulk worker (onnxruntime-gpu: fp16 on CUDA, else the CPU)"),
-    # the benchmark's naive peer: sentence-transformers on PyTorch, 1.3 GB, over the zip limit: an image on
-    # AWS. Python 3.11: the torch wheel this machine has (a CPU build; PyPI's for 3.13 is a CUDA build of GBs)
-    "naive": Variant("bookworm", "3.11", "cpu", "the naive peer (PyTorch + sentence-transformers)"),
 }
 DEBIAN_MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 TOOLS = {"buildah": "buildah", "debootstrap": "debootstrap"}  # command -> Debian package
@@ -165,10 +174,10 @@ def base_image(suite: str) -> str:
     return tag
 
 
-def requirements(variant: str) -> list[str]:
+def requirements(variant: str, spec: Variant) -> list[str]:
     """The serving layer's pins (the zip package's), plus the runtime client; onnxruntime-gpu for the GPU.
-    The naive peer brings its own closure (bench/naive/package.py) and needs only the runtime client."""
-    if variant == "naive":
+    A variant that stages its own context brings its own closure and needs only the runtime client."""
+    if spec.stage_context is not None:
         return [RUNTIME_PINS[0]]
     pins = []
     for line in (REPO / "layers" / "serving" / "requirements.txt").read_text().splitlines():
@@ -181,15 +190,15 @@ def requirements(variant: str) -> list[str]:
     return [*pins, *RUNTIME_PINS]
 
 
-def dependencies(variant: str) -> Path:
+def dependencies(variant: str, spec: Variant) -> Path:
     """cp313 manylinux wheels installed by the host's pip, once per set of pins."""
-    pins = requirements(variant)
+    pins = requirements(variant, spec)
     key = hashlib.sha256("\n".join(pins).encode()).hexdigest()[:16]
     target = OUT / "deps" / f"{variant}-{key}"
     if (target / ".complete").exists():
         return target
     shutil.rmtree(target, ignore_errors=True)
-    py = VARIANTS[variant].python
+    py = spec.python
     abi = "cp" + py.replace(".", "")
     say(f"{variant}: {len(pins)} pinned dependencies ({abi} manylinux) into {target.relative_to(REPO)}")
     platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
@@ -213,8 +222,9 @@ def _copytree(src: Path, dst: Path) -> None:
     )
 
 
-def context(variant: str) -> Path:
-    """``build/images/context/<variant>/``: python/ (dependencies, library, encoder package) and task/."""
+def context(variant: str, spec: Variant) -> Path:
+    """``build/images/context/<variant>/``: python/ (dependencies, library, encoder package, the worker in
+    the GPU image) and task/."""
     from infra.encoder_layer import build as encoder_layer
 
     ctx = OUT / "context" / variant
@@ -222,14 +232,14 @@ def context(variant: str) -> Path:
     python = ctx / "python"
     say(f"{variant}: staging the context")
     shutil.copytree(
-        dependencies(variant), python, ignore=shutil.ignore_patterns(".complete"), copy_function=os.link
+        dependencies(variant, spec), python, ignore=shutil.ignore_patterns(".complete"), copy_function=os.link
     )
-    if variant == "naive":
-        from bench.naive.package import image_context
-
-        image_context(python, ctx / "task")
+    if spec.stage_context is not None:
+        spec.stage_context(python, ctx / "task")
         return ctx
-    _copytree(REPO / "layers" / "serving" / "topicserve", python / "topicserve")
+    _copytree(LIBRARY, python / "topicserve")
+    if variant == "gpu":
+        _copytree(WORKER, python / "topicserve_worker")
     manifest = REPO / "build" / "models" / "manifest.json"
     layer = encoder_layer(manifest, "int8", REPO / "build" / "layers" / "encoder-int8")  # as deploy makes it
     _copytree(layer, python / "topicserve_encoder")
@@ -250,14 +260,15 @@ def _gpu_encoders(manifest_path: Path) -> list[Path]:
     return [REPO / entry["path"]]
 
 
-def inputs_digest(variant: str, base: str) -> str:
+def inputs_digest(variant: str, spec: Variant, base: str) -> str:
     """Everything an image is made of: a rebuild only when one of these changed."""
-    digest = hashlib.sha256(f"{variant}\n{base}\n{requirements(variant)}".encode())
-    files = [CONTAINERFILE, REPO / "functions" / "predict" / "app.py"]
-    if variant == "naive":
-        files = [CONTAINERFILE, *sorted((REPO / "bench" / "naive").rglob("*.py"))]
+    digest = hashlib.sha256(f"{variant}\n{base}\n{requirements(variant, spec)}".encode())
+    if spec.sources is not None:
+        files = [CONTAINERFILE, *spec.sources()]
     else:
-        files += sorted((REPO / "layers" / "serving" / "topicserve").rglob("*.py"))
+        files = [CONTAINERFILE, REPO / "functions" / "predict" / "app.py", *sorted(LIBRARY.rglob("*.py"))]
+        if variant == "gpu":
+            files += sorted(WORKER.rglob("*.py"))
     for path in files:
         digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
     manifest = json.loads((REPO / "build" / "models" / "manifest.json").read_text())
@@ -266,12 +277,12 @@ def inputs_digest(variant: str, base: str) -> str:
     return digest.hexdigest()
 
 
-def build(variant: str, base: str) -> dict[str, object]:
+def build(variant: str, spec: Variant, base: str) -> dict[str, object]:
     started = time.monotonic()
-    ctx = context(variant)
+    ctx = context(variant, spec)
     tag = f"localhost/topicserve-{variant}:latest"
-    target = VARIANTS[variant].target
-    say(f"{variant}: {VARIANTS[variant].what}: buildah bud --target {target} (base {base})")
+    target = spec.target
+    say(f"{variant}: {spec.what}: buildah bud --target {target} (base {base})")
     buildah(
         "bud", "--quiet", "--isolation", "chroot", "--layers=false", "--target", target,
         "--build-arg", f"BASE_IMAGE={base}", "-f", str(CONTAINERFILE), "-t", tag, str(ctx),
@@ -319,23 +330,30 @@ def main(argv: list[str] | None = None) -> int:
         "--base", default=os.environ.get("BASE_IMAGE"), help="base image (default: Debian trixie)"
     )
     args = parser.parse_args(argv)
-    variants = args.variant or (["cpu", "gpu"] if os.environ.get("GPU") == "1" else ["cpu"])
+    names = args.variant or (["cpu", "gpu"] if os.environ.get("GPU") == "1" else ["cpu"])
+    build_images({name: VARIANTS[name] for name in names}, base=args.base)
+    return 0
+
+
+def build_images(variants: Mapping[str, Variant], *, base: str | None = None) -> dict[str, Any]:
+    """Build each variant whose inputs changed since its last build; returns ``build/images/images.json``
+    (per variant: archive, digest, sizes). The benchmarks call it with their own variant."""
     if not (REPO / "build" / "models" / "manifest.json").is_file():
         sys.exit("images: build/models/manifest.json not found: run `make models` first")
     ensure_tools()
     OUT.mkdir(parents=True, exist_ok=True)
     index_file = OUT / "images.json"
-    index = json.loads(index_file.read_text()) if index_file.exists() else {}
-    for variant in variants:
-        base = args.base or base_image(VARIANTS[variant].suite)
-        inputs = inputs_digest(variant, base)
+    index: dict[str, Any] = json.loads(index_file.read_text()) if index_file.exists() else {}
+    for variant, spec in variants.items():
+        image_base = base or base_image(spec.suite)
+        inputs = inputs_digest(variant, spec, image_base)
         known = index.get(variant) or {}
         if known.get("inputs") == inputs and (REPO / str(known.get("archive", "-"))).is_file():
             say(f"{variant}: up to date ({known['archive']}, {known['archive_mb']} MB, {known['digest']})")
             continue
-        index[variant] = {**build(variant, base), "inputs": inputs}
+        index[variant] = {**build(variant, spec, image_base), "inputs": inputs}
         index_file.write_text(json.dumps(index, indent=2) + "\n")
-    return 0
+    return index
 
 
 if __name__ == "__main__":

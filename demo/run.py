@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from topicserve.catalogue import MODEL_NAMES
-from topicserve.client import Client, drift_table
 from topicserve.monitoring.capture import window_start
 from topicserve.requests import QueuedRequest, new_batch_id
 from topicserve.text import normalise
+from topicserve_ops.client import Client, drift_table
 
 MODELS = MODEL_NAMES
 REPO = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ def renew_environments(function_names: list[str]) -> None:
     """Retire the functions' warm environments (infra/deploy.py does the same after a promotion)."""
     import boto3
 
-    from topicserve.lambda_config import renew_environments as renew
+    from topicserve_ops.lambda_config import renew_environments as renew
 
     renew(boto3.client("lambda"), function_names)
 

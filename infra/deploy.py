@@ -34,8 +34,8 @@ from infra.localstack.localcloud.interpreters import python313
 from infra.localstack.localcloud.settings import SAM_VENV
 from topicserve.catalogue import MODEL_NAMES, SERVED_ENCODER
 from topicserve.errors import RegistryError
-from topicserve.lambda_config import environment, renew_environments, update_environment
 from topicserve.rollout.seed import seed_routing_env
+from topicserve_ops.lambda_config import environment, renew_environments, update_environment
 
 REPO = Path(__file__).resolve().parents[1]
 STACK_JSON = REPO / "build" / "stack.json"

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from training.common import REPO, Settings, code_revision, log, rel, setup_logging, sha256_file
+from topicserve.registry.store import sha256_file
+from training.common import REPO, Settings, code_revision, log, rel, setup_logging
 
 if TYPE_CHECKING:
     from topicserve.registry import ModelVersion, Registry
@@ -50,7 +51,7 @@ def train(
     from topicserve.encoder import Encoder
     from training import data as data_mod
     from training import embed
-    from training.heads import EXPORT, FIT, onnx_proba
+    from training.heads import EXPORT, FIT, export_rf, onnx_proba
 
     manifest = json.loads(MANIFEST.read_text())
     if name not in manifest["heads"] or name not in FIT:
@@ -96,7 +97,7 @@ def train(
     tag += f"-feedback{added}" if feedback else ""
     path = OUT / f"{name}-{tag}{'-permuted' if permute_seed is not None else ''}.onnx"
     if name == "rf":
-        EXPORT[name](model, path, hyper.get("onnx_format", "treeensemble"))
+        export_rf(model, path, hyper.get("onnx_format", "treeensemble"))
     else:
         EXPORT[name](model, path)
     pred = onnx_proba(path, arrays["test"]).argmax(1)
@@ -190,9 +191,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     out: dict[str, Any] = {"path": rel(entry["path"]), "sha256": entry["sha256"], "metrics": entry["metrics"]}
     if args.register:
-        out["registered"] = register(
-            entry, args.name, stage=args.stage, weight=args.weight, reason=args.reason
+        from topicserve.errors import TopicServeError
+        from topicserve_ops.registry_cli import open_registry
+
+        try:
+            registry = open_registry(STACK_JSON)
+        except TopicServeError as exc:
+            raise SystemExit(f"error: {exc} (or `make deploy` first: it writes {rel(STACK_JSON)})") from exc
+        record = register(
+            registry, entry, args.name, stage=args.stage, weight=args.weight, reason=args.reason
         )
+        out["registered"] = record.to_dict()
     json.dump(out, sys.stdout, indent=2)
     print()
     return 0

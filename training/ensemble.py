@@ -24,7 +24,7 @@ import onnx
 from onnx import TensorProto, helper
 from sklearn.metrics import accuracy_score, f1_score
 
-from topicserve.heads import INPUT, OUTPUT
+from topicserve.heads import EXACT_EMBEDDINGS, INPUT, OUTPUT
 from training import heads as heads_mod
 from training.common import MODELS, Settings, cached_step, log, rel, sha256_file
 
@@ -148,6 +148,8 @@ def compose(members: dict[str, onnx.ModelProto], weights: dict[str, float]) -> o
         producer_name="topicserve-training",
         doc_string="soft vote of " + ", ".join(f"{n} x {weights[n]:g}" for n in members),
     )
+    if any(p.key == EXACT_EMBEDDINGS for m in members.values() for p in m.metadata_props):
+        heads_mod.mark_exact_embeddings(out)  # a tree member makes the whole vote threshold-sensitive
     # the newest IR of the members, and at least what the merged opsets need
     out.ir_version = max(ir_version, helper.find_min_ir_version_for(opset_import))
     onnx.checker.check_model(out, full_check=True)

@@ -2,7 +2,7 @@
 
 Why fp16: on a GPU, INT8 dynamic quantisation is slower than fp16 (its integer kernels target CPUs), so the
 bulk worker runs the fp32 graph converted to fp16 on onnxruntime's CUDA execution provider and falls back to
-the INT8 encoder on CPU (``topicserve.accelerator``). The conversion is onnxruntime's own
+the INT8 encoder on CPU (``topicserve_worker.accelerator``). The conversion is onnxruntime's own
 ``convert_float_to_float16(keep_io_types=True)``: inputs stay int64 and the output float32, so serving feeds
 and reads it exactly as the other variants; the mean pooling and L2 normalisation after the last layer stay
 fp32 (:func:`pooling_nodes`), so its embeddings have unit norm like the others'.
@@ -37,7 +37,7 @@ import numpy as np
 
 from training.common import log
 
-#: the fp16 file's name beside model.fp32.onnx / model.int8.onnx (topicserve.accelerator looks for it)
+#: the fp16 file's name beside model.fp32.onnx / model.int8.onnx (topicserve_worker.accelerator looks for it)
 FP16_FILE = "model.fp16.onnx"
 COS_MEAN_GOAL = 0.999
 FP16_MAX = 65504.0

@@ -23,6 +23,7 @@ import onnx
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 
+from topicserve.heads import EXACT_EMBEDDINGS
 from training import trees
 from training.common import MODELS, SEED, Settings, cached_step, log, rel, sha256_file
 
@@ -33,7 +34,7 @@ RF_MAX_BYTES = 50_000_000
 RF_MAX_LOAD_S = 1.0
 # Part of every head's cache key: bump when training or export code changes in a way that alters artifacts
 # (the key otherwise names only data, embeddings and hyperparameters).
-HEADS_CODE_VERSION = 2
+HEADS_CODE_VERSION = 3  # 3: tree heads carry topicserve.exact_embeddings
 
 
 # --------------------------------------------------------------------------- ONNX helpers
@@ -121,9 +122,17 @@ RF_FORMATS = {
 }
 
 
+def mark_exact_embeddings(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Say in the artifact that the head compares features with thresholds, so serving feeds it fresh
+    embeddings and never a cache record's 16-bit one (``topicserve.heads.EXACT_EMBEDDINGS``): a 1e-5 move
+    crosses some threshold for ~0.2-3 % of texts, and a tree then answers another leaf."""
+    onnx.helper.set_model_props(model, {EXACT_EMBEDDINGS: "true"})
+    return model
+
+
 def export_rf(model, path: Path, fmt: str = "treeensemble") -> dict:
     onx, stats = RF_FORMATS[fmt](model, N_FEATURES)
-    onnx.save(onx, str(path))
+    onnx.save(mark_exact_embeddings(onx), str(path))
     return {"converter": f"training.trees ({fmt})", "onnx_format": fmt, **stats}
 
 
@@ -139,7 +148,7 @@ def fit_hgb(x: np.ndarray, y: np.ndarray, params: dict) -> Any:
 
 def export_hgb(model, path: Path) -> dict:
     onx, stats = trees.hgb_ovr_to_onnx(model, N_FEATURES)
-    onnx.save(onx, str(path))
+    onnx.save(mark_exact_embeddings(onx), str(path))
     iters = [int(e.n_iter_) for e in model.estimators_]
     return {
         "converter": "training.trees (ai.onnx.ml TreeEnsemble v5 + sigmoid + normalise)",

@@ -2,7 +2,7 @@
 
 All of it drives the deployed stack (LocalStack + the local-process Lambda executor running the real
 handlers under awslambdaric) with the product's own code paths: HTTP through the REST API with
-:class:`topicserve.client.Client`, SQS through :func:`topicserve.queue.send_all` and the batcher's event
+:class:`topicserve_ops.client.Client`, SQS through :func:`topicserve.queue.send_all` and the batcher's event
 source mapping. Variants are switched with configuration only (environment variables, the mapping's batch
 size / window), never with benchmark-only code in the handlers.
 

@@ -7,6 +7,7 @@ import io
 import json
 import shutil
 import subprocess
+import time
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -15,15 +16,15 @@ from typing import Any
 from bench.cloud.stack import MODEL, Stack
 from bench.common import REPO, WORK, apigw_event, client, dir_size, invoke, ratio, say, summary
 from infra.deploy import sam_deploy, stack_outputs
-from topicserve.lambda_config import renew_environments
 from topicserve.warming import warm_event
+from topicserve_ops.lambda_config import renew_environments
 
 
 def fp32_function(st: Stack) -> tuple[str, str, int]:
     """A twin of the logreg predict function whose encoder layer is the fp32 one (same code, same head).
 
     Returns (function name, layer version ARN, layer zip size). Created with the Lambda API beside the
-    stack (CloudFormation does not know it): :func:`delete_fp32_function` removes both.
+    stack (CloudFormation does not know it): :func:`delete_twin` removes both.
     """
     from infra.encoder_layer import build as encoder_layer
 
@@ -52,7 +53,7 @@ def fp32_function(st: Stack) -> tuple[str, str, int]:
 
 def twin_function(st: Stack, suffix: str, layers: list[str], code: bytes | None = None) -> str:
     """A copy of the logreg predict function (its configuration and environment) with other layers or
-    code, created with the Lambda API beside the stack; ``delete_fp32_function`` / ``delete_twin`` remove it."""
+    code, created with the Lambda API beside the stack; :func:`delete_twin` removes it."""
     config = st.lam.get_function_configuration(FunctionName=st.predict_fn)
     if code is None:
         code_url = st.lam.get_function(FunctionName=st.predict_fn)["Code"]["Location"]
@@ -80,11 +81,10 @@ def baseline_function(st: Stack, rev: str) -> tuple[str, str]:
     The interleaved A/B of cold starts against it guards init time (``bench.run``'s cold-start section).
 
     Returns (function name, layer version ARN)."""
+    from bench.init_ab import worktree
     from infra.localstack.localcloud.interpreters import python313
 
-    tree = WORK / f"baseline-{rev[:12]}"
-    if not (tree / "layers" / "serving").is_dir():
-        subprocess.run(["git", "worktree", "add", "--detach", "--force", str(tree), rev], cwd=REPO, check=True)
+    tree = worktree(rev)
     built = REPO / ".aws-sam" / "build" / "ServingLayer" / "python"
     layer_dir = WORK / f"baseline-layer-{rev[:12]}"
     if not layer_dir.is_dir():
@@ -117,7 +117,7 @@ def _zip_dir(folder: Path) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         for path in sorted(folder.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts or path.suffix == ".pyc":
+            if path.is_file() and "__pycache__" not in path.parts:
                 zf.write(path, path.relative_to(folder))
     return buffer.getvalue()
 
@@ -190,10 +190,9 @@ def image_uri(variant: str) -> str:
 
 def build_naive_image() -> dict[str, Any]:
     """The naive peer's container image (built once; rebuilt when bench/naive changes)."""
-    from containers.build import main as build_images
+    from bench.naive.package import build_image
 
-    build_images(["--variant", "naive"])
-    return dict(json.loads((REPO / "build/images/images.json").read_text())["naive"])
+    return build_image()
 
 
 def deploy_naive(stack_name: str) -> str:
@@ -260,3 +259,17 @@ def cold_starts(lam: Any, variants: dict[str, str], n: int, texts: list[str]) ->
     for name in stats:
         stats[name]["init_p50_over_naive"] = ratio(stats[name]["init_ms"]["p50"], base)
     return {"raw": raw, "stats": stats}
+
+
+def first_answers(st: Stack, n: int, texts: list[str]) -> dict[str, Any]:
+    """``n`` times: renew the predict function's environments, then one request through the API (the REST
+    API in front of it, as a user calls it). Its wall time is a cold start's whole cost to a caller: front
+    door, init, the first request."""
+    raw = []
+    for r in range(n):
+        renew_environments(st.lam, [st.predict_fn])
+        started = time.perf_counter()
+        status, _ = st.http.predict(MODEL, [texts[r % len(texts)]])
+        raw.append({"ms": (time.perf_counter() - started) * 1000, "ok": status == 200})
+        say(f"  first answer through the API after a cold start {r + 1}/{n}: {raw[-1]['ms']:.0f} ms")
+    return {"raw": raw, "ms": summary([s["ms"] for s in raw if s["ok"]]), "ok": sum(s["ok"] for s in raw)}

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.common import client
-from topicserve.client import Client
 from topicserve.dynamo import pages
-from topicserve.lambda_config import update_environment
 from topicserve.results import expand_items
+from topicserve_ops.client import Client
+from topicserve_ops.lambda_config import update_environment
 
 #: the model every cloud benchmark serves
 MODEL = "logreg"

@@ -51,7 +51,7 @@ def sweep(
             }
         say(
             f"    -> {stats['throughput_rps']:.1f}/s, p50 {stats['latency_ms']['p50']} ms, "
-            f"p99 {stats['latency_ms']['p99']} ms, errors {stats['error_rate']:.1%}, "
+            f"p99 {stats['latency_ms']['p99']} ms, unfinished {stats['error_rate']:.1%}, "
             f"hits {stats['cache_hit_ratio']:.1%}, batch {stats['mean_batch_size']:.1f}"
         )
         out.append(stats)

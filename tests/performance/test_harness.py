@@ -10,6 +10,8 @@ import base64
 import io
 import json
 import math
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ import pytest
 from bench import common
 from bench.cloud.arrivals import bursty_trace, poisson
 from bench.lambda_report import Invocation
-from bench.report import _held
+from bench.report.figures import held_up_to
 
 
 def test_summary_reports_percentiles_and_keeps_empty_samples_visible() -> None:
@@ -77,13 +79,13 @@ def test_report_lines_are_parsed() -> None:
 
 
 def test_held_load_stops_at_the_first_point_that_breaks_the_slo() -> None:
-    def point(fraction: float, p99: float | None, errors: float = 0.0) -> dict[str, Any]:
-        return {"fraction": fraction, "latency_ms": {"p99": p99}, "error_rate": errors}
+    def point(fraction: float, p99: float | None, unfinished: float = 0.0) -> dict[str, Any]:
+        return {"fraction": fraction, "latency_ms": {"p99": p99}, "error_rate": unfinished}
 
     points = [point(0.1, 900), point(0.5, 2_000), point(0.85, 4_900), point(1.0, 7_000), point(1.2, 3_000)]
-    assert _held(points, 5_000) == 0.85  # 1.2 is back under the SLO, but 1.0 broke it first
-    assert _held([point(0.1, 900, errors=0.02)], 5_000) == 0.0
-    assert _held([point(0.1, None)], 5_000) == 0.0
+    assert held_up_to(points, 5_000) == 0.85  # 1.2 is back under the SLO, but 1.0 broke it first
+    assert held_up_to([point(0.1, 900, unfinished=0.02)], 5_000) == 0.0
+    assert held_up_to([point(0.1, None)], 5_000) == 0.0
 
 
 def test_results_keep_the_command_the_machine_and_numpy_values(
@@ -97,3 +99,18 @@ def test_results_keep_the_command_the_machine_and_numpy_values(
     assert data["command"] == "make bench-probe" and data["name"] == "probe"
     assert data["x"] == 1.5 and data["v"] == [0, 1, 2]
     assert {"cores", "loadavg_at_start", "git", "utc"} <= set(data["machine"])
+
+
+def test_the_committed_report_is_what_the_code_writes_from_the_committed_results(tmp_path: Path) -> None:
+    """bench/REPORT.md is written, never edited: regenerated now from the raw results it names, by the
+    report code as it stands, it comes out the same, so its figures are the results' and its words the
+    code's (a change to either without regenerating the report fails here)."""
+    from bench import report
+
+    committed = report.REPORT.read_text()
+    found = re.search(r"from \[`results/([\w.-]+)\.json`\]", committed)
+    assert found, "REPORT.md does not name the results it was made from"
+    results = tmp_path / "results"
+    shutil.copytree(common.RESULTS, results)  # the report also writes its plots and summary there
+    report.write(found.group(1), results=results, report=tmp_path / "REPORT.md")
+    assert (tmp_path / "REPORT.md").read_text() == committed

@@ -1,4 +1,5 @@
-"""topicserve.accelerator: the fp16 encoder on CUDA when a GPU really runs it, else the CPU INT8 encoder.
+"""topicserve_worker.accelerator: the fp16 encoder on CUDA when a GPU really runs it, else the CPU INT8
+encoder.
 
 This machine has no GPU and the CPU build of onnxruntime, which is exactly the fallback. The other cases
 are simulated at the boundary the module trusts: ``get_available_providers()`` (what onnxruntime-gpu
@@ -20,15 +21,15 @@ import onnxruntime
 import pytest
 
 from tests.unit.test_encoder import make_encoder_graph, make_tokenizer
-from topicserve.accelerator import (
+from topicserve.encoder import Encoder
+from topicserve.errors import ArtifactError
+from topicserve_worker.accelerator import (
     CPU,
     CUDA,
     AcceleratorUnavailableError,
     parse_mode,
     select_encoder,
 )
-from topicserve.encoder import Encoder
-from topicserve.errors import ArtifactError
 
 GPU_WHEEL = ["TensorrtExecutionProvider", CUDA, CPU]  # what onnxruntime-gpu lists, GPU or not
 
@@ -216,7 +217,7 @@ def test_a_hard_link_to_the_preloaded_file_counts_as_the_same(folder: Path, tmp_
 
 
 def test_cuda_libraries_from_the_nvidia_wheels_are_preloaded_and_a_failure_is_not_fatal() -> None:
-    from topicserve.accelerator import _preload_cuda_libraries
+    from topicserve_worker.accelerator import _preload_cuda_libraries
 
     calls: list[dict[str, bool]] = []
 

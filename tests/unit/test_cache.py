@@ -238,26 +238,24 @@ def test_tiered_store_fills_front_from_back(cache_table: str, ddb: Any) -> None:
 
 def test_chunks_are_written_concurrently_and_a_failed_one_does_not_stop_the_others() -> None:
     """100 items = 4 BatchWriteItem chunks, in flight together (their round trips are billed time);
-    a chunk that fails is reported after every other chunk was still written."""
+    a chunk that fails is reported after every other chunk was still written.
+
+    In flight together, shown without timing: every chunk waits at a barrier for the other three, which
+    only all four chunks in flight at once can pass (written one after another, the first chunk waits
+    alone until the barrier's timeout breaks it and every chunk fails)."""
     import threading
-    import time
 
-    from topicserve.dynamo import RetryPolicy, batch_put
+    from topicserve.dynamo import WRITE_CONCURRENCY, RetryPolicy, batch_put
 
-    class Slow:
+    class AllAtOnce:
         def __init__(self) -> None:
             self.lock = threading.Lock()
-            self.in_flight = self.peak = 0
+            self.together = threading.Barrier(4, timeout=30)
             self.written: list[str] = []
 
         def batch_write_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
             ((_, reqs),) = RequestItems.items()
-            with self.lock:
-                self.in_flight += 1
-                self.peak = max(self.peak, self.in_flight)
-            time.sleep(0.05)
-            with self.lock:
-                self.in_flight -= 1
+            self.together.wait()
             if reqs[0]["PutRequest"]["Item"]["k"]["S"] == "k25":  # the second chunk
                 error = {"Error": {"Code": "ValidationException", "Message": "no"}}
                 raise ClientError(error, "BatchWriteItem")
@@ -265,11 +263,12 @@ def test_chunks_are_written_concurrently_and_a_failed_one_does_not_stop_the_othe
                 self.written += [r["PutRequest"]["Item"]["k"]["S"] for r in reqs]
             return {}
 
-    client = Slow()
+    assert WRITE_CONCURRENCY >= 4
+    client = AllAtOnce()
     items = [{"k": {"S": f"k{i}"}} for i in range(100)]
     with pytest.raises(Exception, match="ValidationException"):
         batch_put(client, "t", items, retry=RetryPolicy(max_attempts=1))
-    assert client.peak > 1
+    assert not client.together.broken
     assert len(client.written) == 75 and "k24" in client.written and "k50" in client.written
 
 

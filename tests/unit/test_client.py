@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from botocore.credentials import Credentials
 
-from topicserve.client import Client, main, signed_request
+from topicserve_ops.client import Client, main, signed_request
 
 URL_HOST = "abcdefghijklmnopqrstuvwxyz012345.lambda-url.us-east-1.on.aws"
 STACK: dict[str, Any] = {

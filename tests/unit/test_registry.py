@@ -7,9 +7,9 @@ import pytest
 from tests.unit.conftest import BUCKET, TABLE, artifact
 from topicserve.errors import ArtifactError, ChecksumMismatchError, RegistryError
 from topicserve.registry import Lineage, Registry, Stage
-from topicserve.registry.cli import main as cli_main
 from topicserve.registry.manifest import register_manifest
 from topicserve.registry.store import sha256_file
+from topicserve_ops.registry_cli import main as cli_main
 
 
 def test_register_records_everything(registry: Registry, tmp_path: Path) -> None:

@@ -2,10 +2,18 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.helpers import RESULTS_KEYS, create_table
+from tests.unit.conftest import FakeEncoder, FakeHead
+from topicserve.batcher import process_records
+from topicserve.dynamo import RetryPolicy
+from topicserve.errors import BackendUnavailableError
 from topicserve.queue import send_all
+from topicserve.requests import QueuedChunk, QueuedRequest
 from topicserve.results import ResultChunk, ResultsStore
+from topicserve.service import InferenceService
+from topicserve.settings import Settings
 
 
 @pytest.fixture
@@ -146,3 +154,52 @@ def test_a_chunk_of_ten_results_is_about_one_write_unit(results: ResultsStore) -
     (chunk,) = chunks_of("s", [f"{i:04d}" for i in range(10)], 10)
     item = results._chunk_item(chunk, results._ttl())
     assert ddb_item_bytes(item) < 1300, ddb_item_bytes(item)  # ~270 bytes of JSON per result, compressed
+
+
+class Down:
+    """The results table's client while DynamoDB is unreachable: every write is throttled (a transient
+    error, so retried), reads still go through to see what was (not) stored."""
+
+    def __init__(self, ddb: Any) -> None:
+        self.ddb = ddb
+        self.attempts = 0
+
+    def batch_write_item(self, **kwargs: Any) -> Any:
+        self.attempts += 1
+        error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}
+        raise ClientError(error, "BatchWriteItem")
+
+    def update_item(self, **kwargs: Any) -> Any:
+        raise AssertionError("a chunk was counted although its item was never written")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ddb, name)
+
+
+def test_a_results_write_with_the_backend_down_sends_every_message_back_and_counts_nothing(
+    results: ResultsStore, ddb: Any
+) -> None:
+    """With the table unreachable the batcher's write retries, then raises BackendUnavailableError; the
+    batcher reports every answered message failed (SQS delivers them again), and no chunk is counted on
+    ``#meta``, so the redelivery after the outage completes the batch exactly once."""
+    results.create_batch("d", 10)
+    (chunk,) = chunks_of("d", [str(i) for i in range(10)], 10)
+    client = Down(ddb)
+    sleeps: list[float] = []
+    down = ResultsStore("results", client=client, retry=RetryPolicy(max_attempts=3, sleep=sleeps.append))
+    with pytest.raises(BackendUnavailableError, match="DynamoDB results"):
+        down.write([chunk])
+    assert client.attempts == 3 and len(sleeps) == 2  # retried with backoff, then given up
+
+    svc = InferenceService(FakeEncoder(), {"logreg": FakeHead("logreg")})
+    requests = [QueuedRequest("d", str(i), f"text {i}", ["logreg"]) for i in range(10)]
+    records = [{"messageId": "m0", "body": QueuedChunk("d", 0, requests).to_message()}]
+    outcome = process_records(records, svc, down.write, Settings())
+    assert outcome.failed_message_ids == ["m0"] and outcome.results == 0
+    page = results.get_page("d", limit=100)
+    assert page is not None and page.completed == 0 and page.results == [] and page.status == "pending"
+
+    outcome = process_records(records, svc, results.write, Settings())  # the backend is back
+    page = results.get_page("d", limit=100)
+    assert outcome.failed_message_ids == [] and page is not None
+    assert page.status == "complete" and page.completed == 10

@@ -14,7 +14,6 @@ from tests.unit.conftest import FakeEncoder, FakeHead, artifact
 from tests.unit.test_bootstrap import Immediate
 from topicserve.errors import RegistryError
 from topicserve.registry import Registry, Stage
-from topicserve.registry.cli import main as cli_main
 from topicserve.rollout.gates import PROMOTE, ROLLBACK, WAIT, Thresholds, evaluate
 from topicserve.rollout.records import RolloutRecorder, RolloutStore
 from topicserve.rollout.router import Router
@@ -23,6 +22,7 @@ from topicserve.rollout.runner import run_gates
 from topicserve.rollout.tally import Tally
 from topicserve.service import InferenceService
 from topicserve.text import text_hash
+from topicserve_ops.registry_cli import main as cli_main
 
 ROLLOUT_KEYS = [("model", "S", "HASH"), ("record", "S", "RANGE")]
 
@@ -207,6 +207,23 @@ class Clock:
         return self.now
 
 
+def started_router(registry: Registry, model: str, load: Any, errors: list[Any]) -> tuple[Router, Clock]:
+    """A router of one model on a clock the test moves, loading synchronously, with a 30 s TTL; the load
+    errors it reports to the gates go to ``errors``."""
+    clock = Clock()
+    router = Router(
+        [model],
+        registry,
+        load,
+        ttl_seconds=30,
+        executor=Immediate(),
+        clock=clock,
+        on_load_error=lambda *a: errors.append(a),
+    )
+    router.start()
+    return router, clock
+
+
 def test_router_follows_the_registry_within_its_ttl(registry: Registry, tmp_path: Path) -> None:
     versions(registry, tmp_path, "logreg", 3)
     registry.promote("logreg", 1)
@@ -219,17 +236,7 @@ def test_router_follows_the_registry_within_its_ttl(registry: Registry, tmp_path
             raise RuntimeError("cannot load v3")
         return FakeHead(model, str(version))
 
-    clock = Clock()
-    router = Router(
-        ["logreg"],
-        registry,
-        load,
-        ttl_seconds=30,
-        executor=Immediate(),
-        clock=clock,
-        on_load_error=lambda *a: errors.append(a),
-    )
-    router.start()
+    router, clock = started_router(registry, "logreg", load, errors)
     assert router.current()["logreg"].production.version == "1"
     registry.promote("logreg", 2, "canary", weight=0.2)
     assert router.current()["logreg"].canary is None  # within the TTL: not read yet
@@ -261,6 +268,40 @@ def test_router_keeps_serving_when_the_registry_is_down(registry: Registry, tmp_
     router.registry = type("Down", (), {"routings": staticmethod(down)})()
     clock.now = 100
     assert router.current()["rf"].production.version == "1"
+
+
+def test_a_production_head_that_fails_to_load_in_a_warm_environment_keeps_the_previous_one(
+    registry: Registry, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A promotion whose head a warm environment cannot load (here its artifact fails the sha256 check)
+    never fails a request: the environment keeps serving the production head it has, does not fall back
+    to older versions (that is for cold starts, which have nothing), reports nothing to the gates (they
+    judge candidates, not production), and loads the new head at a later refresh once it can."""
+    from topicserve.errors import ChecksumMismatchError
+
+    versions(registry, tmp_path, "rf", 2)
+    registry.promote("rf", 1)
+    broken = {2}
+    loads: list[int] = []
+    errors: list[Any] = []
+
+    def load(model: str, version: int) -> FakeHead:
+        loads.append(version)
+        if version in broken:
+            raise ChecksumMismatchError(f"{model} v{version}: sha256 mismatch")
+        return FakeHead(model, str(version))
+
+    router, clock = started_router(registry, "rf", load, errors)
+    registry.promote("rf", 2)
+    clock.now = 31
+    assert router.current()["rf"].production.version == "1"
+    assert loads == [1, 2] and errors == [] and not router.pending
+    assert "could not load a head; serving the current routing" in caplog.text
+    clock.now = 45  # within the TTL: no new attempt
+    assert router.current()["rf"].production.version == "1" and loads == [1, 2]
+    broken.clear()  # the artifact is fixed (or S3 answers again)
+    clock.now = 62
+    assert router.current()["rf"].production.version == "2" and loads == [1, 2, 2]
 
 
 def test_after_a_snapstart_restore_the_next_request_rereads_the_routing(

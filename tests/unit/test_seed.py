@@ -117,11 +117,21 @@ def test_a_seeded_start_serves_without_the_registry_and_applies_it_at_the_first_
     reader = BlockedRegistry(registry)
     loads: list[tuple[str, int]] = []
     router = seeded_router(reader, loads)
-    router.start(seed_of(1))  # returns while the routing read is still held
-    assert not reader.release.is_set() and loads == []
+    router.start(seed_of(1))
+    assert reader.reads == 0 and loads == []  # init made no round trip
+    router.read_in_background()  # after init: the read is held, nothing waits for it yet
     reader.release.set()
     route = router.current()["rf"]  # production moved to v2 since the deploy: the first request sees it
-    assert route.production.version == "2" and loads == [("rf", 2)]
+    assert route.production.version == "2" and loads == [("rf", 2)] and reader.reads == 1
+
+
+def test_without_a_background_read_the_first_request_reads_the_routing(registry: Registry) -> None:
+    reader = BlockedRegistry(registry)
+    reader.release.set()
+    router = seeded_router(reader, [])
+    router.start(seed_of(1))
+    registry_down = router.current()  # nothing registered: the read finds no routing, the seed serves
+    assert registry_down["rf"].production.version == "1" and reader.reads == 1
 
 
 def test_the_seed_keeps_serving_when_the_registry_is_unreachable(
@@ -130,6 +140,7 @@ def test_the_seed_keeps_serving_when_the_registry_is_unreachable(
     reader = BlockedRegistry(registry, fail=True)
     router = seeded_router(reader, [])
     router.start(seed_of(4))
+    router.read_in_background()
     reader.release.set()
     with caplog.at_level(logging.WARNING):
         assert router.current()["rf"].production.version == "4"

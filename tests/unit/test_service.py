@@ -81,6 +81,33 @@ def test_new_head_version_reuses_embeddings_new_encoder_does_not(fake_heads: dic
     assert result.stats.prediction_hits == 0 and result.stats.embedding_hits == 0
 
 
+class TreeHead(FakeHead):
+    """A head the build marked as threshold-based: it must only ever see the encoder's own output."""
+
+    exact_embeddings = True
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.seen: list[np.ndarray] = []
+
+    def predict_proba(self, embeddings: np.ndarray) -> np.ndarray:
+        self.seen.append(embeddings.copy())
+        return super().predict_proba(embeddings)
+
+
+def test_a_tree_head_is_fed_fresh_embeddings_never_a_records() -> None:
+    store = LRUStore()
+    enc = FakeEncoder("enc-v1")
+    service(enc, {"rf": FakeHead("rf", version="1")}, store).predict(TEXTS, ["rf"])
+    tree = TreeHead("rf", version="2", seed=7)
+    result = service(enc, {"rf": tree}, store).predict(TEXTS, ["rf"])
+    assert len(enc.calls) == 2 and result.stats.embedding_hits == 0  # encoded again for the tree
+    distinct = list(dict.fromkeys(TEXTS))
+    assert np.array_equal(tree.seen[0], FakeEncoder("enc-v1").encode(distinct))
+    again = service(enc, {"rf": tree}, store).predict(TEXTS, ["rf"])  # its own answers are reused
+    assert len(enc.calls) == 2 and again.stats.prediction_hits == len(distinct)
+
+
 def test_partial_hits_encode_only_the_misses(
     fake_encoder: FakeEncoder, fake_heads: dict[str, FakeHead]
 ) -> None:

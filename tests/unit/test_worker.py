@@ -14,13 +14,13 @@ import boto3
 import pytest
 
 from tests.unit.conftest import FakeEncoder, FakeHead
-from topicserve.accelerator import CPU, CUDA, EncoderChoice
 from topicserve.batcher import ResultRow
 from topicserve.cache.store import LRUStore
 from topicserve.requests import QueuedRequest
 from topicserve.service import InferenceService
 from topicserve.settings import Settings
-from topicserve.worker import (
+from topicserve_worker.accelerator import CPU, CUDA, EncoderChoice
+from topicserve_worker.worker import (
     GPU_ENCODE_BATCH_SIZE,
     Heartbeat,
     Worker,
@@ -91,13 +91,60 @@ def test_malformed_messages_are_left_for_sqs_to_redeliver(sqs: Any, queue: str) 
     assert [m["Body"] for m in again] == ["not json at all"]
 
 
+class Beats:
+    """A heartbeat's ``wait`` that lets ``n`` beats happen, then stops the heartbeat and says so: the test
+    counts beats without a clock."""
+
+    def __init__(self, n: int) -> None:
+        self.left = n
+        self.done = threading.Event()
+
+    def __call__(self, seconds: float) -> bool:
+        if self.left == 0:
+            self.done.set()
+            return True
+        self.left -= 1
+        return False
+
+
 def test_heartbeat_extends_the_visibility_of_a_long_batch(sqs: Any, queue: str) -> None:
     send(sqs, queue, requests(3))
-    messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, VisibilityTimeout=1)["Messages"]
-    with Heartbeat(sqs, queue, [m["ReceiptHandle"] for m in messages], every=0.3, extend=30) as beat:
-        time.sleep(1.5)  # past the original 1 s: without the heartbeat they would be visible again
-        assert sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []) == []
-    assert beat.beats >= 3
+    # visibility 0: the messages are visible again at once, unless a beat extends them
+    messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, VisibilityTimeout=0)["Messages"]
+    beats = Beats(1)
+    with Heartbeat(
+        sqs, queue, [m["ReceiptHandle"] for m in messages], every=0.3, extend=30, wait=beats
+    ) as beat:
+        assert beats.done.wait(timeout=30)
+    assert beat.beats == 1
+    assert sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []) == []
+
+
+def test_a_failed_visibility_extension_is_logged_and_the_heartbeat_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The batch in hand is not given up when SQS refuses an extension: at worst a message is delivered
+    twice, and the next beat extends every receipt again, in chunks of 10."""
+
+    class Refusing:
+        def __init__(self) -> None:
+            self.calls: list[list[str]] = []
+
+        def change_message_visibility_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> None:
+            self.calls.append([e["ReceiptHandle"] for e in Entries])
+            assert all(e["VisibilityTimeout"] == 30 for e in Entries)
+            if len(self.calls) == 1:
+                raise RuntimeError("SQS is down")
+
+    receipts = [f"r{i}" for i in range(25)]
+    sqs, beats = Refusing(), Beats(2)
+    heartbeat = Heartbeat(sqs, "q", receipts, every=1, extend=30, wait=beats)
+    with caplog.at_level("WARNING", logger="topicserve.worker"), heartbeat as beat:
+        assert beats.done.wait(timeout=30)
+    assert beat.beats == 2
+    assert [len(c) for c in sqs.calls] == [10, 10, 5] * 2  # the failed chunk did not stop its beat
+    assert [r for c in sqs.calls[3:] for r in c] == receipts
+    assert [r.getMessage() for r in caplog.records] == ["visibility extension failed"]
 
 
 def test_stop_finishes_the_batch_in_hand_and_receives_nothing_more(sqs: Any, queue: str) -> None:
@@ -118,7 +165,7 @@ def test_stop_finishes_the_batch_in_hand_and_receives_nothing_more(sqs: Any, que
     assert visible(sqs, queue) == 10  # the rest stays queued for the next task
 
 
-# --- the encoder the worker runs (topicserve.accelerator), its settings, its log line and metric ---------
+# --- the encoder the worker runs (topicserve_worker.accelerator), its settings, its log line and metric ---
 
 
 def test_encoder_settings_from_env() -> None:
@@ -208,7 +255,7 @@ def test_main_runs_the_selected_encoder_and_says_so(
     import topicserve.aws
     import topicserve.bootstrap
     from tests.unit.test_encoder import make_encoder_graph, make_tokenizer
-    from topicserve import worker as worker_mod
+    from topicserve_worker import worker as worker_mod
 
     make_encoder_graph(tmp_path / "model.int8.onnx")
     make_tokenizer(tmp_path / "tokenizer.json")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from topicserve.aws import AwsClient, LazyClient, aws_client
+from topicserve.aws import AwsClient, LazyClient
 from topicserve.cache.admission import Doorkeeper, ReadGate
 from topicserve.cache.dynamodb import DynamoDBStore
 from topicserve.cache.store import CacheStore, LRUStore, TieredStore
@@ -189,7 +189,8 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         settings = settings or Settings.from_env()
         seeds = seed_heads(settings.routing_seed, settings.encoder_dir, settings.models)
     with steps.step("clients"):
-        dynamodb = aws_client("dynamodb")
+        # made at first use: a seeded start's first use is the routing read that follows init
+        dynamodb = LazyClient("dynamodb")
         registry = make_registry(settings, dynamodb)
     store = RolloutStore(settings.rollout_table, dynamodb) if settings.rollout_table else None
     recorder = RolloutRecorder(store, flush_seconds=settings.rollout_flush_seconds)
@@ -231,6 +232,7 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         settings, service, time.perf_counter() - started, dynamodb, router, recorder, capture, steps
     )
     after_snapstart_restore(router.expire)
+    router.read_in_background()  # the last step: init is done, the registry read is not part of it
     return runtime
 
 

@@ -256,7 +256,7 @@ class Encoder:
 
         Not what was asked for: onnxruntime-gpu on a machine without a usable GPU creates the session on
         the CPU without an error (``get_available_providers()`` still lists CUDA), so only this tells
-        which device runs the encoder (see :mod:`topicserve.accelerator`).
+        which device runs the encoder (see :mod:`topicserve_worker.accelerator`).
         """
         providers: list[str] = self._session.get_providers()
         return providers

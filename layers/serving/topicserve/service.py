@@ -288,8 +288,15 @@ class InferenceService:
         stats.prediction_misses = len(answering) - stats.prediction_hits
         wanted = {key: [h for h in hs if h not in cached[key]] for key, hs in plan.jobs.items()}
         work = _Work(plan, lookup, cached, wanted)
+        # a text some tree head still has to answer is encoded afresh (topicserve.heads.Head.exact_embeddings)
+        exact = {
+            h
+            for key, hs in wanted.items()
+            if getattr(plan.heads[key][1], "exact_embeddings", False)
+            for h in hs
+        }
         for h, record in records.items():
-            if record is not None and record.embedding is not None:
+            if record is not None and record.embedding is not None and h not in exact:
                 work.embeddings[h] = record.embedding
                 work.from_cache.add(h)
         return work

@@ -14,9 +14,9 @@ import pytest
 from tests.e2e.conftest import LocalCloud
 from tests.e2e.localcloud.conftest import Invocation
 from topicserve.catalogue import MODEL_NAMES
-from topicserve.client import Client
-from topicserve.lambda_config import renew_environments
 from topicserve.requests import QueuedRequest, new_batch_id
+from topicserve_ops.client import Client
+from topicserve_ops.lambda_config import renew_environments
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[3]

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.app.test_app import MODELS
-from topicserve.client import Client
+from topicserve_ops.client import Client
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[3]

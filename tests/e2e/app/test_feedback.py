@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from tests.e2e.app.conftest import labelled_texts
-from topicserve.client import Client, drift_table
 from topicserve.feedback.model import wilson
+from topicserve_ops.client import Client, drift_table
 
 pytestmark = pytest.mark.e2e
 MODEL = "logreg"

@@ -18,7 +18,7 @@ import pytest
 
 from tests.e2e.conftest import LocalCloud
 from topicserve.catalogue import MODEL_NAMES
-from topicserve.client import Client
+from topicserve_ops.client import Client
 
 pytestmark = pytest.mark.e2e
 TEXTS = [

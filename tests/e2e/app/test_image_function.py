@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.app.test_app import TEXTS, api_event, invoke
-from topicserve.lambda_config import renew_environments
+from topicserve_ops.lambda_config import renew_environments
 
 pytestmark = pytest.mark.e2e
 

@@ -20,9 +20,9 @@ import pytest
 
 from tests.e2e.app.conftest import MONITOR_WINDOW_SECONDS
 from tests.e2e.conftest import LocalCloud
-from topicserve.client import Client, drift_table
 from topicserve.monitoring.capture import window_start
 from topicserve.text import normalise
+from topicserve_ops.client import Client, drift_table
 from training import data as data_mod
 from training.common import Settings
 

@@ -5,8 +5,9 @@ renewal anywhere in this module (serving follows the registry within RoutingTtlS
 The candidates are trained here by ``training.candidate`` from the build's cached embeddings: a logreg
 with other settings (good) and one trained on permuted labels (broken). The gate is the sequential one
 (docs/ROLLOUT.md): the good canary is promoted on its disagreement's bound, the broken one rolled back on
-the labels this module feeds back through ``POST /v1/feedback``. The tests run in order and share
-the registry state; the module fixture puts the original production version back at the end.
+the labels its test feeds back through ``POST /v1/feedback``. The tests share the deployed
+stack and its registry, not their state: each starts from the routing the module found (the original
+production version alone, served everywhere), whatever ran before it, and stages its own candidates.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ import pytest
 
 from tests.e2e.app.conftest import ROUTING_TTL_SECONDS, labelled_texts
 from tests.e2e.conftest import LocalCloud
-from topicserve.client import Client
 from topicserve.registry import Registry
 from topicserve.rollout.records import RolloutStore
+from topicserve_ops.client import Client
 from training import candidate
 
 pytestmark = pytest.mark.e2e
@@ -75,9 +76,34 @@ class Rollout:
                 return seen
             time.sleep(0.5)
 
+    def canary(self, params: dict[str, Any], weight: float, reason: str, **kwargs: Any) -> int:
+        """Train and register a candidate, make it the canary at ``weight``, and return once every
+        environment serves it."""
+        version = self.register(params, **kwargs)
+        self.registry.promote(MODEL, version, "canary", weight=weight, reason=reason)
+        self.wait_for(self.texts[:64], lambda seen: any(s == "canary" for _, _, s in seen.values()))
+        time.sleep(SETTLE)  # every environment has it now
+        return version
+
+    def restore(self) -> None:
+        """Back to the routing the module found: no canary or shadow, the original production version,
+        served by every environment (waited for only when something changed)."""
+        routing = self.registry.routing(MODEL, consistent=True)
+        changed = False
+        for version in (routing.canary, routing.shadow):
+            if version is not None:
+                self.registry.promote(MODEL, version, "archived", reason="test cleanup")
+                changed = True
+        if routing.production != self.production:
+            self.registry.promote(MODEL, self.production, reason="test cleanup")
+            changed = True
+        if changed:
+            time.sleep(SETTLE)
+
 
 @pytest.fixture(scope="module")
-def rollout(app_stack: dict[str, Any], localcloud: LocalCloud) -> Iterator[Rollout]:
+def stack_rollout(app_stack: dict[str, Any], localcloud: LocalCloud) -> Iterator[Rollout]:
+    """The clients and texts every test uses (built once: the texts come from the 20NG download)."""
     registry = Registry(
         bucket=app_stack["bucket"],
         table=app_stack["tables"]["registry"],
@@ -99,13 +125,14 @@ def rollout(app_stack: dict[str, Any], localcloud: LocalCloud) -> Iterator[Rollo
     try:
         yield state
     finally:  # whatever happened: no candidate left, the original production back, served again
-        routing = registry.routing(MODEL, consistent=True)
-        for version in (routing.canary, routing.shadow):
-            if version is not None:
-                registry.promote(MODEL, version, "archived", reason="test cleanup")
-        if routing.production != production:
-            registry.promote(MODEL, production, reason="test cleanup")
-        time.sleep(SETTLE)
+        state.restore()
+
+
+@pytest.fixture
+def rollout(stack_rollout: Rollout) -> Rollout:
+    """Each test starts from the original routing, whichever test ran before it (or failed half-way)."""
+    stack_rollout.restore()
+    return stack_rollout
 
 
 def test_shadow_leaves_answers_unchanged_and_records_its_agreement(rollout: Rollout) -> None:
@@ -139,12 +166,7 @@ def test_shadow_leaves_answers_unchanged_and_records_its_agreement(rollout: Roll
 
 
 def test_canary_answers_a_sticky_share(rollout: Rollout) -> None:
-    good = rollout.register({"C": 3.0})
-    rollout.registry.promote(MODEL, good, "canary", weight=0.2, reason="e2e: C=3 canary")
-    probe = rollout.texts[:64]
-    rollout.wait_for(probe, lambda seen: any(s == "canary" for _, _, s in seen.values()))
-    time.sleep(SETTLE)  # every environment has it now
-
+    good = rollout.canary({"C": 3.0}, weight=0.2, reason="e2e: C=3 canary")
     first = rollout.answers(rollout.texts)
     canary = [t for t, (_, v, s) in first.items() if s == "canary"]
     served = Counter((v, s) for _, v, s in first.values())
@@ -179,17 +201,19 @@ def test_canary_answers_a_sticky_share(rollout: Rollout) -> None:
 
 
 def test_the_gate_promotes_a_good_canary_which_then_serves_everything(rollout: Rollout) -> None:
-    good = rollout.registry.routing(MODEL, consistent=True).canary
-    assert good is not None, "needs the canary of the previous test"
+    # its own canary (every registration is a new version): at weight 0.5, 500 texts give ~250
+    # comparisons (~280 with the probes): no label comes back, so it is promoted on the paired
+    # disagreement's upper bound (<= GateMinEffect 0.25 in this stack, tests/e2e/app/conftest.py; ~0.12-0.18
+    # for a C=3 canary that disagrees on 6-10 %) and the error rate's (< 0.05 after ~110 clean attempts)
+    good = rollout.canary({"C": 3.0}, weight=0.5, reason="e2e: C=3 canary for the gate")
+    rollout.answers(rollout.texts[200:700])
     (verdict,) = rollout.gate()
     assert (verdict["action"], verdict["applied"], verdict["to"]) == ("promote", True, "production"), verdict
     assert rollout.registry.resolve(MODEL).version == good
     last = rollout.registry.transitions(MODEL)[-1]
     assert (last.version, last.to_stage, last.actor) == (good, "production", "gate")
-    # no label came back for it: promoted on the paired disagreement's bound (GateMinEffect 0.25 in this
-    # stack, tests/e2e/app/conftest.py), with the test's record (estimate, bounds, sample size)
     assert "disagreement" in last.reason and '"test":"disagreement"' in last.reason, last.reason
-    assert verdict["test"]["decision"] == "promote"
+    assert verdict["test"]["decision"] == "promote"  # the test's record: estimate, bounds, sample size
 
     texts = rollout.texts[:128]
     seen = rollout.wait_for(
@@ -200,11 +224,7 @@ def test_the_gate_promotes_a_good_canary_which_then_serves_everything(rollout: R
 
 def test_the_gate_rolls_back_a_broken_canary_and_production_is_unaffected(rollout: Rollout) -> None:
     production = rollout.registry.resolve(MODEL).version
-    broken = rollout.register({"C": 3.0}, permute_seed=11)
-    rollout.registry.promote(MODEL, broken, "canary", weight=0.5, reason="e2e: permuted labels")
-    probe = rollout.texts[:64]
-    rollout.wait_for(probe, lambda seen: any(s == "canary" for _, _, s in seen.values()))
-    time.sleep(SETTLE)
+    broken = rollout.canary({"C": 3.0}, weight=0.5, reason="e2e: permuted labels", permute_seed=11)
     # without labels nothing proves it worse (disagreement alone never rolls back): it waits
     assert rollout.gate()[0]["action"] == "wait"
     served = rollout.texts[200:700]

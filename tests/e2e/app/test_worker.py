@@ -22,7 +22,7 @@ import pytest
 
 from tests.e2e.app.test_app import MODELS, TEXTS, wait_for
 from tests.e2e.conftest import LocalCloud
-from topicserve.client import Client
+from topicserve_ops.client import Client
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[3]
@@ -30,7 +30,7 @@ ENCODER_DIR = REPO / "build" / "layers" / "encoder-int8" / "python" / "topicserv
 
 
 class WorkerProcess:
-    """``python -m topicserve.worker`` (the GPU image's entrypoint; ``topicserve-worker`` is the same
+    """``python -m topicserve_worker.worker`` (the GPU image's entrypoint; ``topicserve-worker`` is the same
     ``main``) in its own process group, with the batcher's settings; always stopped by its PID."""
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
@@ -40,7 +40,7 @@ class WorkerProcess:
     def start(self) -> None:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "topicserve.worker"],
+                [sys.executable, "-m", "topicserve_worker.worker"],
                 cwd=REPO,
                 env=self.env,
                 stdout=out,

@@ -27,8 +27,8 @@ from infra.localstack.executor.localcloud_executor.layout import BOOTSTRAP_SCRIP
 from infra.localstack.executor.localcloud_executor.proctree import argv, descendants
 from tests.e2e.app.conftest import deploy_app
 from tests.e2e.conftest import LocalCloud
-from topicserve.client import Client
-from topicserve.lambda_config import GENERATION, environment, update_environment
+from topicserve_ops.client import Client
+from topicserve_ops.lambda_config import GENERATION, environment, update_environment
 
 STACK_NAME = "topicserve-rel"
 RELIABILITY_PARAMS = {
@@ -105,13 +105,20 @@ CRASH = re.compile(r"Runtime\.ExitError|Sandbox\.Timedout|Task timed out|Status:
 
 
 def crashes(localcloud: LocalCloud, functions: list[str], since_ms: int) -> list[str]:
-    """Log lines of crashed environments (exit, timeout, unhandled exception) of these functions."""
-    return [
-        f"{name}: {line.strip()[:200]}"
-        for name in functions
-        for line in log_events(localcloud, name, since_ms)
-        if CRASH.search(line)
-    ]
+    """Log lines of crashed environments (exit, timeout, unhandled exception) of these functions.
+
+    Fails when a function's log holds no REPORT line since ``since_ms`` (its log group missing, or nothing
+    ran): a scan that read nothing is no evidence that nothing crashed. Callers scan functions they made
+    run in that window."""
+    found: list[str] = []
+    unread: list[str] = []
+    for name in functions:
+        lines = log_events(localcloud, name, since_ms)
+        if not any("REPORT RequestId:" in line for line in lines):
+            unread.append(name)
+        found += [f"{name}: {line.strip()[:200]}" for line in lines if CRASH.search(line)]
+    assert not unread, f"the crash scan found no REPORT line since {since_ms} (no log group?) of {unread}"
+    return found
 
 
 def json_logs(lines: list[str]) -> list[dict[str, Any]]:

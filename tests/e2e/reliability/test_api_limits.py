@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from tests.e2e.conftest import LocalCloud
-from topicserve.client import Client
 from topicserve.settings import Settings
+from topicserve_ops.client import Client
 
 pytestmark = pytest.mark.e2e
 

@@ -3,8 +3,10 @@
 * DynamoDB caches unavailable (both cache tables deleted): predictions and SQS results are still served,
   without the cache, with a warning log and the CacheErrors metric; the tables come back afterwards.
   (Throttling cannot be provoked in DynamoDB Local: tests/unit/test_reliability.py covers it.)
-* S3 unavailable at a cold start (the function's S3 endpoint pointed at a closed port): the cold start fails
-  with an error that names the artifact it could not fetch; when S3 returns, the next cold start serves.
+* The registry unreachable at a cold start (its table's and bucket's endpoints pointed at a closed port): the
+  deploy's production head, shipped with the function, serves, and a log line says so.
+* S3 unavailable at a cold start without that seed: the cold start fails with an error that names the
+  artifact it could not fetch; when S3 returns, the next cold start serves.
 * A registry version whose artifact fails its sha256 check is promoted: it is refused, and the previous
   production version keeps serving.
 """
@@ -23,8 +25,9 @@ import pytest
 from tests.e2e.app.test_app import api_event, invoke
 from tests.e2e.conftest import LocalCloud
 from tests.e2e.reliability.conftest import json_logs, log_events
-from topicserve.client import Client
 from topicserve.requests import QueuedRequest
+from topicserve_ops.client import Client
+from topicserve_ops.lambda_config import environment
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[3]
@@ -83,14 +86,42 @@ def test_predictions_are_served_without_the_dynamodb_caches(
     assert status == 200 and body["predictions"][0]["cached"]["prediction"] is False
 
 
-def test_s3_outage_at_cold_start_fails_clearly_and_recovers(
+def test_a_cold_start_serves_the_deploys_head_with_the_registry_unreachable(
+    rel_stack: dict[str, Any],
+    lam: Any,
+    localcloud: LocalCloud,
+    function_env: Callable[[str, dict[str, str | None]], None],
+) -> None:
+    name = rel_stack["functions"]["predict"]["hgb"]
+    seed = json.loads(environment(lam, name)["ROUTING_SEED"])  # what the deploy shipped with the function
+    event = api_event("/v1/predict/hgb", {"text": "Which monitor cable do I need?"})
+    since_ms = int(time.time() * 1000) - 1000
+    # the registry (its table and its bucket) out of reach: a new environment, a cold start
+    function_env(name, {"AWS_ENDPOINT_URL_S3": CLOSED_PORT, "AWS_ENDPOINT_URL_DYNAMODB": CLOSED_PORT})
+    served = invoke(lam, name, event)
+    assert served.function_error is None and served.payload["statusCode"] == 200, served.payload
+    assert served.init_duration_ms is not None
+    assert json.loads(served.payload["body"])["model_version"] == str(seed["hgb"][0])
+    time.sleep(2)
+    said = [
+        r
+        for r in json_logs(log_events(localcloud, name, since_ms))
+        if "registry unreachable" in r.get("message", "")
+    ]
+    assert said and "seed" in said[0]["message"], (
+        "no log line says the deploy's head serves without the registry"
+    )
+
+
+def test_s3_outage_at_an_unseeded_cold_start_fails_clearly_and_recovers(
     rel_stack: dict[str, Any],
     lam: Any,
     function_env: Callable[[str, dict[str, str | None]], None],
 ) -> None:
     name = rel_stack["functions"]["predict"]["hgb"]
     event = api_event("/v1/predict/hgb", {"text": "Which monitor cable do I need?"})
-    function_env(name, {"AWS_ENDPOINT_URL_S3": CLOSED_PORT})  # a new environment: a cold start
+    # no seed (a head changed since the deploy, or a deploy without one): the head must come from S3
+    function_env(name, {"AWS_ENDPOINT_URL_S3": CLOSED_PORT, "ROUTING_SEED": None})
     started = time.monotonic()
     failed = invoke(lam, name, event)
     failed_s = time.monotonic() - started
@@ -108,8 +139,8 @@ def test_s3_outage_at_cold_start_fails_clearly_and_recovers(
 def test_a_tampered_artifact_is_refused_and_the_previous_version_serves(
     rel_stack: dict[str, Any], rel_client: Client, localcloud: LocalCloud, lam: Any
 ) -> None:
-    from topicserve.lambda_config import renew_environments
     from topicserve.registry.store import Registry
+    from topicserve_ops.lambda_config import renew_environments
 
     function = rel_stack["functions"]["predict"]["logreg"]
     s3 = localcloud.client("s3")

@@ -292,3 +292,7 @@ def test_every_request_is_answered_once_or_dead_lettered(
         statuses[r]["status"] == "ok" and set(statuses[r]["models"]) == set(MODELS) for r in answered_valid
     )
     assert external_kills, "no batcher environment was killed from outside: the run proved nothing"
+    chaos_events = counts["chaos_failures"] + counts["chaos_kills"]
+    assert chaos_events, "the chaos switch never failed nor killed a batch: the run proved nothing about it"
+    if len(processed) + chaos_events >= 70:  # each write rolls 10 % + 10 %: none of one kind is < 0.1 %
+        assert counts["chaos_failures"] and counts["chaos_kills"], "one kind of chaos never happened"

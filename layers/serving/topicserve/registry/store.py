@@ -1,4 +1,5 @@
-"""The registry's S3 + DynamoDB adapter.
+"""The registry's S3 + DynamoDB adapter: it reads, serialises and commits; the stage rules (what each
+transition changes, its guards, what it archives, its history entries) are :mod:`topicserve.registry.rules`.
 
 Table layout (partition key ``name`` S, sort key ``version`` N):
 
@@ -12,15 +13,14 @@ Table layout (partition key ``name`` S, sort key ``version`` N):
 * ``version >= 1`` are the versions: ``stage`` (the only mutable attribute) and ``doc``, the immutable
   JSON record (:class:`~topicserve.registry.model.ModelVersion`).
 
-Every stage change is one DynamoDB transaction that moves the head item's pointers (under a condition on
-the ``rev`` it read), marks the versions that change stage and appends to the history, so two racing
-changes cannot leave two versions in one stage.
+Every stage change is one DynamoDB transaction that writes a :class:`~topicserve.registry.rules.Decision`:
+it moves the head item's pointers (under a condition on the ``rev`` it was decided on), marks the versions
+that change stage and appends to the history, so two racing changes cannot leave two versions in one stage.
 """
 
 from __future__ import annotations
 
 import builtins  # `list` in the body of Registry is its method: annotations there say builtins.list
-import dataclasses
 import datetime as dt
 import hashlib
 import os
@@ -32,7 +32,9 @@ from typing import Any
 from topicserve.aws import AwsClient, aws_client
 from topicserve.dynamo import pages
 from topicserve.errors import ArtifactError, ChecksumMismatchError, RegistryError
+from topicserve.registry import rules
 from topicserve.registry.model import Lineage, ModelVersion, Routing, Stage, Transition
+from topicserve.registry.rules import Decision, HeadValue
 
 HEAD = 0
 _CHUNK = 1 << 20
@@ -99,8 +101,7 @@ class Registry:
         path = Path(artifact)
         if not path.is_file():
             raise ArtifactError(f"artifact {path} does not exist")
-        if not name or "/" in name:
-            raise RegistryError(f"invalid model name {name!r}")
+        rules.check_name(name)
         digest = sha256_file(path)
         response = self.ddb.update_item(
             TableName=self.table,
@@ -110,9 +111,7 @@ class Registry:
             ReturnValues="ALL_NEW",
         )
         version = int(response["Attributes"]["latest"]["N"])
-        lineage = lineage or Lineage()
-        if lineage.parent_version is None and version > 1:
-            lineage = dataclasses.replace(lineage, parent_version=version - 1)
+        lineage = rules.next_lineage(lineage, version)
         key = f"{self.prefix}/{name}/{version}/{path.name}"
         self.s3.upload_file(str(path), self.bucket, key, ExtraArgs={"Metadata": {"sha256": digest}})
         record = ModelVersion(
@@ -154,13 +153,8 @@ class Registry:
         actor: str = "cli",
         expect_rev: int | None = None,
     ) -> ModelVersion:
-        """Move a version to a stage, in one transaction with every side effect, recorded in the history.
-
-        * production: the previous production version is archived;
-        * shadow / canary (``weight`` in (0, 1] for a canary): the version that held that stage is
-          archived; a canary whose version is already the canary only changes its weight;
-        * any stage: a version leaving the canary or shadow stage frees it. A production version cannot be
-          moved aside directly (promote another version, or roll back).
+        """Move a version to a stage, in one transaction with every side effect, recorded in the history
+        (:func:`topicserve.registry.rules.promote` says what changes).
 
         ``expect_rev`` makes the change conditional on nothing else having changed the model since the
         caller read its routing (the gate uses it, so it never acts on a decision made on stale state).
@@ -168,44 +162,20 @@ class Registry:
         stage = Stage.parse(stage) if isinstance(stage, str) else stage
         record = self.show(name, version)
         routing = self.routing(name, consistent=True)
-        if expect_rev is not None and routing.rev != expect_rev:
-            raise RegistryError(
-                f"{name} changed since revision {expect_rev} (now {routing.rev}); read it again"
-            )
-        change = _Change(routing)
-        if stage is Stage.PRODUCTION:
-            if routing.production == version:
-                return record
-            change.vacate(version)
-            if routing.production is not None:
-                change.stages[routing.production] = Stage.ARCHIVED
-            change.sets["production"] = {"N": str(version)}
-            change.sets["history"] = {"L": [{"N": str(v)} for v in (*routing.history, version)]}
-        elif stage in (Stage.SHADOW, Stage.CANARY):
-            if routing.production == version:
-                raise RegistryError(f"{name} v{version} is in production: it cannot also be a {stage.value}")
-            slot = stage.value
-            holder = routing.canary if stage is Stage.CANARY else routing.shadow
-            if stage is Stage.CANARY:
-                weight = _check_weight(weight)
-                change.sets["canary_weight"] = {"N": repr(weight)}
-            if holder == version:
-                if stage is Stage.SHADOW or weight == routing.canary_weight:
-                    return record
-            else:
-                change.vacate(version)
-                if holder is not None:
-                    change.stages[holder] = Stage.ARCHIVED
-                change.sets[slot] = {"N": str(version)}
-                change.sets[f"{slot}_rev"] = {"N": str(routing.rev + 1)}
-        else:
-            if routing.production == version:
-                raise RegistryError(
-                    f"{name} v{version} is in production: promote another version (or roll back) first"
-                )
-            change.vacate(version)
-        change.stages[version] = stage
-        self._commit(name, change, {version: record.stage}, reason=reason, actor=actor, weight=weight)
+        decision = rules.promote(
+            routing,
+            version,
+            record.stage,
+            stage,
+            at=_now(),
+            weight=weight,
+            reason=reason,
+            actor=actor,
+            expect_rev=expect_rev,
+        )
+        if decision is None:
+            return record
+        self._commit(decision)
         return self.show(name, version)
 
     def rollback(
@@ -215,23 +185,15 @@ class Registry:
         production version untouched); with neither, or with ``production``, put back the version that
         was in production before the current one. Returns the version serving production afterwards."""
         routing = self.routing(name, consistent=True)
-        candidate = routing.canary if routing.canary is not None else routing.shadow
-        if candidate is not None and not production:
-            self.promote(name, candidate, Stage.ARCHIVED, reason=reason or "rolled back", actor=actor)
+        version, stage = rules.rollback_target(routing, production=production)
+        if stage is Stage.ARCHIVED:
+            self.promote(name, version, Stage.ARCHIVED, reason=reason or rules.ROLLED_BACK, actor=actor)
             return self.resolve(name)
-        history = routing.history
-        if routing.production is None or len(history) < 2:
-            raise RegistryError(f"{name} has no earlier production version to roll back to")
-        previous = history[-2]
-        change = _Change(routing)
-        change.vacate(previous)
-        change.stages[routing.production] = Stage.ARCHIVED
-        change.stages[previous] = Stage.PRODUCTION
-        change.sets["production"] = {"N": str(previous)}
-        change.sets["history"] = {"L": [{"N": str(v)} for v in history[:-1]]}
-        before = {previous: self.show(name, previous).stage}
-        self._commit(name, change, before, reason=reason or "production rolled back", actor=actor)
-        return self.show(name, previous)
+        decision = rules.restore_production(
+            routing, self.show(name, version).stage, at=_now(), reason=reason, actor=actor
+        )
+        self._commit(decision)
+        return self.show(name, version)
 
     # -- reads ---------------------------------------------------------------------------------------
     def names(self) -> list[str]:
@@ -269,7 +231,7 @@ class Registry:
     def resolve(self, name: str, stage: Stage | str = Stage.PRODUCTION) -> ModelVersion:
         """The version of ``name`` at ``stage`` (for staging/none/archived: the newest one there)."""
         stage = Stage.parse(stage) if isinstance(stage, str) else stage
-        if stage in _POINTED:
+        if stage in rules.POINTED:
             pointer = getattr(self.routing(name, consistent=True), stage.value)
             if pointer is None:
                 raise RegistryError(f"{name} has no {stage.value} version")
@@ -368,38 +330,16 @@ class Registry:
     def _record(self, item: dict[str, Any]) -> ModelVersion:
         return ModelVersion.from_document(item["doc"]["S"], stage=item["stage"]["S"])
 
-    def _commit(
-        self,
-        name: str,
-        change: _Change,
-        before: dict[int, Stage],
-        *,
-        reason: str,
-        actor: str,
-        weight: float | None = None,
-    ) -> None:
-        """One transaction: the head item (pointers, ``rev`` + 1 under a condition on the ``rev`` read,
-        the history appended) and the stage of every version that changes, so racing writers cannot
-        leave two versions in one stage: the loser gets a clear error and reads again."""
-        routing = change.routing
-        at = _now()
-        old = {**routing.stage_of(), **before}
-        log = [
-            Transition(
-                at=at,
-                version=v,
-                from_stage=old.get(v, Stage.NONE).value,
-                to_stage=stage.value,
-                reason=reason if v in before else f"{reason} (side effect)".strip(),
-                actor=actor,
-                weight=weight if stage is Stage.CANARY else None,
-            )
-            for v, stage in change.stages.items()
-        ]
+    def _commit(self, decision: Decision) -> None:
+        """One transaction: the head item (pointers, ``rev`` + 1 under a condition on the ``rev`` the
+        decision was made on, the history appended) and the stage of every version that changes, so
+        racing writers cannot leave two versions in one stage: the loser gets a clear error and reads
+        again."""
+        name, rev = decision.model, decision.rev
         values: dict[str, Any] = {
-            ":rev": {"N": str(routing.rev)},
-            ":next": {"N": str(routing.rev + 1)},
-            ":log": {"L": [{"S": t.to_document()} for t in log]},
+            ":rev": {"N": str(rev)},
+            ":next": {"N": str(rev + 1)},
+            ":log": {"L": [{"S": t.to_document()} for t in decision.history]},
             ":empty": {"L": []},
         }
         names = {"#rev": "rev", "#transitions": "transitions"}
@@ -407,16 +347,15 @@ class Registry:
             "#rev = :next",
             "#transitions = list_append(if_not_exists(#transitions, :empty), :log)",
         ]
-        for i, (attribute, value) in enumerate(change.sets.items()):
+        for i, (attribute, value) in enumerate(decision.sets.items()):
             names[f"#a{i}"] = attribute
-            values[f":a{i}"] = value
+            values[f":a{i}"] = _attribute(value)
             assignments.append(f"#a{i} = :a{i}")
-        removes = [a for a in dict.fromkeys(change.removes) if a not in change.sets]
-        for i, attribute in enumerate(removes):
+        for i, attribute in enumerate(decision.removes):
             names[f"#r{i}"] = attribute
         expression = "SET " + ", ".join(assignments)
-        if removes:
-            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removes)))
+        if decision.removes:
+            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(decision.removes)))
         items: list[dict[str, Any]] = [
             {
                 "Update": {
@@ -424,13 +363,13 @@ class Registry:
                     "Key": self._key(name, HEAD),
                     "UpdateExpression": expression,
                     "ConditionExpression": "attribute_exists(latest) AND "
-                    + ("(attribute_not_exists(#rev) OR #rev = :rev)" if routing.rev == 0 else "#rev = :rev"),
+                    + ("(attribute_not_exists(#rev) OR #rev = :rev)" if rev == 0 else "#rev = :rev"),
                     "ExpressionAttributeNames": names,
                     "ExpressionAttributeValues": values,
                 }
             }
         ]
-        for version, stage in change.stages.items():
+        for version, stage in decision.stages.items():
             items.append(
                 {
                     "Update": {
@@ -451,7 +390,14 @@ class Registry:
             ) from exc
 
 
-_POINTED = (Stage.PRODUCTION, Stage.CANARY, Stage.SHADOW)
+def _attribute(value: HeadValue) -> dict[str, Any]:
+    """A head item value in DynamoDB's wire format: a number (a float as its repr: exact), or the
+    production history, a list of numbers."""
+    if isinstance(value, tuple):
+        return {"L": [{"N": str(v)} for v in value]}
+    return {"N": repr(value) if isinstance(value, float) else str(value)}
+
+
 _ROUTING_ATTRIBUTES = (
     "name",
     "production",
@@ -484,29 +430,6 @@ def _routing(item: dict[str, Any]) -> Routing:
         shadow_rev=number("shadow_rev") or 0,
         history=tuple(int(v["N"]) for v in item.get("history", {}).get("L", [])),
     )
-
-
-def _check_weight(weight: float | None) -> float:
-    if weight is None or not 0.0 < weight <= 1.0:
-        raise RegistryError(f"a canary needs a traffic weight in (0, 1], got {weight!r}")
-    return float(weight)
-
-
-class _Change:
-    """The pointer and stage changes of one transition, before they are written."""
-
-    def __init__(self, routing: Routing) -> None:
-        self.routing = routing
-        self.sets: dict[str, Any] = {}
-        self.removes: builtins.list[str] = []
-        self.stages: dict[int, Stage] = {}
-
-    def vacate(self, version: int) -> None:
-        """``version`` leaves the canary or shadow stage it holds (if any)."""
-        if version == self.routing.canary:
-            self.removes += ["canary", "canary_weight", "canary_rev"]
-        if version == self.routing.shadow:
-            self.removes += ["shadow", "shadow_rev"]
 
 
 def _parse_s3_uri(uri: str) -> tuple[str, str]:

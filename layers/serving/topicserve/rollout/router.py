@@ -75,20 +75,16 @@ class Router:
         """Load what answers requests and raise if a model has no production head that passes its sha256
         check (the environment cannot serve it).
 
-        With a seed for every model (the deploy's production heads, :mod:`topicserve.rollout.seed`), the
-        seeds are loaded and the registry is read in the background: init makes no round trip, and the first
-        request applies what the read found. Otherwise the routing is read now and production and canary
-        heads are loaded concurrently (the shadow keeps loading in the background)."""
-        if seeds and all(m in seeds for m in self.models):
-            self._reading = self.executor.submit(self.registry.routings, self.models)
-            self._next_refresh = self.clock() + self.ttl
-            if self._load_seeds(seeds):
-                self._rebuild()
-                return
-            reading, self._reading = self._reading, None
-            self._apply(reading.result(), fail=True)
-        else:
-            self._refresh(self.clock(), fail=True)
+        With a seed for every model (the deploy's production heads, :mod:`topicserve.rollout.seed`), only the
+        seeds are loaded: init makes no round trip. The registry is read right after init
+        (:meth:`read_in_background`) or else by the first request, which applies what the read found.
+        Otherwise the routing is read now and production and canary heads are loaded concurrently (the
+        shadow keeps loading in the background)."""
+        if seeds and all(m in seeds for m in self.models) and self._load_seeds(seeds):
+            self._next_refresh = float("-inf")  # the first request reads the routing, if nothing did before
+            self._rebuild()
+            return
+        self._refresh(self.clock(), fail=True)
         needed = [
             f
             for (model, version), f in self.pending.items()
@@ -118,6 +114,14 @@ class Router:
             self.desired[model] = Routing(model=model, production=seed.version)
             self.loaded[(model, seed.version)] = head
         return not refused
+
+    def read_in_background(self) -> None:
+        """Start the routing read a seeded start leaves for after init: it (and the AWS client it builds)
+        runs while the runtime fetches the first event, and the first request waits for it at most
+        ``load_wait_seconds``, so a rollout made since the deploy still decides what that request gets."""
+        if self._reading is None and self._next_refresh == float("-inf"):
+            self._reading = self.executor.submit(self.registry.routings, self.models)
+            self._next_refresh = self.clock() + self.ttl
 
     def expire(self) -> None:
         """Make the next request re-read the routing, whatever its age (after a SnapStart restore the

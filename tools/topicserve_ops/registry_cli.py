@@ -137,12 +137,23 @@ def _fill_from_stack(args: argparse.Namespace) -> None:
             os.environ.setdefault(key, value)
 
 
-def run(argv: Sequence[str] | None = None) -> Any:
-    args = _parser().parse_args(argv)
+def _registry(args: argparse.Namespace) -> Registry:
     _fill_from_stack(args)
     if not args.bucket or not args.table:
         raise TopicServeError("set --bucket/--table or REGISTRY_BUCKET/REGISTRY_TABLE")
-    registry = Registry(bucket=args.bucket, table=args.table)
+    return Registry(bucket=args.bucket, table=args.table)
+
+
+def open_registry(stack: str | os.PathLike[str] = "build/stack.json") -> Registry:
+    """The registry this command would use, for scripts (``training.candidate --register``): bucket and
+    table from REGISTRY_BUCKET / REGISTRY_TABLE, else from the deployed stack's outputs, which also point
+    boto3 at the local cloud. Raises :class:`TopicServeError` when neither says."""
+    return _registry(_parser().parse_args(["--stack", os.fspath(stack), "list"]))
+
+
+def run(argv: Sequence[str] | None = None) -> Any:
+    args = _parser().parse_args(argv)
+    registry = _registry(args)
     match args.command:
         case "register":
             return registry.register(

@@ -16,10 +16,11 @@ results match the Lambda path. Around that:
   then exits; killed outright, nothing was deleted that was not answered, and results are keyed by
   request id (or chunk), so a redelivered message overwrites its own result (answered once, as the batcher).
 
-The encoder is chosen at start (:mod:`topicserve.accelerator`): fp16 on CUDA where a GPU is usable, else the
-CPU INT8 encoder, the Lambda path's. The worker logs which provider and precision run and emits it as the
-metric ``WorkerEncoderOnGpu`` (1/0, dimension ``Provider``), so a GPU task that silently fell back to its
-CPU is visible, not only slow. On a GPU the encoder gets larger sub-batches (``WORKER_ENCODE_BATCH_SIZE``).
+The encoder is chosen at start (:mod:`topicserve_worker.accelerator`): fp16 on CUDA where a GPU is usable,
+else the CPU INT8 encoder, the Lambda path's. The worker logs which provider and precision run and emits it
+as the metric ``WorkerEncoderOnGpu`` (1/0, dimension ``Provider``), so a GPU task that silently fell back to
+its CPU is visible, not only slow. On a GPU the encoder gets larger sub-batches
+(``WORKER_ENCODE_BATCH_SIZE``).
 """
 
 from __future__ import annotations
@@ -33,15 +34,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from topicserve.accelerator import MODES, EncoderChoice, Mode, parse_mode
 from topicserve.aws import AwsClient
 from topicserve.batcher import BatchOutcome, Stored, process_records
 from topicserve.protocols import EncoderLike
 from topicserve.service import InferenceService
 from topicserve.settings import Settings
+from topicserve_worker.accelerator import MODES, EncoderChoice, Mode, parse_mode
 
-# not __name__: run as ``python -m topicserve.worker`` (the GPU image's entrypoint) that is "__main__",
-# outside the "topicserve" logger tree that make_logger gives its JSON format
+# not __name__ ("__main__" when run as ``python -m topicserve_worker.worker``, the GPU image's entrypoint, and
+# outside "topicserve" either way): make_logger gives the "topicserve" logger tree its JSON format
 logger = logging.getLogger("topicserve.worker")
 
 SQS_MAX = 10  # messages per ReceiveMessage / DeleteMessageBatch / ChangeMessageVisibilityBatch call
@@ -78,15 +79,27 @@ class WorkerSettings:
 
 
 class Heartbeat:
-    """Extends the visibility of the messages in hand every ``every`` seconds until stopped."""
+    """Extends the visibility of the messages in hand every ``every`` seconds until stopped.
+
+    ``wait(seconds)`` sleeps between beats and says whether to stop (default: the stop event's own
+    ``wait``); tests pass one that returns when they say, so that they count beats without a clock.
+    """
 
     def __init__(
-        self, sqs: AwsClient, queue_url: str, receipts: Sequence[str], *, every: float, extend: int
+        self,
+        sqs: AwsClient,
+        queue_url: str,
+        receipts: Sequence[str],
+        *,
+        every: float,
+        extend: int,
+        wait: Callable[[float], bool] | None = None,
     ) -> None:
         self.sqs, self.queue_url, self.receipts = sqs, queue_url, list(receipts)
         self.every, self.extend = every, extend
         self.beats = 0
         self._stop = threading.Event()
+        self._wait = wait or self._stop.wait
         self._thread = threading.Thread(target=self._run, name="visibility-heartbeat", daemon=True)
 
     def __enter__(self) -> Heartbeat:
@@ -98,7 +111,7 @@ class Heartbeat:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.every):
+        while not self._wait(self.every):
             for start in range(0, len(self.receipts), SQS_MAX):
                 entries = [
                     {"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": self.extend}
@@ -276,13 +289,13 @@ def report_encoder(choice: EncoderChoice, batch_size: int, service_name: str = "
 
 def main() -> int:
     """``topicserve-worker``: the same runtime as the batcher (registry routing, caches, results), run as a
-    long-lived process until SIGTERM, with the encoder :mod:`topicserve.accelerator` picks."""
-    from topicserve.accelerator import select_encoder
+    long-lived process until SIGTERM, with the encoder :mod:`topicserve_worker.accelerator` picks."""
     from topicserve.aws import aws_client
     from topicserve.bootstrap import build_runtime
     from topicserve.encoder import Encoder
     from topicserve.observability import make_logger
     from topicserve.results import ResultsStore
+    from topicserve_worker.accelerator import select_encoder
 
     make_logger("worker")
     settings = Settings.from_env()
