@@ -178,16 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     params = dict(p.split("=", 1) for p in args.param)
-    feedback = None
+    extra: dict[str, Any] = {}
     if args.with_feedback:
         from training.feedback import archived_labels
 
-        feedback = archived_labels(STACK_JSON)
+        extra["feedback"] = archived_labels(STACK_JSON)
     entry = train(
-        args.name,
-        {k: _value(v) for k, v in params.items()},
-        permute_seed=args.permute_labels,
-        feedback=feedback,
+        args.name, {k: _value(v) for k, v in params.items()}, permute_seed=args.permute_labels, **extra
     )
     out: dict[str, Any] = {"path": rel(entry["path"]), "sha256": entry["sha256"], "metrics": entry["metrics"]}
     if args.register:

@@ -48,10 +48,10 @@ from topicserve.feedback.model import (
     served_from_result,
 )
 from topicserve.feedback.quality import quality_report, references_from_metrics
-from topicserve.monitoring.capture import window_start
 from topicserve.requests import NothingValidError, Rejected
 from topicserve.results import META, expand_items
 from topicserve.rollout.records import RolloutStore
+from topicserve.windows import window_start
 
 logger = logging.getLogger(__name__)
 

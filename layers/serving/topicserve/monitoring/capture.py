@@ -23,7 +23,6 @@ Table layout (``MonitorTable``: partition key ``pk`` S, sort key ``sk`` S, TTL `
 
 from __future__ import annotations
 
-import datetime as dt
 import heapq
 import logging
 import math
@@ -40,6 +39,7 @@ from topicserve.feedback.ledger import ServedLedger
 from topicserve.monitoring.drift import histogram
 from topicserve.rollout.routing import share
 from topicserve.rollout.tally import Observation
+from topicserve.windows import window_start as window_start  # re-exported: its callers import it from here
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +57,6 @@ def encode_vector(vector: np.ndarray) -> bytes:
 
 def decode_vector(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype=_VECTOR)
-
-
-def window_start(timestamp: float, seconds: int) -> str:
-    """The window holding ``timestamp``, as the ISO time (UTC) it starts at."""
-    start = int(timestamp // seconds * seconds)
-    return dt.datetime.fromtimestamp(start, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
