@@ -5,9 +5,11 @@ subset and labels; nothing is re-encoded when the build's embedding cache is the
 hyperparameters changed by ``--param``, exports it with the build's own exporter, measures its test
 accuracy, and with ``--register`` records it in the stack's registry (``build/stack.json``) as the next
 version, with lineage and, with ``--stage``, straight into shadow or canary. ``--permute-labels SEED``
-trains on shuffled labels: a deliberately broken version, to watch a gate roll it back.
+trains on shuffled labels: a deliberately broken version, to watch a gate roll it back. ``--with-feedback``
+adds the texts labelled through ``POST /v1/feedback`` to the training set (``training.feedback``).
 
     python -m training.candidate logreg --param C=0.1 --register --stage shadow
+    python -m training.candidate logreg --with-feedback --register --stage shadow
 """
 
 from __future__ import annotations
@@ -37,8 +39,15 @@ def _value(raw: str) -> Any:
         return raw
 
 
-def train(name: str, params: dict[str, Any], *, permute_seed: int | None = None) -> dict[str, Any]:
-    """Fit, export and evaluate one candidate; returns its manifest-like entry."""
+def train(
+    name: str,
+    params: dict[str, Any],
+    *,
+    permute_seed: int | None = None,
+    feedback: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Fit, export and evaluate one candidate; returns its manifest-like entry. ``feedback`` (text ->
+    label, :func:`training.feedback.archived_labels`) is added to the training set."""
     from topicserve.encoder import Encoder
     from training import data as data_mod
     from training import embed
@@ -64,6 +73,15 @@ def train(name: str, params: dict[str, Any], *, permute_seed: int | None = None)
             encoder, enc_entry["sha256"], split, part.texts, part.index, ds.subset, ds.pkz_sha256
         )
     y = ds.train.y
+    added = 0
+    if feedback:
+        from training.feedback import feedback_rows
+
+        texts, labels = feedback_rows(feedback, manifest["labels"], ds.test.texts)
+        if texts:
+            arrays["train"] = np.vstack([arrays["train"], encoder.encode(texts)])
+            y, added = np.concatenate([y, labels]), len(texts)
+        log.info("[%s] %d labelled feedback texts added to the training set", name, added)
     if permute_seed is not None:
         y = np.random.default_rng(permute_seed).permutation(y)
     hyper = {**manifest["heads"][name].get("hyperparameters", {}), **params}
@@ -76,6 +94,7 @@ def train(name: str, params: dict[str, Any], *, permute_seed: int | None = None)
     model = FIT[name](arrays["train"], y, hyper)
     OUT.mkdir(parents=True, exist_ok=True)
     tag = "-".join(f"{k}{v}" for k, v in sorted(params.items())) or "refit"
+    tag += f"-feedback{added}" if feedback else ""
     path = OUT / f"{name}-{tag}{'-permuted' if permute_seed is not None else ''}.onnx"
     if name == "rf":
         export_rf(model, path, hyper.get("onnx_format", "treeensemble"))
@@ -103,6 +122,7 @@ def train(name: str, params: dict[str, Any], *, permute_seed: int | None = None)
             "sha256": enc_entry["sha256"],
         },
         "permuted_labels": permute_seed is not None,
+        "feedback_texts": added,
     }
 
 
@@ -144,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--permute-labels", type=int, metavar="SEED", help="train on shuffled labels (broken)"
     )
+    parser.add_argument(
+        "--with-feedback",
+        action="store_true",
+        help="add the texts labelled through POST /v1/feedback (the stack's archive) to the training set",
+    )
     parser.add_argument("--register", action="store_true", help="register it in build/stack.json's registry")
     parser.add_argument(
         "--stage", choices=["shadow", "canary", "staging"], help="with --register: stage to enter"
@@ -153,7 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     params = dict(p.split("=", 1) for p in args.param)
-    entry = train(args.name, {k: _value(v) for k, v in params.items()}, permute_seed=args.permute_labels)
+    extra: dict[str, Any] = {}
+    if args.with_feedback:
+        from training.feedback import archived_labels
+
+        extra["feedback"] = archived_labels(STACK_JSON)
+    entry = train(
+        args.name, {k: _value(v) for k, v in params.items()}, permute_seed=args.permute_labels, **extra
+    )
     out: dict[str, Any] = {"path": rel(entry["path"]), "sha256": entry["sha256"], "metrics": entry["metrics"]}
     if args.register:
         from topicserve.errors import TopicServeError

@@ -1,4 +1,5 @@
-"""The API's light routes: batches (enqueue to SQS, read results), the registry view, health.
+"""The API's light routes: batches (enqueue to SQS, read results), label feedback, the registry view,
+health.
 
 No model is loaded here, so these routes cold-start in milliseconds. ``/v1/predict/{model}`` for a model
 without its own function lands here too and gets a clear 404.
@@ -11,10 +12,12 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from topicserve.aws import aws_client
+from topicserve.aws import LazyClient, aws_client
 from topicserve.bootstrap import make_registry
 from topicserve.catalogue import HEADS, SERVED_ENCODER
-from topicserve.errors import RegistryError, UnknownModelError
+from topicserve.errors import BackendUnavailableError, RegistryError, UnknownModelError
+from topicserve.feedback.model import parse_feedback
+from topicserve.feedback.store import FeedbackStore, LabelArchive, submit_feedback
 from topicserve.frontdoor import FrontDoorResolver
 from topicserve.idempotency import BatchIdempotency
 from topicserve.observability import JsonResponse, install_error_handlers, json_response, make_logger
@@ -48,6 +51,12 @@ results = ResultsStore(settings.results_table, client=dynamodb, ttl_seconds=sett
 idempotency = BatchIdempotency(
     settings.idempotency_table, dynamodb, window_seconds=settings.idempotency_window_seconds
 )
+feedback = (
+    FeedbackStore(settings.monitor_table, settings.results_table, dynamodb, rollout=rollout_store)
+    if settings.monitor_table
+    else None
+)
+label_archive = LabelArchive(settings.registry_bucket, LazyClient("s3")) if settings.registry_bucket else None
 app = FrontDoorResolver()  # the REST API's events and function URLs' (topicserve.frontdoor)
 install_error_handlers(app, logger)
 
@@ -60,8 +69,11 @@ def health() -> dict[str, Any]:
 @app.get("/v1/models")
 def models() -> dict[str, Any]:
     """Every model's versions and stages, and for the heads their rollout: routing (production, canary and
-    weight, shadow), the candidates' records with what the gate would decide now, the last transitions."""
+    weight, shadow), the candidates' records with what the gate would decide now, the last transitions;
+    and, where labels came back, each version's live accuracy (with its interval), calibration error and
+    offline reference."""
     rollout = rollout_status(registry, rollout_store, thresholds, list(settings.models))
+    quality = feedback.report(registry, list(settings.models)) if feedback else {}
     view: dict[str, Any] = {}
     for name in [*settings.models, encoder_model_name(SERVED_ENCODER)]:
         versions = registry.list(name)
@@ -78,6 +90,8 @@ def models() -> dict[str, Any]:
         }
         if name in rollout:
             view[name]["rollout"] = rollout[name]
+        if name in quality:  # live accuracy per version from label feedback, all windows together
+            view[name]["quality"] = quality[name]
     return {"models": view}
 
 
@@ -132,6 +146,35 @@ def accept_batch(body: str | bytes | None) -> dict[str, Any]:
         "rejected": [r.to_dict() for r in submission.rejected],
         "status_url": f"/v1/batches/{batch_id}",
     }
+
+
+@app.post("/v1/feedback")
+def post_feedback() -> JsonResponse:
+    """True labels of served answers (topicserve.feedback): up to 1,000 items ``{text, label}`` or
+    ``{batch_id, request_id, label}``; each joined to what every model served and counted once."""
+    if feedback is None:
+        raise BackendUnavailableError("label feedback needs the monitor table (MONITOR_TABLE)")
+    parsed = parse_feedback(
+        event_body(app.current_event), max_bytes=settings.max_body_bytes, max_chars=settings.max_text_chars
+    )
+    outcome = submit_feedback(
+        parsed, feedback, settings.models, window_seconds=settings.monitor_window_seconds
+    )
+    if label_archive is not None:  # the labelled texts, for retraining (training.candidate --with-feedback)
+        try:
+            label_archive.put(list({j.item.index: j.item for j in outcome.joined}.values()))
+        except Exception as exc:  # counted already: a lost archive costs retraining data, not the answer
+            logger.warning("feedback archive write failed", extra={"error": repr(exc)})
+    answer = outcome.to_dict()
+    logger.info(
+        "feedback",
+        extra={
+            k: answer[k] if k != "rejected" else len(answer[k])
+            for k in ("accepted", "duplicates", "rejected")
+        }
+        | {"writes": outcome.writes},
+    )
+    return json_response(200, answer)
 
 
 @app.get("/v1/batches/<batch_id>")

@@ -1,22 +1,31 @@
 """SQS batcher: each invocation's whole batch of messages is served as one vectorised batch.
 
 ReportBatchItemFailures is on: only the messages named in the response come back (and reach the DLQ
-after maxReceiveCount); the rest are deleted. See topicserve.batcher for the per-message rules.
+after maxReceiveCount); the rest are deleted. See topicserve.batcher for the per-message rules. Label
+feedback may come this way too (``{"feedback": {"items": [...]}}``, topicserve.feedback.store).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from topicserve.adaptive import tuner_from_settings
-from topicserve.aws import aws_client
+from topicserve.aws import LazyClient, aws_client
 from topicserve.batcher import process_records
 from topicserve.bootstrap import build_runtime
 from topicserve.faults import FaultInjector
+from topicserve.feedback.store import (
+    FeedbackStore,
+    LabelArchive,
+    QueuedFeedback,
+    feedback_body,
+    process_feedback_records,
+)
 from topicserve.observability import (
     ColdStart,
     make_logger,
@@ -26,6 +35,7 @@ from topicserve.observability import (
     stats_log,
 )
 from topicserve.results import ResultsStore
+from topicserve.rollout.records import RolloutStore
 from topicserve.warming import handle_warm_event, is_warm_event
 
 logger = make_logger("batcher")
@@ -39,6 +49,23 @@ write_results = FaultInjector(
     runtime.settings.fault_rate,
     runtime.settings.fault_kill_rate,
 ).wrap_write(results.write)
+feedback_store = (
+    FeedbackStore(
+        runtime.settings.monitor_table,
+        runtime.settings.results_table,
+        runtime.dynamodb,
+        rollout=RolloutStore(runtime.settings.rollout_table, runtime.dynamodb)
+        if runtime.settings.rollout_table
+        else None,
+    )
+    if runtime.settings.monitor_table
+    else None
+)
+label_archive = (
+    LabelArchive(runtime.settings.registry_bucket, LazyClient("s3"))
+    if runtime.settings.registry_bucket
+    else None
+)
 cold_start = ColdStart()
 tuner = tuner_from_settings(
     runtime.settings,
@@ -55,6 +82,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             event, cold_start=cold, init_seconds=runtime.init_seconds, init_steps=runtime.init_steps.to_dict()
         )
     records = event.get("Records", [])
+    feedback, records = split_feedback(records)  # label feedback through the queue (topicserve.feedback)
     outcome = process_records(
         records,
         runtime.service,
@@ -87,4 +115,33 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         summary.update(stats_log(outcome.stats))
     logger.info("batch processed", extra=summary)
     metrics.flush_metrics()
-    return outcome.response()
+    response = outcome.response()
+    if feedback is not None and feedback.retry:
+        response.setdefault("batchItemFailures", []).extend({"itemIdentifier": i} for i in feedback.retry)
+    return response
+
+
+def split_feedback(records: list[dict[str, Any]]) -> tuple[QueuedFeedback | None, list[dict[str, Any]]]:
+    """Count the feedback messages (``{"feedback": {"items": [...]}}``) and return the other records."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    rest: list[dict[str, Any]] = []
+    for record in records:
+        data = feedback_body(record.get("body", ""))
+        if data is None:
+            rest.append(record)
+        else:
+            found.append((record.get("messageId", ""), data))
+    if not found:
+        return None, rest
+    if feedback_store is None:  # no monitor table: nowhere to count them, so they wait (and reach the DLQ)
+        return QueuedFeedback(retry=[m for m, _ in found]), rest
+    done = process_feedback_records(
+        found,
+        feedback_store,
+        runtime.settings.models,
+        window_seconds=runtime.settings.monitor_window_seconds,
+        max_chars=runtime.settings.max_text_chars,
+        archive=label_archive,
+    )
+    logger.info("feedback processed", extra={"messages": len(found), **asdict(done)})
+    return done, rest

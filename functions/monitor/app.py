@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from topicserve.aws import aws_client
 from topicserve.bootstrap import make_registry
+from topicserve.feedback.store import FeedbackStore
 from topicserve.monitoring.capture import MonitorStore, window_start
 from topicserve.monitoring.monitor import DriftThresholds, load_reference, render_png, run_window
 from topicserve.observability import make_logger, make_metrics
@@ -28,6 +29,7 @@ settings = Settings.from_env()
 dynamodb = aws_client("dynamodb")
 s3 = aws_client("s3")
 store = MonitorStore(settings.monitor_table, dynamodb)
+feedback = FeedbackStore(settings.monitor_table, settings.results_table, dynamodb)
 registry = make_registry(settings, dynamodb)
 thresholds = DriftThresholds.from_env()
 PREFIX = os.environ.get("DRIFT_REPORT_PREFIX", "reports/drift").strip("/")
@@ -43,6 +45,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # registered reference is used from the next window on
     reference = load_reference(registry, settings.model_cache_dir)
     report = run_window(store, reference, window, thresholds)
+    report["quality"] = feedback.report(registry, settings.models, window)  # live accuracy from labels
     _publish(report)
     keys = {}
     body = json.dumps(report, indent=1).encode()
@@ -69,6 +72,17 @@ def _publish(report: dict[str, Any]) -> None:
         blob.add_metric(name="ConfidenceChange", unit=MetricUnit.NoUnit, value=m["confidence_change"])
         blob.add_metric(name="MonitoredPredictions", unit=MetricUnit.Count, value=m["n"])
         blob.flush_metrics()
+    for model, q in report.get("quality", {}).items():
+        live = q["versions"].get(q["production"])
+        if not live or live.get("accuracy") is None:
+            continue
+        blob = EphemeralMetrics(namespace=metrics.namespace, service="monitor")
+        blob.add_dimension(name="model", value=model)
+        blob.add_metric(name="LiveAccuracy", unit=MetricUnit.NoUnit, value=live["accuracy"])
+        blob.add_metric(name="LabelledAnswers", unit=MetricUnit.Count, value=live["labelled"])
+        blob.flush_metrics()
+    below = any(q["production_below_reference"] for q in report.get("quality", {}).values())
+    metrics.add_metric(name="AccuracyBelowReference", unit=MetricUnit.Count, value=int(below))
     e = report["embeddings"]
     if e.get("auc") is not None:
         metrics.add_metric(name="EmbeddingDriftAUC", unit=MetricUnit.NoUnit, value=e["auc"])
@@ -85,4 +99,5 @@ def _summary(report: dict[str, Any]) -> dict[str, Any]:
             for m, v in report["models"].items()
         },
         "embeddings": report["embeddings"],
+        "quality": report.get("quality", {}),
     }

@@ -126,3 +126,31 @@ def test_capture_sums_answers_samples_embeddings_and_writes_windows(
     assert len(store.window_embeddings(window)) <= 60
     again_sums = store.window_sums(window)[("logreg", "7")]
     assert again_sums.n == 210 and again_sums.distinct == 100  # repeats add answers, not information
+
+
+def test_every_window_of_1000_distinct_texts_keeps_its_share_of_embeddings() -> None:
+    """The blind spot: share < 5 % kept a binomial number (~42 of 1,000 measured), under the embedding
+    test's 50; the bottom-k reservoir keeps ceil(5 % x n), flushed as often as serving flushes."""
+    from topicserve.monitoring.capture import EmbeddingReservoir
+    from topicserve.rollout.routing import share
+    from topicserve.text import text_hash
+
+    vector = np.zeros(384, dtype=np.float32)
+    short = 0
+    for w in range(20):
+        hashes = [text_hash(f"window {w} text {i}") for i in range(1000)]
+        short += sum(share("monitor", "", h) < 0.05 for h in hashes) < 50  # the old rule
+        reservoir, written = EmbeddingReservoir(0.05, cap=200), {}
+        for start in range(0, 1000, 100):  # a flush every 100 texts
+            for h in hashes[start : start + 100] + hashes[:5]:  # repeats are one text
+                reservoir.offer(f"w{w}", h, vector)
+            written |= reservoir.due(final=False)
+        written |= reservoir.due(final=True)  # the first flush after the window
+        assert set(sorted(hashes, key=lambda h: share("monitor", "", h))[:50]) <= set(written)
+        under_rate = sum(share("monitor", "", h) < 0.05 for h in hashes)
+        assert 50 <= len(written) <= max(50, under_rate)  # the old budget, plus its shortfall
+    assert short > 0  # the old rule fell short in some of these windows
+    reservoir = EmbeddingReservoir(0.05, cap=3)
+    for i in range(1000):
+        reservoir.offer("w", text_hash(str(i)), vector)
+    assert len(reservoir.due(final=True)) == 3 and reservoir.due(final=True) == {}  # the cap, nothing twice

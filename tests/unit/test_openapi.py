@@ -74,7 +74,7 @@ def test_every_route_needs_the_key_and_is_loadable(spec: dict[str, Any]) -> None
     }
     schema = schemathesis.openapi.from_path(OPENAPI)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 5
+    assert len(operations) == 6
 
 
 def test_the_idempotency_key_is_documented_as_the_api_checks_it(spec: dict[str, Any]) -> None:

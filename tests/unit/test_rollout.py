@@ -362,36 +362,53 @@ def test_records_add_up_across_environments_and_flushes(ddb: Any) -> None:
 @pytest.mark.parametrize(
     ("tally", "action", "reason"),
     [
-        (Tally(compared=50, agreed=50), WAIT, "50 of 200"),
+        (Tally(compared=50, agreed=50), WAIT, "does not rule out"),  # no minimum count; 50 texts prove little
         (Tally(errors=5), ROLLBACK, "without scoring"),
+        (Tally(compared=2000, agreed=1999), PROMOTE, "disagreement"),  # a near-identical retrain, no labels
+        (Tally(compared=2000, agreed=1800), WAIT, "does not rule out"),  # 10 % discordant: needs labels
+        (Tally(compared=2000, agreed=1999, errors=40), WAIT, "straddles 0.01"),  # 2 %: not yet sure
+        (Tally(compared=2000, agreed=1999, errors=80), ROLLBACK, "is above 0.01"),
+        (Tally(compared=20, agreed=20, errors=4), WAIT, "only 4 failures"),  # the floor on failures
         (
-            Tally(compared=300, agreed=20, candidate_confidence=150, production_confidence=150),
+            Tally(
+                compared=300, agreed=30, labelled=200, candidate_only_correct=5, production_only_correct=120
+            ),
             ROLLBACK,
-            "agreement",
+            "candidate worse",
         ),
         (
-            Tally(compared=300, agreed=290, candidate_confidence=60, production_confidence=150),
-            ROLLBACK,
-            "confidence",
-        ),
-        (
-            Tally(compared=300, agreed=290, errors=10, candidate_confidence=150, production_confidence=150),
-            ROLLBACK,
-            "error rate",
-        ),
-        (
-            Tally(compared=300, agreed=290, candidate_confidence=150, production_confidence=150),
+            Tally(
+                compared=5000,
+                agreed=4600,
+                labelled=4000,
+                candidate_only_correct=160,
+                production_only_correct=150,
+            ),
             PROMOTE,
-            "agreement 0.967",
+            "accuracy difference",
         ),
     ],
 )
 def test_gate_decisions(tally: Tally, action: str, reason: str) -> None:
     decision = evaluate("canary", tally, Thresholds())
-    assert decision.action == action and reason in decision.reason
+    assert decision.action == action and reason in decision.reason, decision.reason
+    if decision.record is not None:  # every sequential decision names its tests, estimates, bounds, sizes
+        tests = {t["test"]: t for t in decision.record["tests"]}
+        assert set(tests) == {"paired-accuracy", "disagreement", "error-rate"}
+        assert (
+            tests["disagreement"]["n"] == tally.compared and tests["paired-accuracy"]["n"] == tally.labelled
+        )
+        assert decision.record["alpha"] == 0.05
+        assert decision.history_reason().startswith(f"gate {action}: ")
     if action == PROMOTE:
         assert decision.to_stage == "production"
         assert evaluate("shadow", tally, Thresholds()).to_stage == "canary"
+
+
+def test_the_gate_settings_come_from_the_environment() -> None:
+    t = Thresholds.from_env({"GATE_ALPHA": "0.01", "GATE_MIN_EFFECT": "0.05", "GATE_MAX_ERROR_RATE": "0.02"})
+    assert (t.alpha, t.min_effect, t.max_error_rate, t.max_errors_unserved) == (0.01, 0.05, 0.02, 5)
+    assert Thresholds.from_env({}) == Thresholds(alpha=0.05, min_effect=0.02)
 
 
 def test_gate_run_applies_decisions_with_reasons(registry: Registry, ddb: Any, tmp_path: Path) -> None:
@@ -402,21 +419,20 @@ def test_gate_run_applies_decisions_with_reasons(registry: Registry, ddb: Any, t
     registry.promote("logreg", 2, "canary", weight=0.2)
     registry.promote("logreg", 3, "shadow")
     r = registry.routing("logreg")
-    store.add(
+    store.add(  # labels came back: production right where the canary was wrong
         ("logreg", "canary", "2", r.canary_rev),
-        Tally(compared=250, agreed=10, candidate_confidence=100, production_confidence=100),
+        Tally(compared=250, agreed=10, labelled=200, candidate_only_correct=4, production_only_correct=130),
     )
-    store.add(
-        ("logreg", "shadow", "3", r.shadow_rev),
-        Tally(compared=250, agreed=240, candidate_confidence=100, production_confidence=100),
-    )
+    store.add(("logreg", "shadow", "3", r.shadow_rev), Tally(compared=2000, agreed=1999))
     preview = run_gates(registry, store, Thresholds(), ["logreg"], apply=False)
     assert [(v["stage"], v["action"]) for v in preview] == [("canary", "rollback"), ("shadow", "wait")]
     assert registry.routing("logreg").canary == 2  # a preview changes nothing
     first = run_gates(registry, store, Thresholds(), ["logreg"])
     assert first[0]["applied"] and registry.routing("logreg").canary is None
     last = registry.transitions("logreg")[-1]
-    assert (last.version, last.to_stage, last.actor) == (2, "archived", "gate") and "agreement" in last.reason
+    assert (last.version, last.to_stage, last.actor) == (2, "archived", "gate")
+    assert "candidate worse" in last.reason and '"test":"paired-accuracy"' in last.reason
+    assert first[0]["test"]["decision"] == "rollback"
     second = run_gates(registry, store, Thresholds(canary_weight=0.25), ["logreg"])  # the shadow may go now
     assert second[0]["applied"] and second[0]["to"] == "canary"
     r = registry.routing("logreg")

@@ -302,7 +302,9 @@ def drift_table(answer: dict[str, Any]) -> str:
         f"inputs: {e['n']} sampled embeddings, domain-classifier AUC {'-' if auc is None else f'{auc:.3f}'}, "
         f"mean shift {'-' if shift is None else f'{shift:.2f}'}  {','.join(e.get('flags') or []) or 'ok'}"
     )
-    return "\n".join(lines)
+    from topicserve.feedback.quality import quality_lines  # live accuracy per version (label feedback)
+
+    return "\n".join(lines + quality_lines(answer["summary"].get("quality", {})))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

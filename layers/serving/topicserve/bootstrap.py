@@ -226,6 +226,7 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         sample=settings.monitor_embedding_sample,
         cap=settings.monitor_embedding_cap,
         flush_seconds=settings.monitor_flush_seconds,
+        ledger_sample=settings.feedback_ledger_sample,
     )
     runtime = Runtime(
         settings, service, time.perf_counter() - started, dynamodb, router, recorder, capture, steps

@@ -97,6 +97,11 @@ def _load_json_object(body: str | bytes | None, *, max_bytes: int, what: str = "
     return data
 
 
+def load_json_object(body: str | bytes | None, *, max_bytes: int, what: str = "body") -> dict[str, Any]:
+    """A request body as a JSON object, or a 4xx error saying what is wrong with it (other routes' bodies)."""
+    return _load_json_object(body, max_bytes=max_bytes, what=what)
+
+
 def _parse_int(digits: str) -> int | float:
     """JSON integers past Python's int conversion limit (``sys.get_int_max_str_digits``, 4,300 by default)
     parse as a float (inf) instead of failing the whole document: a message with such a number elsewhere

@@ -411,6 +411,7 @@ def _observations(work: _Work) -> list[Observation]:
     for model, key, hashes in plan.compare:
         stage, head = plan.heads[key]
         tally = Tally()
+        answers: dict[str, tuple[str, float, str, float]] = {}
         if key in work.failed:
             tally.errors = len(hashes)
         else:
@@ -424,6 +425,8 @@ def _observations(work: _Work) -> list[Observation]:
                 tally.agreed += labels[c] == prod_labels[p] if labels and prod_labels else c == p
                 tally.candidate_confidence += cand.confidence
                 tally.production_confidence += prod.confidence
+                if labels and prod_labels:
+                    answers[h] = (labels[c], cand.confidence, prod_labels[p], prod.confidence)
             tally.answered = len(hashes) if stage != "shadow" else 0
             computed = len(work.wanted.get(key, ()))
             if computed:
@@ -431,7 +434,14 @@ def _observations(work: _Work) -> list[Observation]:
                 per_text = work.head_ms.get(prod_key, 0.0) / max(1, len(work.wanted.get(prod_key, ())))
                 tally.production_head_ms = per_text * computed
         found.append(
-            Observation(model=model, stage=stage, version=head.version, epoch=plan.epochs[key], tally=tally)
+            Observation(
+                model=model,
+                stage=stage,
+                version=head.version,
+                epoch=plan.epochs[key],
+                tally=tally,
+                answers=answers,
+            )
         )
     return found
 

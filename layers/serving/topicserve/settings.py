@@ -135,6 +135,9 @@ class Settings:
     monitor_embedding_sample: float = 0.05
     monitor_embedding_cap: int = 200
     monitor_flush_seconds: float = 10.0
+    # share of distinct served texts whose answers are kept for label feedback by text (by text hash,
+    # topicserve.feedback.ledger): one small write per sampled text and model; 0 turns it off
+    feedback_ledger_sample: float = 0.1
     # chaos switches (topicserve.faults), for test stacks only: read only when the stack was deployed with
     # TestSwitches=true (TEST_SWITCHES), so setting FAULT_* on a production function does nothing
     test_switches: bool = False
@@ -190,6 +193,7 @@ class Settings:
             monitor_embedding_sample=_float(env, "MONITOR_EMBEDDING_SAMPLE", 0.05),
             monitor_embedding_cap=_int(env, "MONITOR_EMBEDDING_CAP", 200),
             monitor_flush_seconds=_float(env, "MONITOR_FLUSH_SECONDS", 10.0),
+            feedback_ledger_sample=_float(env, "FEEDBACK_LEDGER_SAMPLE", 0.1),
             test_switches=switches,
             fault_rate=_float(chaos, "FAULT_RATE", 0.0),
             fault_kill_rate=_float(chaos, "FAULT_KILL_RATE", 0.0),

@@ -19,6 +19,24 @@ ROUTING_TTL_SECONDS = 2
 MONITOR_WINDOW_SECONDS = 30
 
 
+def labelled_texts(n: int) -> dict[str, str]:
+    """``n`` distinct 20NG test documents (their first 400 characters, to keep the encoder cheap) and
+    their true labels, in the dataset's order (label feedback: test_rollout.py, test_feedback.py)."""
+    from topicserve.text import normalise
+    from training import data as data_mod
+    from training.common import Settings
+
+    ds = data_mod.load(Settings.from_env().data_home, quick=False)
+    seen: dict[str, str] = {}
+    for text, y in zip(ds.test.texts, ds.test.y, strict=True):
+        cut = normalise(text)[:400].strip()
+        if len(cut.split()) >= 5:
+            seen.setdefault(cut, ds.labels[int(y)])
+        if len(seen) == n:
+            break
+    return seen
+
+
 def deploy_app(
     localcloud: LocalCloud, stack_name: str, params: dict[str, str], output: Path
 ) -> Iterator[dict[str, Any]]:
@@ -55,7 +73,14 @@ def app_stack(localcloud: LocalCloud, tmp_path_factory: pytest.TempPathFactory) 
         "RoutingTtlSeconds": str(ROUTING_TTL_SECONDS),
         "RolloutFlushSeconds": "0",
         "GateEnabled": "false",
-        "GateMinRequests": "150",
+        # the sequential gate (docs/ROLLOUT.md) with test_rollout.py's few hundred texts: an unlabelled
+        # candidate is promoted once its disagreement's upper bound is <= 0.25 (the C=3 canary disagrees
+        # on ~6 %: bound ~0.11-0.13 after its ~300-450 compared texts) and its error rate's is < 0.05
+        # (~200 clean attempts); the broken canary is rolled back on the labels that test feeds back
+        "GateMinEffect": "0.25",
+        "GateMaxErrorRate": "0.05",
+        # label feedback (test_feedback.py, test_rollout.py): every served text's answers in the ledger
+        "FeedbackLedgerSample": "1.0",
         # monitoring tests (test_monitoring.py): short windows, every served embedding kept, sums written at
         # every invocation, the monitor only when a test invokes it
         "MonitorWindowSeconds": str(MONITOR_WINDOW_SECONDS),

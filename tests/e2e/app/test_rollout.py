@@ -3,7 +3,9 @@ broken one, all through the registry while the functions keep serving: no redepl
 renewal anywhere in this module (serving follows the registry within RoutingTtlSeconds).
 
 The candidates are trained here by ``training.candidate`` from the build's cached embeddings: a logreg
-with other settings (good) and one trained on permuted labels (broken). The tests share the deployed
+with other settings (good) and one trained on permuted labels (broken). The gate is the sequential one
+(docs/ROLLOUT.md): the good canary is promoted on its disagreement's bound, the broken one rolled back on
+the labels its test feeds back through ``POST /v1/feedback``. The tests share the deployed
 stack and its registry, not their state: each starts from the routing the module found (the original
 production version alone, served everywhere), whatever ran before it, and stages its own candidates.
 """
@@ -20,15 +22,12 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.app.conftest import ROUTING_TTL_SECONDS
+from tests.e2e.app.conftest import ROUTING_TTL_SECONDS, labelled_texts
 from tests.e2e.conftest import LocalCloud
 from topicserve.registry import Registry
 from topicserve.rollout.records import RolloutStore
-from topicserve.text import normalise
 from topicserve_ops.client import Client
 from training import candidate
-from training import data as data_mod
-from training.common import Settings
 
 pytestmark = pytest.mark.e2e
 MODEL = "logreg"
@@ -44,6 +43,7 @@ class Rollout:
     gate_function: str
     texts: list[str]
     production: int
+    labels: dict[str, str]  # text -> its true 20NG label, for label feedback
 
     def answers(self, texts: list[str]) -> dict[str, tuple[str, str, str]]:
         """text -> (label, model_version, stage), through the predict function, 64 texts per request."""
@@ -101,19 +101,6 @@ class Rollout:
             time.sleep(SETTLE)
 
 
-def distinct_texts(n: int) -> list[str]:
-    """``n`` distinct 20NG test documents (their first 400 characters, to keep the encoder cheap)."""
-    ds = data_mod.load(Settings.from_env().data_home, quick=False)
-    seen: dict[str, None] = {}
-    for text in ds.test.texts:
-        cut = normalise(text)[:400].strip()
-        if len(cut.split()) >= 5:
-            seen.setdefault(cut)
-        if len(seen) == n:
-            break
-    return list(seen)
-
-
 @pytest.fixture(scope="module")
 def stack_rollout(app_stack: dict[str, Any], localcloud: LocalCloud) -> Iterator[Rollout]:
     """The clients and texts every test uses (built once: the texts come from the 20NG download)."""
@@ -124,14 +111,16 @@ def stack_rollout(app_stack: dict[str, Any], localcloud: LocalCloud) -> Iterator
         dynamodb_client=localcloud.client("dynamodb"),
     )
     production = registry.resolve(MODEL).version
+    labels = labelled_texts(1000)
     state = Rollout(
         client=Client(app_stack, timeout=120),
         registry=registry,
         store=RolloutStore(app_stack["tables"]["rollout"], localcloud.client("dynamodb")),
         lam=localcloud.client("lambda"),
         gate_function=app_stack["functions"]["gate"],
-        texts=distinct_texts(1000),
+        texts=list(labels),
         production=production,
+        labels=labels,
     )
     try:
         yield state
@@ -213,7 +202,9 @@ def test_canary_answers_a_sticky_share(rollout: Rollout) -> None:
 
 def test_the_gate_promotes_a_good_canary_which_then_serves_everything(rollout: Rollout) -> None:
     # its own canary (every registration is a new version): at weight 0.5, 500 texts give ~250
-    # comparisons, above the gate's minimum of 150
+    # comparisons (~280 with the probes): no label comes back, so it is promoted on the paired
+    # disagreement's upper bound (<= GateMinEffect 0.25 in this stack, tests/e2e/app/conftest.py; ~0.12-0.18
+    # for a C=3 canary that disagrees on 6-10 %) and the error rate's (< 0.05 after ~110 clean attempts)
     good = rollout.canary({"C": 3.0}, weight=0.5, reason="e2e: C=3 canary for the gate")
     rollout.answers(rollout.texts[200:700])
     (verdict,) = rollout.gate()
@@ -221,7 +212,8 @@ def test_the_gate_promotes_a_good_canary_which_then_serves_everything(rollout: R
     assert rollout.registry.resolve(MODEL).version == good
     last = rollout.registry.transitions(MODEL)[-1]
     assert (last.version, last.to_stage, last.actor) == (good, "production", "gate")
-    assert "agreement" in last.reason
+    assert "disagreement" in last.reason and '"test":"disagreement"' in last.reason, last.reason
+    assert verdict["test"]["decision"] == "promote"  # the test's record: estimate, bounds, sample size
 
     texts = rollout.texts[:128]
     seen = rollout.wait_for(
@@ -233,11 +225,17 @@ def test_the_gate_promotes_a_good_canary_which_then_serves_everything(rollout: R
 def test_the_gate_rolls_back_a_broken_canary_and_production_is_unaffected(rollout: Rollout) -> None:
     production = rollout.registry.resolve(MODEL).version
     broken = rollout.canary({"C": 3.0}, weight=0.5, reason="e2e: permuted labels", permute_seed=11)
-    assert rollout.gate()[0]["action"] == "wait"  # not before the minimum request count
-    rollout.answers(rollout.texts[200:700])  # ~250 texts compared on the canary's side: above 150
+    # without labels nothing proves it worse (disagreement alone never rolls back): it waits
+    assert rollout.gate()[0]["action"] == "wait"
+    served = rollout.texts[200:700]
+    rollout.answers(served)  # ~250 texts answered by the canary, each compared with production
+    status, fed = rollout.client.call(
+        "POST", "/v1/feedback", {"items": [{"text": t, "label": rollout.labels[t]} for t in served]}
+    )
+    assert status == 200 and fed["accepted"] == len(served), fed
     (verdict,) = rollout.gate()
     assert (verdict["action"], verdict["applied"], verdict["to"]) == ("rollback", True, "archived"), verdict
-    assert verdict["tally"]["compared"] >= 150 and verdict["tally"]["agreement"] < 0.5
+    assert verdict["tally"]["agreement"] < 0.5 and verdict["tally"]["labelled"] >= 150, verdict["tally"]
 
     routing = rollout.registry.routing(MODEL, consistent=True)
     assert routing.canary is None and routing.production == production
@@ -248,7 +246,7 @@ def test_the_gate_rolls_back_a_broken_canary_and_production_is_unaffected(rollou
         "archived",
         "gate",
     )
-    assert "agreement with production" in last.reason
+    assert "candidate worse" in last.reason and '"test":"paired-accuracy"' in last.reason, last.reason
     texts = rollout.texts[200:328]
     seen = rollout.wait_for(texts, lambda s: all(st == "production" for _, _, st in s.values()), SETTLE + 30)
     assert {(v, st) for _, v, st in seen.values()} == {(str(production), "production")}

@@ -2,9 +2,11 @@
 
 For every answer: one count for its (model, version, predicted class) and its confidence (the top
 probability) into a 10-bin histogram and a sum. For every distinct text whose embedding the request
-already has in hand (computed, or read from the embedding cache): the embedding, if the text's hash falls
-in the sample (``share < sample``: deterministic, so a text repeated across requests and environments is
-one sample, not many), up to ``cap`` per window per environment. Nothing is computed for monitoring alone.
+already has in hand (computed, or read from the embedding cache): the embedding, if the text is among the
+``ceil(sample x n)`` of the window's ``n`` such texts with the smallest hash share
+(:class:`EmbeddingReservoir`: deterministic, so a text repeated across requests and environments is one
+sample, not many, and a window of 1,000 texts at 5 % holds 50, not a binomial ~42-58), up to ``cap`` per
+window per environment. Nothing is computed for monitoring alone.
 
 All of it is summed in memory and written at most every ``flush_seconds``: the counts with atomic ADDs
 (any number of environments add to the same window), the sampled embeddings as one small item each.
@@ -12,13 +14,18 @@ All of it is summed in memory and written at most every ``flush_seconds``: the c
 Table layout (``MonitorTable``: partition key ``pk`` S, sort key ``sk`` S, TTL ``ttl``):
 * ``pk = sums#<window>``, ``sk = <model>#<version>``: ``n``, ``conf_sum``, ``c0``..``c19`` (class counts),
   ``h0``..``h9`` (confidence histogram);
-* ``pk = emb#<window>``, ``sk = <text hash>``: ``e`` (384 float32, little-endian bytes).
+* ``pk = emb#<window>``, ``sk = <text hash>``: ``e`` (384 float32, little-endian bytes);
+* ``pk = served#<text hash>``, ``sk = <model>``: the served-answers ledger label feedback joins to, for
+  the ``ledger_sample`` share of distinct texts (:mod:`topicserve.feedback.ledger`);
+* ``pk = quality#<window>`` / ``quality#all``, ``sk = <model>#<version>``: label feedback's sums, and
+  ``pk = fb#<feedback key>``: its idempotency markers (:mod:`topicserve.feedback.store`).
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import heapq
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,8 +35,11 @@ import numpy as np
 
 from topicserve.aws import AwsClient
 from topicserve.dynamo import RetryPolicy, batch_put, pages
+from topicserve.feedback.ledger import ServedLedger
 from topicserve.monitoring.drift import histogram
 from topicserve.rollout.routing import share
+from topicserve.rollout.tally import Observation
+from topicserve.windows import window_start as window_start  # re-exported: its callers import it from here
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +57,6 @@ def encode_vector(vector: np.ndarray) -> bytes:
 
 def decode_vector(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype=_VECTOR)
-
-
-def window_start(timestamp: float, seconds: int) -> str:
-    """The window holding ``timestamp``, as the ISO time (UTC) it starts at."""
-    start = int(timestamp // seconds * seconds)
-    return dt.datetime.fromtimestamp(start, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -117,6 +121,12 @@ class PredictionsLike(Protocol):
     @property
     def hashes(self) -> Sequence[str]: ...
 
+    @property
+    def versions(self) -> Mapping[str, str]: ...
+
+    @property
+    def rollout(self) -> Sequence[Observation]: ...
+
 
 class Capture:
     def __init__(
@@ -128,16 +138,23 @@ class Capture:
         cap: int = 200,
         flush_seconds: float = 10.0,
         clock: Callable[[], float] = time.time,
+        ledger_sample: float = 0.0,
     ) -> None:
         self.store = store
+        # the served-answers ledger that label feedback joins to (topicserve.feedback.ledger)
+        self.ledger = (
+            ServedLedger(store.table, store.ddb, sample=ledger_sample, ttl_seconds=store.ttl_seconds)
+            if store is not None and ledger_sample > 0
+            else None
+        )
         self.window_seconds = window_seconds
         self.sample = sample
         self.cap = cap
         self.flush_seconds = flush_seconds
         self.clock = clock
         self.sums: dict[SumsKey, WindowSums] = {}
-        self.samples: dict[str, dict[str, np.ndarray]] = {}
-        self.sampled_per_window: dict[str, int] = {}
+        self.samples: dict[str, dict[str, np.ndarray]] = {}  # chosen, to be written at the next flush
+        self.reservoir = EmbeddingReservoir(sample, cap)
         self.seen: dict[tuple[str, str, str], set[str]] = {}  # texts answered per key, this window only
         self._last_flush = clock()
 
@@ -145,6 +162,8 @@ class Capture:
         if self.store is None:
             return
         window = window_start(self.clock(), self.window_seconds)
+        if self.ledger is not None:
+            self.ledger.observe(result, window)
         for model, predictions in result.predictions.items():
             by_version: dict[str, list[tuple[Any, str]]] = {}
             for p, h in zip(predictions, result.hashes, strict=True):
@@ -163,21 +182,25 @@ class Capture:
                 if len(seen) < MAX_SEEN:
                     seen.update(fresh)
         self.seen = {k: v for k, v in self.seen.items() if k[0] == window}
-        taken = self.sampled_per_window.get(window, 0)
+        if self.reservoir.window not in (None, window):  # a new window: choose the last one's sample now
+            self._take_sample(final=True)
         for h, vector in result.embeddings.items():
-            if taken >= self.cap:
-                break
-            if share("monitor", "", h) < self.sample:
-                self.samples.setdefault(window, {})[h] = vector
-                taken += 1
-        self.sampled_per_window = {window: taken}  # only the current window is still being filled
+            self.reservoir.offer(window, h, vector)
+
+    def _take_sample(self, *, final: bool) -> None:
+        window = self.reservoir.window
+        chosen = self.reservoir.due(final=final)
+        if window is not None and chosen:
+            self.samples.setdefault(window, {}).update(chosen)
 
     def maybe_flush(self, *, force: bool = False) -> int:
         """Write what was summed when due; a failed write keeps it for the next flush (and is logged)."""
-        if self.store is None or not (self.sums or self.samples):
+        pending_ledger = self.ledger is not None and bool(self.ledger.pending)
+        if self.store is None or not (self.sums or self.samples or self.reservoir.offered or pending_ledger):
             return 0
         if not force and self.clock() - self._last_flush < self.flush_seconds:
             return 0
+        self._take_sample(final=window_start(self.clock(), self.window_seconds) != self.reservoir.window)
         self._last_flush = self.clock()
         written = 0
         try:
@@ -190,7 +213,77 @@ class Capture:
                 written += 1
         except Exception as exc:
             logger.warning("monitoring write failed; kept for the next flush", extra={"error": repr(exc)})
+        if self.ledger is not None:  # apart: label feedback should not wait for a failed sums write
+            try:
+                written += self.ledger.flush()
+            except Exception as exc:
+                logger.warning("ledger write failed; kept for the next flush", extra={"error": repr(exc)})
         return written
+
+
+class EmbeddingReservoir:
+    """Which served embeddings one environment keeps for a window: the ``ceil(sample x n)`` texts with the
+    smallest hash share among the ``n`` distinct texts it had an embedding for (a bottom-k sketch), at most
+    ``cap``.
+
+    Why not ``share < sample`` alone: that keeps a binomial number, ~42 of 1,000 at 5 % in a measured window,
+    under the 50 the embedding test needs, so a covariate shift that leaves the predicted classes alone went
+    unjudged. The bottom-k keeps exactly ``ceil(sample x n)`` (50 of 1,000), the same budget on average with
+    no shortfall, and stays deterministic by hash (every environment prefers the same texts, a repeated text
+    is one sample). Flushes during the window write the chosen texts under the plain rate (what the old rule
+    wrote); the first flush after the window ends tops up to ``ceil(sample x n)``. So a window costs
+    ``max(texts under the rate, ceil(sample x n))`` writes: the old budget, plus its shortfall.
+    """
+
+    def __init__(self, sample: float, cap: int) -> None:
+        self.sample = sample
+        self.cap = cap
+        self.window: str | None = None
+        self._reset(None)
+
+    def _reset(self, window: str | None) -> None:
+        self.window = window
+        self.seen: set[str] = set()
+        self.heap: list[tuple[float, str]] = []  # (-share, hash): the cap smallest shares, largest on top
+        self.vectors: dict[str, np.ndarray] = {}
+        self.written: set[str] = set()
+        self.offered = False  # something arrived since the last due()
+
+    def offer(self, window: str, h: str, vector: np.ndarray) -> None:
+        if window != self.window:
+            self._reset(window)
+        if h in self.seen or self.sample <= 0 or self.cap <= 0:
+            return
+        if len(self.seen) < MAX_SEEN:
+            self.seen.add(h)
+        self.offered = True
+        value = share("monitor", "", h)
+        if len(self.heap) < self.cap:
+            heapq.heappush(self.heap, (-value, h))
+            self.vectors[h] = vector
+        elif value < -self.heap[0][0]:
+            _, dropped = heapq.heapreplace(self.heap, (-value, h))
+            self.vectors.pop(dropped, None)
+            self.vectors[h] = vector
+
+    def target(self) -> int:
+        return min(self.cap, math.ceil(self.sample * len(self.seen)))
+
+    def due(self, *, final: bool) -> dict[str, np.ndarray]:
+        """The chosen texts not written yet (the caller writes them), never more than ``cap`` in all. Until
+        the window is over (``final``) only those under the plain rate: the top-up to ``ceil(sample x n)``
+        waits for the window's last count, so no text is written that a later one would displace."""
+        self.offered = False
+        smallest = sorted((-negative, h) for negative, h in self.heap)[: self.target()]
+        room = max(0, self.cap - len(self.written))
+        chosen = {
+            h: self.vectors[h]
+            for value, h in smallest
+            if (final or value < self.sample) and h not in self.written and h in self.vectors
+        }
+        chosen = dict(list(chosen.items())[:room])
+        self.written.update(chosen)
+        return chosen
 
 
 class MonitorStore:

@@ -1,18 +1,25 @@
-"""The rollout gates: thresholds over a candidate's tally -> promote, roll back, or wait. Pure.
+"""The rollout gates: always-valid sequential tests over a candidate's tally -> promote, roll back, or wait.
 
 A shadow that passes becomes a canary (at ``canary_weight``); a canary that passes becomes production;
-either one that fails is rolled back (archived), production untouched. Nothing is decided before
-``min_requests`` texts were compared, except a candidate that cannot run at all (it failed
-``max_errors_unserved`` times without scoring a single text: a broken artifact should not wait for
-traffic it will never serve).
+either one that fails is rolled back (archived), production untouched. The decision is
+:func:`topicserve.rollout.sequential.decide` on the tally's sums (docs/ROLLOUT.md): paired accuracy where
+labels came back (label feedback), the paired disagreement where they did not, the error rate always, each
+with a false-decision rate of ``alpha`` however often the gate looks, and no minimum count. Two floors stay
+before acting on failures, because a failed load fails every text of a request at once (failures are not
+independent per text, which the error-rate bound assumes): a candidate that failed ``max_errors_unserved``
+times without scoring a single text is rolled back (a broken artifact should not wait for traffic it will
+never serve), and an error-rate rollback needs at least ``max_errors_unserved`` failures.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from topicserve.rollout import sequential as sq
 from topicserve.rollout.tally import Tally
 from topicserve.settings import number_setting
 
@@ -23,11 +30,10 @@ WAIT = "wait"
 
 @dataclass(frozen=True)
 class Thresholds:
-    min_requests: int = 200
-    min_agreement: float = 0.85  # share of compared texts with production's label
-    min_confidence_ratio: float = 0.5  # candidate mean top probability / production's on the same texts
+    alpha: float = 0.05  # the false-decision rate of each kind (GateAlpha)
+    min_effect: float = 0.02  # the smallest accuracy loss worth detecting, as a fraction (GateMinEffect)
     max_error_rate: float = 0.01
-    max_errors_unserved: int = 5
+    max_errors_unserved: int = 5  # also the least failures an error-rate rollback acts on
     canary_weight: float = 0.1  # the weight a shadow that passes starts its canary with
 
     @classmethod
@@ -35,11 +41,8 @@ class Thresholds:
         env = os.environ if env is None else env
         d = cls()
         return cls(
-            min_requests=number_setting(env, "GATE_MIN_REQUESTS", d.min_requests, int),
-            min_agreement=number_setting(env, "GATE_MIN_AGREEMENT", d.min_agreement, float),
-            min_confidence_ratio=number_setting(
-                env, "GATE_MIN_CONFIDENCE_RATIO", d.min_confidence_ratio, float
-            ),
+            alpha=number_setting(env, "GATE_ALPHA", d.alpha, float),
+            min_effect=number_setting(env, "GATE_MIN_EFFECT", d.min_effect, float),
             max_error_rate=number_setting(env, "GATE_MAX_ERROR_RATE", d.max_error_rate, float),
             max_errors_unserved=number_setting(env, "GATE_MAX_ERRORS_UNSERVED", d.max_errors_unserved, int),
             canary_weight=number_setting(env, "GATE_CANARY_WEIGHT", d.canary_weight, float),
@@ -51,37 +54,51 @@ class Decision:
     action: str  # promote | rollback | wait
     to_stage: str | None  # where the candidate goes: canary, production, archived (None: stays)
     reason: str
+    # the sequential tests behind it (sequential.GateVerdict.to_dict()): test, estimate, bounds, sample size
+    record: dict[str, Any] | None = None
+
+    def history_reason(self) -> str:
+        """The reason the registry history keeps: the decision's reason and, compactly, the test that
+        decided (its estimate, bounds and sample size) with the alpha it was run at."""
+        if not self.record:
+            return f"gate {self.action}: {self.reason}"
+        deciding = [t for t in self.record["tests"] if t["decision"] == self.action] or self.record["tests"]
+        brief = [
+            {k: t[k] for k in ("test", "estimate", "lower", "upper", "n", "alpha", "threshold")}
+            for t in deciding
+        ]
+        return f"gate {self.action}: {self.reason} | {json.dumps(brief, separators=(',', ':'))}"
+
+
+def counts(tally: Tally) -> sq.GateCounts:
+    """The sums the sequential tests read, from a candidate's tally (summed over environments)."""
+    return sq.GateCounts(
+        compared=tally.compared,
+        disagreed=max(0, tally.compared - tally.agreed),
+        attempts=tally.compared + tally.errors,
+        errors=tally.errors,
+        labelled=tally.labelled,
+        candidate_only_correct=tally.candidate_only_correct,
+        production_only_correct=tally.production_only_correct,
+    )
 
 
 def evaluate(stage: str, tally: Tally, t: Thresholds) -> Decision:
     n, errors = tally.compared, tally.errors
     if n == 0 and errors >= t.max_errors_unserved:
         return Decision(ROLLBACK, "archived", f"failed {errors} times without scoring a text")
-    if n + errors < t.min_requests:
-        return Decision(WAIT, None, f"{n + errors} of {t.min_requests} requests seen")
-    error_rate = errors / (n + errors)
-    if error_rate > t.max_error_rate:
-        return Decision(
-            ROLLBACK, "archived", f"error rate {error_rate:.3f} > {t.max_error_rate} over {n + errors}"
-        )
-    agreement = tally.agreed / n
-    if agreement < t.min_agreement:
-        return Decision(
-            ROLLBACK,
-            "archived",
-            f"agreement with production {agreement:.3f} < {t.min_agreement} over {n} texts",
-        )
-    prod = tally.production_confidence / n
-    ratio = (tally.candidate_confidence / n) / prod if prod > 0 else 1.0
-    if ratio < t.min_confidence_ratio:
-        return Decision(
-            ROLLBACK,
-            "archived",
-            f"mean confidence {tally.candidate_confidence / n:.3f} is {ratio:.2f}x production's {prod:.3f} "
-            f"(< {t.min_confidence_ratio}x) over {n} texts",
-        )
-    passed = (
-        f"agreement {agreement:.3f} >= {t.min_agreement}, confidence ratio {ratio:.2f}, "
-        f"error rate {error_rate:.3f}, over {n} texts"
+    verdict = sq.decide(
+        counts(tally), alpha=t.alpha, min_effect=t.min_effect, max_error_rate=t.max_error_rate
     )
-    return Decision(PROMOTE, "production" if stage == "canary" else "canary", passed)
+    record = verdict.to_dict()
+    error_test = next(x for x in verdict.tests if x.test == sq.ERROR_RATE)
+    if verdict.decision == ROLLBACK and error_test.decision == ROLLBACK and errors < t.max_errors_unserved:
+        accuracy = next(x for x in verdict.tests if x.test == sq.PAIRED_ACCURACY)
+        if accuracy.decision != ROLLBACK:  # too few failures to act on: they may be one failed request
+            reason = f"{verdict.reason}, but only {errors} failures (< {t.max_errors_unserved})"
+            return Decision(WAIT, None, reason, record)
+    if verdict.decision == ROLLBACK:
+        return Decision(ROLLBACK, "archived", verdict.reason, record)
+    if verdict.decision == PROMOTE:
+        return Decision(PROMOTE, "production" if stage == "canary" else "canary", verdict.reason, record)
+    return Decision(WAIT, None, verdict.reason, record)

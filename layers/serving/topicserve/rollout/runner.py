@@ -1,6 +1,6 @@
-"""The gate run: every shadow and canary of every model against the thresholds, decisions applied
-through the registry with their reasons. The scheduled gate function and ``topicserve-registry gate`` both
-call :func:`run_gates`.
+"""The gate run: every shadow and canary of every model through the sequential tests, decisions applied
+through the registry with their reasons and the deciding test's record (estimate, bounds, sample size).
+The scheduled gate function and ``topicserve-registry gate`` both call :func:`run_gates`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,10 @@ def run_gates(
             decision = evaluate(stage.value, tally, thresholds)
             if decision.action == PROMOTE and stage is Stage.SHADOW and routing.canary is not None:
                 decision = Decision(
-                    WAIT, None, f"passes ({decision.reason}), but canary v{routing.canary} is in flight"
+                    WAIT,
+                    None,
+                    f"passes ({decision.reason}), but canary v{routing.canary} is in flight",
+                    decision.record,
                 )
             verdict: dict[str, Any] = {
                 "model": model,
@@ -47,10 +50,11 @@ def run_gates(
                 "to": decision.to_stage,
                 "reason": decision.reason,
                 "tally": tally.summary(),
+                "test": decision.record,
                 "applied": False,
             }
             if apply and not acted and decision.action != WAIT and decision.to_stage:
-                reason = f"gate {decision.action}: {decision.reason}"
+                reason = decision.history_reason()
                 try:
                     registry.promote(
                         model,
@@ -101,6 +105,7 @@ def rollout_status(
                     "tally": tally.summary() if tally is not None else None,
                     "action": decision.action if decision else None,
                     "reason": decision.reason if decision else "no rollout table configured",
+                    "test": decision.record if decision else None,
                 }
             )
         view[model] = {

@@ -7,7 +7,8 @@ ADDs, so any number of environments can write the same record and the gate reads
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
@@ -21,6 +22,11 @@ class Tally:
     production_confidence: float = 0.0  # sum of production's top probability on the same texts
     candidate_head_ms: float = 0.0  # sum of the candidate head's compute time
     production_head_ms: float = 0.0  # production head's compute time for the same number of texts
+    # added by label feedback (topicserve.feedback), not by serving: compared texts whose true label came
+    # back, and of those the ones only the candidate / only production got right (the paired test's sums)
+    labelled: int = 0
+    candidate_only_correct: int = 0
+    production_only_correct: int = 0
 
     def add(self, other: Tally) -> None:
         for f in fields(self):
@@ -47,6 +53,9 @@ class Tally:
             "production_confidence": round(self.production_confidence / n, 4) if n else None,
             "candidate_head_ms_per_text": round(self.candidate_head_ms / n, 4) if n else None,
             "production_head_ms_per_text": round(self.production_head_ms / n, 4) if n else None,
+            "labelled": self.labelled,
+            "candidate_only_correct": self.candidate_only_correct,
+            "production_only_correct": self.production_only_correct,
         }
 
 
@@ -59,3 +68,6 @@ class Observation:
     version: str
     epoch: int
     tally: Tally
+    # per compared text hash: (candidate label, its confidence, production label, its confidence), so the
+    # served-answers ledger can pair both answers with a label that comes back later
+    answers: Mapping[str, tuple[str, float, str, float]] = field(default_factory=dict)

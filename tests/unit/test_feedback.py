@@ -1,0 +1,380 @@
+"""Label feedback: parsing, the served-answers ledger, the join, idempotency and the sums (moto)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.helpers import RESULTS_KEYS, create_table
+from tests.unit.conftest import FakeEncoder, FakeHead
+from tests.unit.test_rollout import ROLLOUT_KEYS, Fixed, Permuted
+from topicserve.errors import InvalidInputError, InvalidRequestError, TooManyTextsError
+from topicserve.feedback.ledger import ServedLedger, ledger_item, served_entries
+from topicserve.feedback.model import (
+    LABELS,
+    MAX_ITEMS,
+    Joined,
+    QualitySums,
+    Served,
+    ServedAnswer,
+    aggregate,
+    parse_feedback,
+    parse_item,
+    wilson,
+)
+from topicserve.feedback.quality import quality_lines, quality_report, references_from_metrics
+from topicserve.feedback.store import FeedbackStore, submit_feedback
+from topicserve.monitoring.capture import Capture, MonitorStore
+from topicserve.requests import NothingValidError
+from topicserve.results import ResultChunk, ResultsStore
+from topicserve.rollout.records import RolloutStore
+from topicserve.rollout.routing import Route
+from topicserve.service import InferenceService
+from topicserve.text import text_hash
+
+TEXTS = [f"document number {i} about things" for i in range(200)]
+MONITOR_KEYS = [("pk", "S", "HASH"), ("sk", "S", "RANGE")]
+
+
+def body(items: Any) -> str:
+    return json.dumps({"items": items})
+
+
+def parse(items: Any) -> Any:
+    return parse_feedback(body(items), max_bytes=5_000_000, max_chars=10_000)
+
+
+# -- parsing -----------------------------------------------------------------------------------------
+def test_valid_items_and_per_item_rejections() -> None:
+    parsed = parse(
+        [
+            {"text": "  a text  ", "label": "sci.space"},
+            {"batch_id": "b1", "request_id": "r1", "label": "rec.autos"},
+            {"text": "a text", "label": "sci.space"},  # the same answer again: counted once
+            {"text": "x", "label": "no.such.group"},
+            {"text": 42, "label": "sci.space"},
+            {"request_id": "r1", "label": "sci.space"},
+            {"label": "sci.space"},
+            {"text": "x", "batch_id": "b", "request_id": "r", "label": "sci.space"},
+            {"batch_id": "b1", "request_id": "bad id!", "label": "sci.space"},
+            {"text": "x", "label": 3},
+            ["not", "an", "object"],
+            {"text": "x", "label": "sci.space", "extra": 1},
+        ]
+    )
+    assert [(i.index, i.key) for i in parsed.items] == [(0, f"t#{text_hash('a text')}"), (1, "b#b1#r1")]
+    assert parsed.duplicates == 1
+    messages = {r.index: r.error for r in parsed.rejected}
+    assert sorted(messages) == list(range(3, 12))
+    assert "not one of the 20 classes" in str(messages[3])
+    assert "must be a string" in str(messages[4])
+    assert "needs its batch_id" in str(messages[5])
+    assert "names no answer" in str(messages[6])
+    assert "not both" in str(messages[7])
+    assert all(isinstance(e, InvalidInputError) for e in messages.values())
+
+
+@pytest.mark.parametrize(
+    ("raw", "error", "match"),
+    [
+        ("not json", InvalidRequestError, "not valid JSON"),
+        (json.dumps([1]), InvalidRequestError, "JSON object"),
+        (json.dumps({"items": {}}), InvalidRequestError, "must be a list"),
+        (json.dumps({"items": []}), InvalidRequestError, "empty"),
+        (json.dumps({"items": [{"text": "t", "label": "sci.med"}], "x": 1}), InvalidRequestError, "unknown"),
+        (body([{"text": "t", "label": "sci.med"}] * (MAX_ITEMS + 1)), TooManyTextsError, "limit is 1000"),
+    ],
+)
+def test_bodies_refused_as_a_whole(raw: str, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        parse_feedback(raw, max_bytes=5_000_000, max_chars=10_000)
+
+
+def test_a_long_text_is_cut_as_serving_cuts_it() -> None:
+    item = parse_item({"text": "word " * 50, "label": "sci.med"}, 0, max_chars=20)
+    assert item.text_hash == text_hash(("word " * 50)[:20].rstrip())
+
+
+# -- sums ----------------------------------------------------------------------------------------------
+def test_quality_sums_give_accuracy_interval_and_calibration() -> None:
+    q = QualitySums()
+    for i in range(100):  # 80 % right, all at confidence 0.95: over-confident by 0.15
+        q.add(ServedAnswer("1", "production", "sci.med" if i < 80 else "sci.space", 0.95, True), "sci.med")
+    s = q.summary()
+    assert (s["labelled"], s["accuracy"]) == (100, 0.8)
+    assert s["accuracy_low"] < 0.8 < s["accuracy_high"]
+    assert s["ece"] == pytest.approx(0.15)
+    low, high = wilson(80, 100)
+    assert (round(low, 3), round(high, 3)) == (0.711, 0.867)
+    assert s["most_confused"] == [{"true": "sci.med", "predicted": "sci.space", "count": 20}]
+    merged = QualitySums()
+    merged.add_sums(q)
+    merged.add_sums(q)
+    assert merged.summary()["accuracy"] == 0.8 and merged.n == 200
+    assert merged.confusion == {(13, 14): 40}
+    item = {k: {"N": str(v)} for k, v in merged.to_values().items()}
+    assert QualitySums.from_item(item).summary() == {**merged.summary(), "stage": None}
+
+
+def test_aggregate_counts_the_answering_version_and_the_discordant_pairs() -> None:
+    items = parse(
+        [{"text": f"t{i}", "label": "sci.med"} for i in range(4)],
+    ).items
+
+    def served(cand: str, prod: str) -> Served:
+        return Served(
+            "logreg",
+            "2026-12-06T23:00:00Z",
+            (
+                ServedAnswer("2", "canary", cand, 0.9, True, 7),
+                ServedAnswer("1", "production", prod, 0.8),
+            ),
+        )
+
+    pairs = [("sci.med", "sci.space"), ("sci.space", "sci.med"), ("sci.med", "sci.med"), ("x", "y")]
+    sums = aggregate(Joined(i, served(c, p)) for i, (c, p) in zip(items, pairs, strict=True))
+    q = sums.quality[("2026-12-06T23:00:00Z", "logreg", "2")]
+    assert (q.n, q.correct, q.stage) == (4, 2, "canary")
+    tally = sums.gate[("logreg", "canary", "2", 7)]
+    assert (tally.labelled, tally.candidate_only_correct, tally.production_only_correct) == (4, 1, 1)
+
+
+# -- the ledger and the join, through the service ------------------------------------------------------
+def labelled_head(version: str, seed: int = 0) -> FakeHead:
+    head = FakeHead("logreg", version, seed=seed)
+    head.labels = list(LABELS)
+    return head
+
+
+def test_ledger_pairs_candidate_and_production_answers(fake_encoder: FakeEncoder) -> None:
+    prod = labelled_head("1")
+    route = Route(prod, canary=Permuted(prod, "2"), canary_weight=0.3, canary_epoch=7, shadow=None)
+    result = InferenceService(fake_encoder, Fixed({"logreg": route})).predict(TEXTS, ["logreg"])
+    entries = served_entries(result, "w", sample=1.0)
+    assert len(entries) == len(TEXTS)
+    for p, h in zip(result.predictions["logreg"], result.hashes, strict=True):
+        served = entries[("logreg", h)]
+        assert served.answering == ServedAnswer(
+            p.version, p.stage, p.label, p.top[0]["probability"], True, 7 if p.stage == "canary" else 0
+        )
+        if p.stage == "canary":
+            production = served.of_stage("production")
+            assert production is not None and production.version == "1" and not production.answered
+    assert 0.05 < len(served_entries(result, "w", sample=0.1)) / len(TEXTS) < 0.2  # a hash sample
+
+
+@pytest.fixture
+def tables(ddb: Any) -> dict[str, Any]:
+    create_table(ddb, "monitor", MONITOR_KEYS)
+    create_table(ddb, "results", RESULTS_KEYS)
+    create_table(ddb, "rollout", ROLLOUT_KEYS)
+    rollout = RolloutStore("rollout", ddb)
+    return {
+        "ddb": ddb,
+        "rollout": rollout,
+        "store": FeedbackStore("monitor", "results", ddb, rollout=rollout),
+    }
+
+
+def test_feedback_by_text_joins_counts_once_and_feeds_the_gate(
+    fake_encoder: FakeEncoder, tables: dict[str, Any]
+) -> None:
+    prod = labelled_head("1")
+    route = Route(prod, canary=Permuted(prod, "2"), canary_weight=0.3, canary_epoch=7)
+    result = InferenceService(fake_encoder, Fixed({"logreg": route})).predict(TEXTS, ["logreg"])
+    capture = Capture(MonitorStore("monitor", tables["ddb"]), flush_seconds=0, ledger_sample=1.0)
+    capture.observe(result)
+    assert capture.maybe_flush(force=True) >= len(TEXTS)
+    capture.observe(result)  # the same answers again: nothing new to write
+    assert capture.ledger is not None and not capture.ledger.pending
+
+    truth = {t: p.label for t, p in zip(TEXTS, result.predictions["logreg"], strict=True)}  # as answered
+    # production is right by construction where it answered; the canary's permuted labels are wrong
+    items = [{"text": t, "label": truth[t]} for t in TEXTS]
+    store = tables["store"]
+    outcome = submit_feedback(parse(items), store, ["logreg", "rf"], window_seconds=300)
+    answer = outcome.to_dict()
+    assert answer["accepted"] == len(TEXTS) and answer["duplicates"] == 0 and answer["rejected"] == []
+    first = answer["joined"][0]["models"]["logreg"]
+    assert set(first) == {"model_version", "stage", "predicted", "confidence", "correct", "window"}
+
+    canary_texts = sum(p.stage == "canary" for p in result.predictions["logreg"])
+    quality = store.quality()
+    assert quality[("logreg", "2")].n == canary_texts == quality[("logreg", "2")].correct
+    assert quality[("logreg", "1")].n == len(TEXTS) - canary_texts
+    tally = tables["rollout"].get("logreg", "canary", "2", 7)
+    assert tally.labelled == canary_texts
+    # the canary answered with its own (permuted) labels and was "right" on them: production rarely agrees
+    assert tally.candidate_only_correct > 0.8 * canary_texts and tally.production_only_correct == 0
+
+    again = submit_feedback(parse(items[:10]), store, ["logreg"], window_seconds=300).to_dict()
+    assert (again["accepted"], again["duplicates"]) == (0, 10)
+    assert store.quality()[("logreg", "1")].n == len(TEXTS) - canary_texts  # nothing counted twice
+
+
+def test_unknown_ids_are_rejected_and_a_call_of_only_bad_items_is_a_4xx(tables: dict[str, Any]) -> None:
+    results = ResultsStore("results", client=tables["ddb"])
+    answer = {
+        "status": "ok",
+        "models": {
+            "logreg": {
+                "label": "sci.med",
+                "label_id": 13,
+                "top": [{"label": "sci.med", "label_id": 13, "probability": 0.7}],
+                "model_version": "3",
+                "stage": "production",
+            }
+        },
+    }
+    results.create_batch("b1", 2)
+    results.write([ResultChunk("b1", 0, (("r1", answer), ("r2", {"status": "error", "error": {}})))])
+    store = tables["store"]
+    ok = submit_feedback(
+        parse(
+            [
+                {"batch_id": "b1", "request_id": "r1", "label": "sci.space"},
+                {"batch_id": "b1", "request_id": "r2", "label": "sci.space"},  # failed: nothing served
+                {"batch_id": "nope", "request_id": "r1", "label": "sci.space"},
+                {"text": "never served", "label": "sci.space"},
+            ]
+        ),
+        store,
+        ["logreg"],
+        window_seconds=300,
+    ).to_dict()
+    assert ok["accepted"] == 1 and [r["index"] for r in ok["rejected"]] == [1, 2, 3]
+    assert ok["joined"][0]["models"]["logreg"]["correct"] is False
+    assert "no answered request 'r2'" in ok["rejected"][0]["error"]["message"]
+    assert store.quality()[("logreg", "3")].summary()["accuracy"] == 0.0
+    with pytest.raises(NothingValidError) as bad:
+        submit_feedback(
+            parse([{"text": "never served", "label": "sci.space"}]), store, ["logreg"], window_seconds=300
+        )
+    assert "no served answer recorded" in str(bad.value)
+
+
+def test_ledger_write_failure_keeps_entries_for_the_next_flush(
+    fake_encoder: FakeEncoder, tables: dict[str, Any]
+) -> None:
+    result = InferenceService(fake_encoder, {"logreg": labelled_head("1")}).predict(TEXTS[:5], ["logreg"])
+    ledger = ServedLedger("missing-table", tables["ddb"], sample=1.0)
+    ledger.observe(result, "w")
+    with pytest.raises(Exception):  # noqa: B017  (moto's ResourceNotFoundException)
+        ledger.flush()
+    assert len(ledger.pending) == 5
+    ledger.table = "monitor"
+    assert ledger.flush() == 5 and not ledger.pending
+
+
+# -- live quality ----------------------------------------------------------------------------------------
+def sums(correct: int, n: int, confidence: float = 0.9) -> QualitySums:
+    q = QualitySums()
+    for i in range(n):
+        q.add(ServedAnswer("1", "production", "sci.med" if i < correct else "x", confidence, True), "sci.med")
+    return q
+
+
+def test_quality_report_flags_production_only_when_the_intervals_are_apart() -> None:
+    refs = references_from_metrics(
+        {
+            ("logreg", "1"): {"accuracy": 0.72, "n_test": 7532},
+            ("logreg", "2"): {"accuracy": 0.72},
+            ("rf", "1"): {},
+        }
+    )
+    assert refs == {("logreg", "1"): (0.72, 7532), ("logreg", "2"): (0.72, 0)}
+    report = quality_report(
+        {("logreg", "1"): sums(560, 1000), ("logreg", "2"): sums(14, 20), ("rf", "1"): sums(5, 10)},
+        refs,
+        {"logreg": "1", "rf": "1"},
+    )
+    v1, v2 = report["logreg"]["versions"]["1"], report["logreg"]["versions"]["2"]
+    assert v1["below_reference"] and report["logreg"]["production_below_reference"]  # 0.56 vs 0.72
+    assert not v2["below_reference"]  # 0.70 of 20: its interval reaches 0.72
+    assert "reference_accuracy" not in report["rf"]["versions"]["1"]
+    assert not report["rf"]["production_below_reference"]
+    lines = quality_lines(report)
+    assert "BELOW REFERENCE" in lines[1] and lines[1].split()[:2] == ["logreg", "1"]
+    assert quality_lines({}) == ["live quality: no label feedback in this window"]
+
+
+def test_store_report_reads_the_registry_for_references(
+    tables: dict[str, Any], registry: Any, tmp_path: Any
+) -> None:
+    from tests.unit.conftest import artifact
+
+    registry.register("logreg", artifact(tmp_path, "a.onnx", b"a"), format="onnx", metrics={"accuracy": 0.7})
+    registry.promote("logreg", 1)
+    store = tables["store"]
+    served = Served("logreg", "w1", (ServedAnswer("1", "production", "sci.med", 0.8, True),))
+    items = parse([{"text": f"t{i}", "label": "sci.med" if i % 2 else "sci.space"} for i in range(40)]).items
+    store.add(aggregate(Joined(i, served) for i in items))
+    report = store.report(registry, ["logreg"], "w1")
+    live = report["logreg"]["versions"]["1"]
+    assert (live["labelled"], live["accuracy"], live["reference_accuracy"]) == (40, 0.5, 0.7)
+    assert live["below_reference"] and report["logreg"]["production"] == "1"
+    assert store.report(registry, ["logreg"])["logreg"]["versions"]["1"]["labelled"] == 40  # all windows
+
+
+# -- retraining from feedback ----------------------------------------------------------------------------
+def test_archived_labels_come_back_as_training_rows(s3: Any, tmp_path: Any) -> None:
+    from topicserve.feedback.store import LabelArchive
+    from training.feedback import archived_labels, feedback_rows
+
+    s3.create_bucket(Bucket="artifacts")
+    archive = LabelArchive("artifacts", s3)
+    first = parse(
+        [{"text": "a text about  rockets", "label": "sci.space"}, {"text": "held out", "label": "sci.med"}]
+    )
+    assert archive.put(first.items) is not None
+    later = parse(
+        [
+            {"text": "a text about rockets", "label": "sci.electronics"},
+            {"batch_id": "b", "request_id": "r", "label": "sci.med"},
+        ]
+    )
+    archive.put(later.items)  # relabelled: the latest label wins; a batch item has no text to archive
+    assert archive.put(parse([{"batch_id": "b", "request_id": "r", "label": "sci.med"}]).items) is None
+    stack = tmp_path / "stack.json"
+    stack.write_text(json.dumps({"bucket": "artifacts"}))
+    labelled = archived_labels(stack, s3)
+    assert labelled == {"a text about rockets": "sci.electronics", "held out": "sci.med"}
+    texts, y = feedback_rows(labelled, list(LABELS), exclude=["held  out"])  # a test text stays held out
+    assert texts == ["a text about rockets"] and y.tolist() == [LABELS.index("sci.electronics")]
+
+
+# -- through the queue -----------------------------------------------------------------------------------
+def test_feedback_messages_through_the_queue(tables: dict[str, Any], s3: Any) -> None:
+    from topicserve.feedback.store import LabelArchive, feedback_body, process_feedback_records
+
+    assert feedback_body(json.dumps({"batch_id": "b", "request_id": "r", "text": "feedback"})) is None
+    assert feedback_body("not json, says feedback") is None
+    assert feedback_body(json.dumps({"feedback": [1]})) is None
+    data = feedback_body(json.dumps({"feedback": {"items": [{"text": "a text", "label": "sci.med"}]}}))
+    assert data == {"items": [{"text": "a text", "label": "sci.med"}]}
+
+    ttl = 2_000_000_000
+    served = Served("logreg", "w", (ServedAnswer("1", "production", "sci.med", 0.9, True),))
+    tables["ddb"].put_item(TableName="monitor", Item=ledger_item(text_hash("a text"), served, ttl))
+    s3.create_bucket(Bucket="artifacts")
+    records = [
+        ("m1", data),
+        ("m2", data),  # the same feedback again: a duplicate
+        ("m3", {"items": [{"text": "never served", "label": "sci.med"}]}),  # dropped: no retry can fix it
+        ("m4", {"items": "nope"}),
+    ]
+    done = process_feedback_records(
+        records,
+        tables["store"],
+        ["logreg"],
+        window_seconds=300,
+        max_chars=10_000,
+        archive=LabelArchive("artifacts", s3),
+    )
+    assert (done.accepted, done.duplicates, done.refused_messages, done.retry) == (1, 1, 2, [])
+    assert tables["store"].quality()[("logreg", "1")].correct == 1
+    broken = FeedbackStore("missing-table", "results", tables["ddb"])
+    retried = process_feedback_records(records[:1], broken, ["logreg"], window_seconds=300, max_chars=10_000)
+    assert retried.retry == ["m1"]  # a backend failure: received again
