@@ -28,7 +28,7 @@ _pool_lock = threading.Lock()
 T = TypeVar("T")
 
 
-def pages(call: Callable[..., dict[str, Any]], **kwargs: Any) -> Iterator[dict[str, Any]]:
+def pages(call: Callable[..., Mapping[str, Any]], **kwargs: Any) -> Iterator[Mapping[str, Any]]:
     """Every page of a paginated Query or Scan (``call`` is the client's ``query`` or ``scan``)."""
     while True:
         page = call(**kwargs)
