@@ -629,7 +629,7 @@ class OpenVINOSession:
     the served tokenisation, sorting and padding apply unchanged."""
 
     def __init__(self, path: Path, threads: int) -> None:
-        import openvino as ov  # type: ignore[import-not-found]
+        import openvino as ov
 
         core = ov.Core()
         self.model = core.compile_model(

@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +152,7 @@ def peer_and_heads(texts: list[str], n_rounds: int, peer_texts: int) -> dict[str
     four = four_heads(service, texts[:32], 4 * n_rounds)
     # the cost of the heads alone (embeddings given): one head versus four, on a batch
     emb = encoder.encode(texts[:256])
-    head_ms = {m: _median_ms(lambda m=m: heads[m].predict_proba(emb), 5) / len(emb) for m in MODELS}
+    head_ms = {m: _median_ms(partial(heads[m].predict_proba, emb), 5) / len(emb) for m in MODELS}
     return {
         "peer_texts": len(sample),
         "batched_texts": len(sample),
