@@ -151,7 +151,7 @@ class CalibrationFeeds:
 
 def reader(feeds: CalibrationFeeds) -> Any:
     """``feeds`` as an ``onnxruntime.quantization.CalibrationDataReader``."""
-    from onnxruntime.quantization import CalibrationDataReader  # type: ignore[import-untyped]
+    from onnxruntime.quantization import CalibrationDataReader
 
     class _Reader(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -311,7 +311,7 @@ def build_static_int8(
         QuantType,
         quantize_static,
     )
-    from onnxruntime.quantization.shape_inference import quant_pre_process  # type: ignore[import-untyped]
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     cfg = config or StaticConfig()
     fp32_path, out_path = Path(fp32_path), Path(out_path)
