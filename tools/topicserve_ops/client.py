@@ -35,6 +35,7 @@ from topicserve.catalogue import MODEL_NAMES
 from topicserve.requests import QueuedRequest, new_batch_id
 
 if TYPE_CHECKING:  # the boto3 stubs: development environment only
+    from botocore.credentials import Credentials
     from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
@@ -48,7 +49,7 @@ def signed_request(
     url: str,
     data: bytes | None,
     *,
-    credentials: Any,
+    credentials: Credentials,
     region: str,
     connect_to: str | None = None,
 ) -> urllib.request.Request:
