@@ -16,12 +16,15 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bench.lambda_report import Invocation
 from infra.localstack.localcloud import clients, supervisor
+
+if TYPE_CHECKING:  # the boto3 stubs: development environment only
+    from mypy_boto3_lambda import LambdaClient
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -130,15 +133,14 @@ def _localcloud(command: str, **kwargs: Any) -> None:
     subprocess.run([sys.executable, "-m", "infra.localstack.localcloud", command], cwd=REPO, **kwargs)
 
 
-def client(service: str, read_timeout: float = 120) -> Any:
-    """A boto3 client of the local cloud, with room for the benchmarks' concurrency."""
-    return clients.client(
-        service,
-        retries={"max_attempts": 2, "mode": "standard"},
-        read_timeout=read_timeout,
-        connect_timeout=5,
-        max_pool_connections=64,
-    )
+#: botocore ``Config`` options of the benchmarks' local-cloud clients, as in
+#: ``clients.client(service, **BENCH_CLIENT)``: room for their concurrency, and patient reads
+BENCH_CLIENT: dict[str, Any] = {
+    "retries": {"max_attempts": 2, "mode": "standard"},
+    "read_timeout": 120,
+    "connect_timeout": 5,
+    "max_pool_connections": 64,
+}
 
 
 def deploy_stack(name: str, params: dict[str, str]) -> dict[str, Any]:
@@ -149,11 +151,12 @@ def deploy_stack(name: str, params: dict[str, str]) -> dict[str, Any]:
         command += ["--param", f"{key}={value}"]
     say(f"deploying stack {name} ({' '.join(f'{k}={v}' for k, v in params.items())})")
     subprocess.run(command, cwd=REPO, env={**os.environ, **clients.aws_env()}, check=True, stdout=sys.stderr)
-    return json.loads(output.read_text())
+    stack: dict[str, Any] = json.loads(output.read_text())
+    return stack
 
 
 def delete_stack(name: str) -> None:
-    cfn = client("cloudformation")
+    cfn = clients.client("cloudformation", **BENCH_CLIENT)
     with contextlib.suppress(Exception):
         cfn.delete_stack(StackName=name)
         cfn.get_waiter("stack_delete_complete").wait(
@@ -163,7 +166,7 @@ def delete_stack(name: str) -> None:
 
 
 # -- Lambda invocations -----------------------------------------------------------------------------------
-def invoke(lambda_client: Any, function_name: str, payload: Any) -> Invocation:
+def invoke(lambda_client: LambdaClient, function_name: str, payload: Any) -> Invocation:
     started = time.perf_counter()
     response = lambda_client.invoke(
         FunctionName=function_name, Payload=json.dumps(payload).encode(), LogType="Tail"

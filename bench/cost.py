@@ -576,7 +576,7 @@ def paths_from_measured(
             ("sqs_zipf_steady_cached", steady["on"]),
             ("sqs_zipf_steady_uncached", steady["off"]),
         ):
-            out[key] = zipf_steady(
+            projected = zipf_steady(
                 key,
                 unique,
                 stats,
@@ -587,9 +587,10 @@ def paths_from_measured(
                 emulator_ms_per_text=emulator,
                 prices=prices,
             )
-            out[
-                key
-            ].note = f"projected: {steady['requests']} requests of Zipf(1.1), counts from bench/admission.py"
+            projected.note = (
+                f"projected: {steady['requests']} requests of Zipf(1.1), counts from bench/admission.py"
+            )
+            out[key] = projected
 
     naive = m.get("naive")
     if naive and naive["bill"]["invocations"]:
@@ -600,8 +601,8 @@ def paths_from_measured(
             result_bytes=sizes.result,
             prices=prices,
         )
+        variants["naive_lambda"].note = "warm, one text per request, invoked directly"
         out.update(variants)
-        out["naive_lambda"].note = "warm, one text per request, invoked directly"  # type: ignore[union-attr]
     else:
         out.update(dict.fromkeys(("naive_lambda", "naive_front_door", "naive_fair", "naive_fair_cold")))
     out["gpu_worker"] = None  # no GPU measured on this machine

@@ -34,9 +34,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from topicserve.encoder import Encoder
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFEST = REPO / "build" / "models" / "manifest.json"
@@ -234,7 +237,7 @@ def build_variants(quick: bool) -> tuple[list[Model], dict[str, Any]]:
 
 
 # -- loading -----------------------------------------------------------------------------------------------
-def load_encoder(model: Model, src: dict[str, Any], threads: str) -> Any:
+def load_encoder(model: Model, src: dict[str, Any], threads: str) -> Encoder:
     """The served Encoder class with a session of exactly this configuration: a saved optimised graph with
     optimisation disabled; "1"/"2" threads spin-waiting (onnxruntime's default), "2ns" blocking."""
     from topicserve.encoder import Encoder
@@ -270,7 +273,7 @@ def session_load_seconds(models: list[Model], rounds: int) -> dict[str, float]:
 
 
 # -- measuring ---------------------------------------------------------------------------------------------
-def encode_budget(enc: Any, ids: Sequence[Sequence[int]], max_batch: int, max_tokens: int) -> np.ndarray:
+def encode_budget(enc: Encoder, ids: Sequence[Sequence[int]], max_batch: int, max_tokens: int) -> np.ndarray:
     """Like Encoder.encode_tokens, but sub-batches also capped at ``max_tokens`` padded tokens."""
     from topicserve.batching import length_buckets
 
@@ -281,7 +284,7 @@ def encode_budget(enc: Any, ids: Sequence[Sequence[int]], max_batch: int, max_to
 
 
 def fidelity(
-    encoders: dict[str, Any], ids: list[list[int]], ref: np.ndarray, batches: Sequence[int]
+    encoders: dict[str, Encoder], ids: list[list[int]], ref: np.ndarray, batches: Sequence[int]
 ) -> dict[str, dict[str, Any]]:
     """Per model and batch size: cos mean/min to the reference; drift of batched versus alone."""
     out: dict[str, dict[str, Any]] = {}
@@ -314,7 +317,9 @@ def interleave(fns: dict[str, Callable[[], float]], n_rounds: int) -> dict[str, 
     return raw
 
 
-def throughput(enc: Any, texts: list[str], batch: int, max_tokens: int | None = None) -> Callable[[], float]:
+def throughput(
+    enc: Encoder, texts: list[str], batch: int, max_tokens: int | None = None
+) -> Callable[[], float]:
     """texts/s of one config, tokenisation included (Encoder.encode: tokenise, sort, pad per sub-batch)."""
 
     def go() -> float:
@@ -329,7 +334,7 @@ def throughput(enc: Any, texts: list[str], batch: int, max_tokens: int | None = 
 
 
 def token_cost(
-    encoders: dict[str, Any],
+    encoders: dict[str, Encoder],
     ids: list[list[int]],
     lengths: Sequence[int],
     batches: Sequence[int],
@@ -344,7 +349,7 @@ def token_cost(
                 rows = [[*long_ids[i % len(long_ids)][: n - 1], long_ids[0][-1]] for i in range(b)]
                 reps = max(1, 2048 // (n * b))  # ~2k tokens a sample
 
-                def go(enc: Any = enc, rows: list[list[int]] = rows, reps: int = reps) -> float:
+                def go(enc: Encoder = enc, rows: list[list[int]] = rows, reps: int = reps) -> float:
                     t0 = time.perf_counter()
                     for _ in range(reps):
                         enc._run(rows)
@@ -629,7 +634,7 @@ class OpenVINOSession:
     the served tokenisation, sorting and padding apply unchanged."""
 
     def __init__(self, path: Path, threads: int) -> None:
-        import openvino as ov  # type: ignore[import-not-found]
+        import openvino as ov
 
         core = ov.Core()
         self.model = core.compile_model(

@@ -44,9 +44,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # the boto3 stubs: development environment only
+    from mypy_boto3_dynamodb.type_defs import ScanInputTypeDef
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -361,7 +364,8 @@ def backend(kind: str) -> Iterator[tuple[Any, str, Callable[[list[Any]], None], 
         results = ResultsStore("results", client=ddb)
 
         def count() -> int:
-            total, kwargs = 0, {"TableName": "results", "Select": "COUNT"}
+            total = 0
+            kwargs: ScanInputTypeDef = {"TableName": "results", "Select": "COUNT"}
             while True:
                 page = ddb.scan(**kwargs)
                 total += int(page["Count"])

@@ -12,14 +12,19 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bench.common import REPO, WORK, pct, ratio, say, summary
 from bench.texts import salted
 from topicserve.catalogue import MODEL_NAMES
+
+if TYPE_CHECKING:
+    from topicserve.encoder import Encoder
+    from topicserve.service import InferenceService
 
 MANIFEST = REPO / "build" / "models" / "manifest.json"
 MODELS = MODEL_NAMES
@@ -29,7 +34,7 @@ MODELS = MODEL_NAMES
 SERVED_THREADS = None
 
 
-def load_encoder(variant: str = "int8") -> Any:
+def load_encoder(variant: str = "int8") -> Encoder:
     """The encoder as the model functions run it: one blocking thread per core, the build's optimised
     graph loaded as is."""
     from topicserve.encoder import Encoder
@@ -74,7 +79,7 @@ def ceiling(texts: list[str], batch_sizes: list[int], n_rounds: int) -> dict[str
     int8, fp32 = load_encoder("int8"), load_encoder("fp32")
     int8.encode(texts[:8]), fp32.encode(texts[:8])  # first-run allocations out of the timings
 
-    def run(encoder: Any, batch: int) -> Callable[[int], float]:
+    def run(encoder: Encoder, batch: int) -> Callable[[int], float]:
         def go(_: int) -> float:
             started = time.perf_counter()
             encoder.encode(texts, batch_size=batch)
@@ -151,7 +156,7 @@ def peer_and_heads(texts: list[str], n_rounds: int, peer_texts: int) -> dict[str
     four = four_heads(service, texts[:32], 4 * n_rounds)
     # the cost of the heads alone (embeddings given): one head versus four, on a batch
     emb = encoder.encode(texts[:256])
-    head_ms = {m: _median_ms(lambda m=m: heads[m].predict_proba(emb), 5) / len(emb) for m in MODELS}
+    head_ms = {m: _median_ms(partial(heads[m].predict_proba, emb), 5) / len(emb) for m in MODELS}
     return {
         "peer_texts": len(sample),
         "batched_texts": len(sample),
@@ -171,7 +176,7 @@ def peer_and_heads(texts: list[str], n_rounds: int, peer_texts: int) -> dict[str
     }
 
 
-def four_heads(service: Any, texts: list[str], n_rounds: int) -> dict[str, Any]:
+def four_heads(service: InferenceService, texts: list[str], n_rounds: int) -> dict[str, Any]:
     """Cost of all four heads versus one for the same texts.
 
     Two estimates: (a) paired wall times, one head then four (order alternating) on the same batch, the

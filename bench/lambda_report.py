@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -31,7 +32,7 @@ def parse_report(line: str) -> dict[str, float | None]:
 class Invocation:
     """A synchronous invoke's outcome, with the REPORT line of its tail log parsed."""
 
-    def __init__(self, response: dict[str, Any], wall_ms: float | None = None) -> None:
+    def __init__(self, response: Mapping[str, Any], wall_ms: float | None = None) -> None:
         self.status = response["StatusCode"]
         self.function_error = response.get("FunctionError")
         self.payload = json.loads(response["Payload"].read() or b"null")

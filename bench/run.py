@@ -18,6 +18,7 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bench import report
@@ -154,7 +155,7 @@ def run_cloud(
     texts: list[str],
     zipf_pool: list[str],
     keep: bool,
-    checkpoint: Any,
+    checkpoint: Callable[[], None],
 ) -> None:
     from bench import admission, cost, init_breakdown
     from bench.cloud import billing, coldstarts, http_path, sqs_path

@@ -89,8 +89,10 @@ def say(message: str) -> None:
     print(f"==> images: {message}", flush=True)
 
 
-def run(*command: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, check=True, text=True, **kwargs)  # type: ignore[call-overload]
+def run(
+    *command: str, env: Mapping[str, str] | None = None, stdout: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, check=True, text=True, env=env, stdout=stdout)
 
 
 def buildah(*args: str, capture: bool = False, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infra import encoder_layer
 from infra.localstack.localcloud.interpreters import python313
@@ -36,6 +36,12 @@ from topicserve.catalogue import MODEL_NAMES, SERVED_ENCODER
 from topicserve.errors import RegistryError
 from topicserve.rollout.seed import seed_routing_env
 from topicserve_ops.lambda_config import environment, renew_environments, update_environment
+
+if TYPE_CHECKING:  # annotations only (the boto3 stubs are in the development environment only)
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_lambda import LambdaClient
+
+    from topicserve.registry import Registry
 
 REPO = Path(__file__).resolve().parents[1]
 STACK_JSON = REPO / "build" / "stack.json"
@@ -78,7 +84,7 @@ def sam_deploy(stack_name: str, *extra: str) -> None:
     sam("deploy", "--stack-name", stack_name, *SAM_DEPLOY_FLAGS, *extra)
 
 
-def stack_outputs(cloudformation: Any, stack: str) -> dict[str, str]:
+def stack_outputs(cloudformation: CloudFormationClient, stack: str) -> dict[str, str]:
     described = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
     return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
 
@@ -243,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def routing_seed(registry: Any, manifest: dict[str, Any]) -> dict[str, tuple[int, str]]:
+def routing_seed(registry: Registry, manifest: dict[str, Any]) -> dict[str, tuple[int, str]]:
     """Each model's production ``(version, sha256)`` where the encoder layer ships that head as a seed
     (the manifest's heads): cold starts serve it without the registry (``topicserve.rollout.seed``)."""
     shipped = {entry["sha256"] for entry in manifest.get("heads", {}).values()}
@@ -258,7 +264,9 @@ def routing_seed(registry: Any, manifest: dict[str, Any]) -> dict[str, tuple[int
     return seed
 
 
-def write_routing_seed(lam: Any, functions: list[str], seed: dict[str, tuple[int, str]]) -> list[str]:
+def write_routing_seed(
+    lam: LambdaClient, functions: list[str], seed: dict[str, tuple[int, str]]
+) -> list[str]:
     """Set ``ROUTING_SEED`` where it differs (a change also starts fresh environments, as a promotion
     needs); returns the functions updated."""
     value = seed_routing_env(seed)
@@ -290,7 +298,7 @@ def _parameter(params: list[str], name: str, default: int) -> int:
     return int(values.get(name, default))
 
 
-def _production(registry: Any, name: str) -> int | None:
+def _production(registry: Registry, name: str) -> int | None:
     try:
         return registry.resolve(name).version
     except RegistryError:

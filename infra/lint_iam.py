@@ -149,13 +149,14 @@ def transform(
         for key in ("CodeUri", "ContentUri"):
             if key in props:
                 props[key] = DUMMY_CODE  # local paths are packaged by sam; irrelevant to permissions
-    return sam_transform(template, {**PARAMETERS, **(parameters or {})}, _ManagedPolicies())
+    cfn: dict[str, Any] = sam_transform(template, {**PARAMETERS, **(parameters or {})}, _ManagedPolicies())
+    return cfn
 
 
 def _policies(role: dict[str, Any]) -> list[dict[str, Any]]:
     """A role's inline policies; a conditional one (``Fn::If``) counts with both branches, so the review
     covers what any parameter value can grant."""
-    out = []
+    out: list[dict[str, Any]] = []
     for policy in role["Properties"].get("Policies", []):
         branches = policy["Fn::If"][1:] if isinstance(policy, dict) and "Fn::If" in policy else [policy]
         out.extend(b for b in branches if isinstance(b, dict) and "PolicyDocument" in b)

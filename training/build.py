@@ -12,6 +12,8 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,8 @@ from training.common import (
     MODEL_NAME,
     MODELS,
     REPO,
+    Embeddings,
+    Json,
     Settings,
     cached_step,
     code_dirty,
@@ -42,14 +46,15 @@ OPT_LEVEL = "extended"
 def ort_version() -> str:
     import onnxruntime as ort
 
-    return ort.__version__
+    version: str = ort.__version__
+    return version
 
 
 PUBLISH: dict[Path, Path] = {}  # published path under build/models -> cached source, installed at the end
 COS_MEAN_GOAL, COS_MIN_GOAL = 0.99, 0.95
 
 
-def measure_load(factory, repeats: int = 3) -> float:
+def measure_load(factory: Callable[[], object], repeats: int = 3) -> float:
     """Median wall time of constructing a serving object (file read + sha256 + session creation)."""
     times = []
     for _ in range(repeats):
@@ -74,7 +79,7 @@ def exclusion_plans(fp32: Path) -> list[tuple[str, list[str]]]:
     ]
 
 
-def build_encoder(s: Settings, ds: data_mod.Dataset) -> dict:
+def build_encoder(s: Settings, ds: data_mod.Dataset) -> Json:
     src_key = export_encoder.source_key()
     import torch
 
@@ -97,8 +102,8 @@ def build_encoder(s: Settings, ds: data_mod.Dataset) -> dict:
 
     from topicserve.encoder import Encoder
 
-    def fid(model: Path, pre_optimized: bool = False) -> dict:
-        def run(outdir: Path) -> dict:
+    def fid(model: Path, pre_optimized: bool = False) -> Json:
+        def run(outdir: Path) -> Json:
             enc = Encoder(
                 model,
                 exp_dir / "tokenizer.json",
@@ -133,17 +138,19 @@ def build_encoder(s: Settings, ds: data_mod.Dataset) -> dict:
         q_dir, q_res = cached_step(
             "encoder-int8",
             {"fp32_sha256": fp32_sha, "exclude": exclude},
-            lambda d, ex=exclude: quantize.quantize(fp32, d, ex),
+            partial(quantize.quantize, fp32, exclude=exclude),
             ["model.int8.onnx"],
         )
+
         # the graph after ONNX Runtime's own optimisations, saved once here: a cold start loads it with
         # optimisation off instead of redoing them (the same arithmetic; "extended" is portable across CPUs)
+        def optimize(d: Path, src: Path = q_dir / "model.int8.onnx") -> Json:
+            return quantize.save_optimized(src, d / "model.int8.onnx", OPT_LEVEL)
+
         o_dir, o_res = cached_step(
             "encoder-int8-optimized",
             {"int8_sha256": sha256_file(q_dir / "model.int8.onnx"), "level": OPT_LEVEL, "ort": ort_version()},
-            lambda d, src=q_dir / "model.int8.onnx": quantize.save_optimized(
-                src, d / "model.int8.onnx", OPT_LEVEL
-            ),
+            optimize,
             ["model.int8.onnx"],
         )
         int8 = o_dir / "model.int8.onnx"
@@ -206,7 +213,7 @@ def build_encoder(s: Settings, ds: data_mod.Dataset) -> dict:
         }
     )
 
-    def entry(dst: Path, src: Path, fid_res: dict, variant: str, extra: dict) -> dict:
+    def entry(dst: Path, src: Path, fid_res: Json, variant: str, extra: Json) -> Json:
         return {
             "path": rel(dst),
             "sha256": sha256_file(src),
@@ -267,11 +274,11 @@ def build_encoder(s: Settings, ds: data_mod.Dataset) -> dict:
     }
 
 
-def build_embeddings(s: Settings, ds: data_mod.Dataset, encoder_entries: dict) -> dict:
+def build_embeddings(s: Settings, ds: data_mod.Dataset, encoder_entries: dict[str, Json]) -> Embeddings:
     from topicserve.encoder import Encoder
 
     tok = PUBLISH[MODELS / "encoder" / "tokenizer.json"]
-    out = {}
+    out: Embeddings = {}
     for variant, splits in (("int8", ("train", "test")), ("fp32", ("test",))):
         e = encoder_entries[variant]
         enc = Encoder(

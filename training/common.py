@@ -18,9 +18,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
-from topicserve.registry.store import sha256_file  # one file hash for training, registry and serving
+import numpy as np
+
+from topicserve.registry.store import sha256_file as sha256_file  # one hash: training, registry, serving
 
 REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "build"
@@ -30,6 +32,11 @@ MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 SEED = 20240613
 
 log = logging.getLogger("training")
+
+#: the embeddings of the data set's splits, by (encoder variant, split): ("int8", "train") -> float32 [N, 384]
+Embeddings: TypeAlias = dict[tuple[str, str], np.ndarray]
+#: a JSON object of the build: a manifest entry, a step's cached result, a head's hyperparameters
+Json: TypeAlias = dict[str, Any]
 
 
 def setup_logging() -> None:
@@ -71,7 +78,7 @@ def sha256_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def rel(path: str | os.PathLike) -> str:
+def rel(path: str | os.PathLike[str]) -> str:
     """Path relative to the repository root (the manifest must not depend on where the repo lives)."""
     return os.path.relpath(Path(path).resolve(), REPO)
 

@@ -18,13 +18,14 @@ import numpy as np
 from tqdm import tqdm
 
 from topicserve.catalogue import SERVED_BATCH_SIZE
+from topicserve.encoder import Encoder
 from training.common import CACHE, log, rel, sha256_file, sha256_json
 
 CHUNK = 256
 
 
 def encode_with_progress(
-    encoder, texts: list[str], desc: str, batch_size: int = SERVED_BATCH_SIZE
+    encoder: Encoder, texts: list[str], desc: str, batch_size: int = SERVED_BATCH_SIZE
 ) -> np.ndarray:
     """Encode globally length-sorted chunks so the progress bar moves and sub-batches stay homogeneous."""
     lengths = np.asarray(encoder.token_lengths(texts))
@@ -49,7 +50,7 @@ def encode_with_progress(
 
 
 def embeddings(
-    encoder,
+    encoder: Encoder,
     encoder_sha: str,
     split_name: str,
     texts: list[str],
@@ -75,7 +76,8 @@ def embeddings(
             meta = json.loads(meta_path.read_text())
             if meta["key"] == key and meta["sha256"] == sha256_file(npy):
                 log.info("embeddings %s cached (%s)", split_name, rel(npy))
-                return np.load(npy), npy
+                cached: np.ndarray = np.load(npy)
+                return cached, npy
         except (ValueError, KeyError, OSError):
             pass
     emb = encode_with_progress(encoder, texts, f"embed {split_name} [{encoder_sha[:8]}]")

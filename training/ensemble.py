@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -26,7 +26,10 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from topicserve.heads import EXACT_EMBEDDINGS, INPUT, OUTPUT
 from training import heads as heads_mod
-from training.common import MODELS, Settings, cached_step, log, rel, sha256_file
+from training.common import MODELS, Embeddings, Json, Settings, cached_step, log, rel, sha256_file
+
+if TYPE_CHECKING:
+    from training.data import Dataset
 
 NAME = "ensemble"
 MEMBERS: tuple[str, ...] = tuple(heads_mod.FIT)  # logreg, rf, hgb, mlp
@@ -158,7 +161,10 @@ def compose(members: dict[str, onnx.ModelProto], weights: dict[str, float]) -> o
 
 def weighted_sum(probas: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
     """What the composed graph must compute, in float64."""
-    return np.sum([weights[n] * np.asarray(p, dtype=np.float64) for n, p in probas.items()], axis=0)
+    total: np.ndarray = np.sum(
+        [weights[n] * np.asarray(p, dtype=np.float64) for n, p in probas.items()], axis=0
+    )
+    return total
 
 
 # --------------------------------------------------------------------------- the build step
@@ -170,7 +176,12 @@ def fit_params(hyperparameters: dict[str, Any]) -> dict[str, Any]:
 
 
 def validation_probabilities(
-    s: Settings, name: str, hyperparameters: dict[str, Any], ds: Any, emb: dict, emb_key: dict[str, str]
+    s: Settings,
+    name: str,
+    hyperparameters: dict[str, Any],
+    ds: Dataset,
+    emb: Embeddings,
+    emb_key: dict[str, str],
 ) -> np.ndarray:
     """``name`` refit with its chosen hyperparameters on the fit split, probabilities on validation
     (cached): out-of-sample, unlike the published head, which has seen the validation texts."""
@@ -201,7 +212,12 @@ def validation_probabilities(
 
 
 def build_ensemble(
-    s: Settings, ds: Any, emb: dict, heads: dict[str, dict], head_files: dict[Path, Path], encoder_sha: str
+    s: Settings,
+    ds: Dataset,
+    emb: Embeddings,
+    heads: dict[str, Json],
+    head_files: dict[Path, Path],
+    encoder_sha: str,
 ) -> tuple[dict[str, Any], dict[Path, Path]]:
     """Weights on validation, composition, test metrics (cached). Returns the manifest entry and
     {published path: cached file}, like ``training.heads.build_heads``."""

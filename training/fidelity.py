@@ -8,6 +8,7 @@ min are recorded in the manifest (the min catches rare texts that quantisation d
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ def reference_embeddings(texts: list[str], max_length: int) -> np.ndarray:
     ).astype(np.float32)
 
 
-def cosine_stats(ref: np.ndarray, got: np.ndarray) -> dict:
+def cosine_stats(ref: np.ndarray, got: np.ndarray) -> dict[str, Any]:
     ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
     got = got / np.linalg.norm(got, axis=1, keepdims=True)
     cos = (ref * got).sum(axis=1)

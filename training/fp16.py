@@ -31,11 +31,14 @@ import collections
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from training.common import log
+
+if TYPE_CHECKING:
+    import onnx
 
 #: the fp16 file's name beside model.fp32.onnx / model.int8.onnx (topicserve_worker.accelerator looks for it)
 FP16_FILE = "model.fp16.onnx"
@@ -49,7 +52,7 @@ MASK_SENTINEL = 1e30
 FP16_CODE_VERSION = 4
 
 
-def pooling_nodes(model: Any) -> list[str]:
+def pooling_nodes(model: onnx.ModelProto) -> list[str]:
     """The export wrapper's tail: masked mean pooling and L2 normalisation (training/export_encoder.py).
 
     torch.onnx names the wrapper's own nodes at the top level (``/Mul``, ``/ReduceSum``, ``/Div_1`` ...),
@@ -74,7 +77,7 @@ def pooling_nodes(model: Any) -> list[str]:
     ]
 
 
-def keep_fp32(m32: Any, m16: Any, names: Sequence[str]) -> None:
+def keep_fp32(m32: onnx.ModelProto, m16: onnx.ModelProto, names: Sequence[str]) -> None:
     """Put the fp32 originals of the nodes ``names`` back into the converted graph ``m16``.
 
     (The converter's own ``node_block_list`` writes duplicate Cast outputs for this graph.) Each fp16
@@ -144,7 +147,7 @@ def convert(fp32: Path, outdir: Path, op_block_list: Sequence[str] | None = None
     }
 
 
-def topological_sort(graph: Any) -> None:
+def topological_sort(graph: onnx.GraphProto) -> None:
     """Reorder ``graph.node`` so that every node follows the producers of its inputs (the ONNX rule,
     which onnx.checker enforces), keeping the original order where it already holds."""
     ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
@@ -164,7 +167,7 @@ def topological_sort(graph: Any) -> None:
     graph.node.extend(ordered)
 
 
-def out_of_range_constants(model: Any, skip: set[str] | None = None) -> dict[str, Any]:
+def out_of_range_constants(model: onnx.ModelProto, skip: set[str] | None = None) -> dict[str, Any]:
     """Float constants with values fp16 cannot hold: the converter clips them (to +-65504, and nonzero
     magnitudes below fp16's smallest subnormal up to it), so they are named in the manifest rather than
     changed silently. Here: the attention mask's -3.4e38 and a few tiny weights. Nodes in ``skip`` stay
@@ -204,7 +207,7 @@ def emulation_graph(fp16: Path) -> tuple[bytes, int]:
     g16 = m16.graph
     types = {v.name: v.type.tensor_type.elem_type for v in [*g16.value_info, *g16.input, *g16.output]}
 
-    def widen(t: Any) -> Any:
+    def widen(t: onnx.TensorProto) -> onnx.TensorProto:
         if t.data_type != TensorProto.FLOAT16:
             return t
         return numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float32), t.name)

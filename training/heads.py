@@ -15,8 +15,9 @@ import hashlib
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NotRequired, Protocol, TypeAlias, TypedDict
 
 import numpy as np
 import onnx
@@ -25,7 +26,13 @@ from sklearn.model_selection import train_test_split
 
 from topicserve.heads import EXACT_EMBEDDINGS
 from training import trees
-from training.common import MODELS, SEED, Settings, cached_step, log, rel, sha256_file
+from training.common import MODELS, SEED, Embeddings, Json, Settings, cached_step, log, rel, sha256_file
+from training.trees import Sklearn
+
+if TYPE_CHECKING:
+    import torch
+
+    from training.data import Dataset
 
 VAL_FRACTION = 0.15
 N_FEATURES = 384
@@ -36,18 +43,52 @@ RF_MAX_LOAD_S = 1.0
 # (the key otherwise names only data, embeddings and hyperparameters).
 HEADS_CODE_VERSION = 3  # 3: tree heads carry topicserve.exact_embeddings
 
+#: a head's hyperparameters, as its fit function takes them and the manifest records them
+Params: TypeAlias = dict[str, Any]
+#: an onnxruntime InferenceSession (onnxruntime ships no type information)
+OrtSession: TypeAlias = Any
+
+
+class Classifier(Protocol):
+    """A fitted head before export: a scikit-learn estimator or the MLP."""
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray: ...
+
+
+class Choice(TypedDict):
+    """A row of a head's validation search (the manifest's "selection"), or the recorded choice."""
+
+    params: Params
+    val_accuracy: float | None
+    fit_seconds: NotRequired[float]
+    formats: NotRequired[dict[str, dict[str, Any]]]  # rf: each ONNX encoding's size, load time, nodes
+    fits_limits: NotRequired[bool]  # rf: some encoding fits RF_MAX_BYTES and RF_MAX_LOAD_S
+    onnx_format: NotRequired[str | None]  # rf: the encoding chosen
+
+
+class Trained(TypedDict):
+    """What ``_train_one`` gives back: the refit head, its ONNX file, and how it was chosen."""
+
+    model: Classifier
+    path: Path
+    selection: list[Choice]
+    chosen: Choice
+    export: Json
+    refit_seconds: float
+
 
 # --------------------------------------------------------------------------- ONNX helpers
 
 
-def onnx_session(path: Path):
+def onnx_session(path: Path) -> OrtSession:
     import onnxruntime as ort
 
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
 def onnx_proba(path: Path, x: np.ndarray) -> np.ndarray:
-    return onnx_session(path).run(["probabilities"], {"embeddings": x.astype(np.float32)})[0]
+    proba: np.ndarray = onnx_session(path).run(["probabilities"], {"embeddings": x.astype(np.float32)})[0]
+    return proba
 
 
 def load_seconds(path: Path, repeats: int = 3) -> float:
@@ -90,13 +131,13 @@ def trim_skl2onnx(model: onnx.ModelProto, prob_output: str) -> onnx.ModelProto:
 # --------------------------------------------------------------------------- the four heads
 
 
-def fit_logreg(x: np.ndarray, y: np.ndarray, params: dict) -> Any:
+def fit_logreg(x: np.ndarray, y: np.ndarray, params: Params) -> Sklearn:
     from sklearn.linear_model import LogisticRegression
 
     return LogisticRegression(C=params["C"], max_iter=3000, random_state=SEED).fit(x, y)
 
 
-def export_logreg(model, path: Path) -> dict:
+def export_logreg(model: Sklearn, path: Path) -> Json:
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
@@ -110,7 +151,7 @@ def export_logreg(model, path: Path) -> dict:
     return {"converter": "skl2onnx (zipmap off, label output trimmed)"}
 
 
-def fit_rf(x: np.ndarray, y: np.ndarray, params: dict) -> Any:
+def fit_rf(x: np.ndarray, y: np.ndarray, params: Params) -> Sklearn:
     from sklearn.ensemble import RandomForestClassifier
 
     return RandomForestClassifier(n_jobs=-1, random_state=SEED, **params).fit(x, y)
@@ -130,13 +171,13 @@ def mark_exact_embeddings(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def export_rf(model, path: Path, fmt: str = "treeensemble") -> dict:
+def export_rf(model: Sklearn, path: Path, fmt: str = "treeensemble") -> Json:
     onx, stats = RF_FORMATS[fmt](model, N_FEATURES)
     onnx.save(mark_exact_embeddings(onx), str(path))
     return {"converter": f"training.trees ({fmt})", "onnx_format": fmt, **stats}
 
 
-def fit_hgb(x: np.ndarray, y: np.ndarray, params: dict) -> Any:
+def fit_hgb(x: np.ndarray, y: np.ndarray, params: Params) -> Sklearn:
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.multiclass import OneVsRestClassifier
 
@@ -146,7 +187,7 @@ def fit_hgb(x: np.ndarray, y: np.ndarray, params: dict) -> Any:
     return OneVsRestClassifier(base, n_jobs=1).fit(x, y)
 
 
-def export_hgb(model, path: Path) -> dict:
+def export_hgb(model: Sklearn, path: Path) -> Json:
     onx, stats = trees.hgb_ovr_to_onnx(model, N_FEATURES)
     onnx.save(mark_exact_embeddings(onx), str(path))
     iters = [int(e.n_iter_) for e in model.estimators_]
@@ -160,10 +201,10 @@ def export_hgb(model, path: Path) -> dict:
 class MLP:
     """A small seeded PyTorch MLP (384-256-20) with sklearn-like fit / predict_proba."""
 
-    def __init__(self, params: dict) -> None:
+    def __init__(self, params: Params) -> None:
         self.params = params
 
-    def _net(self):
+    def _net(self) -> torch.nn.Sequential:
         import torch
 
         torch.manual_seed(SEED)
@@ -189,7 +230,7 @@ class MLP:
         gen = torch.Generator().manual_seed(SEED)
         loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=p.get("label_smoothing", 0.0))
         self.history: list[float] = []
-        best = (-1.0, 0, None)
+        best: tuple[float, int, dict[str, torch.Tensor] | None] = (-1.0, 0, None)
         for epoch in range(1, p["epochs"] + 1):
             net.train()
             perm = torch.randperm(len(xt), generator=gen)
@@ -206,6 +247,7 @@ class MLP:
                     best = (acc, epoch, {k: v.clone() for k, v in net.state_dict().items()})
         if x_val is not None:
             self.best_epoch, self.best_val = best[1], best[0]
+            assert best[2] is not None, "an epoch was scored on validation"
             net.load_state_dict(best[2])
         self.net = net.eval()
         return self
@@ -215,16 +257,23 @@ class MLP:
 
         self.net.eval()
         with torch.no_grad():
-            return torch.softmax(
+            proba: np.ndarray = torch.softmax(
                 self.net(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))), 1
             ).numpy()
+        return proba
 
 
-def fit_mlp(x: np.ndarray, y: np.ndarray, params: dict, x_val=None, y_val=None) -> MLP:
+def fit_mlp(
+    x: np.ndarray,
+    y: np.ndarray,
+    params: Params,
+    x_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+) -> MLP:
     return MLP(params).fit(x, y, x_val, y_val)
 
 
-def export_mlp(model: MLP, path: Path) -> dict:
+def export_mlp(model: MLP, path: Path) -> Json:
     import torch
 
     net = torch.nn.Sequential(model.net, torch.nn.Softmax(dim=1)).eval()
@@ -248,7 +297,7 @@ def export_mlp(model: MLP, path: Path) -> dict:
 #: What the full validation search (TUNE=1, the grids below) chose; TUNE=0 fits exactly these on the full
 #: train set without searching again (same seeds, so the same models): `make demo` uses it to stay fast.
 #: Update it when a search chooses differently (the manifest's "selection" tables show the search).
-CHOSEN = {
+CHOSEN: dict[str, Params] = {
     "logreg": {"C": 1.0},
     "rf": {"n_estimators": 300, "max_features": "sqrt"},
     "hgb": {"learning_rate": 0.1, "max_iter": 300, "max_leaf_nodes": 15},
@@ -264,7 +313,7 @@ CHOSEN = {
 }
 
 
-def grids(quick: bool, tune: bool = True) -> dict[str, list[dict]]:
+def grids(quick: bool, tune: bool = True) -> dict[str, list[Params]]:
     if not tune and not quick:
         return {name: [params] for name, params in CHOSEN.items()}
     mlp_base = {
@@ -298,8 +347,19 @@ def grids(quick: bool, tune: bool = True) -> dict[str, list[dict]]:
     }
 
 
-FIT = {"logreg": fit_logreg, "rf": fit_rf, "hgb": fit_hgb, "mlp": fit_mlp}
-EXPORT = {"logreg": export_logreg, "rf": export_rf, "hgb": export_hgb, "mlp": export_mlp}
+FIT: dict[str, Callable[[np.ndarray, np.ndarray, Params], Classifier]] = {
+    "logreg": fit_logreg,
+    "rf": fit_rf,
+    "hgb": fit_hgb,
+    "mlp": fit_mlp,
+}
+#: each takes what its FIT gives (the MLP, or a scikit-learn estimator)
+EXPORT: dict[str, Callable[[Any, Path], Json]] = {
+    "logreg": export_logreg,
+    "rf": export_rf,
+    "hgb": export_hgb,
+    "mlp": export_mlp,
+}
 FORMAT = "onnx"  # every head: one ONNX graph with the common interface; details in "onnx_encoding"
 ENCODING = {
     "logreg": "skl2onnx LogisticRegression (zipmap off, label output trimmed)",
@@ -309,57 +369,69 @@ ENCODING = {
 }
 
 
-def _native_proba(model, x: np.ndarray) -> np.ndarray:
+def _native_proba(model: Classifier, x: np.ndarray) -> np.ndarray:
     return model.predict_proba(x.astype(np.float32))
 
 
 def _train_one(
-    name: str, grid: list[dict], xtr, ytr, xv, yv, quick: bool, outdir: Path, tune: bool = True
-) -> dict:
+    name: str,
+    grid: list[Params],
+    xtr: np.ndarray,
+    ytr: np.ndarray,
+    xv: np.ndarray,
+    yv: np.ndarray,
+    quick: bool,
+    outdir: Path,
+    tune: bool = True,
+) -> Trained:
     """Select on validation, refit on full train (xtr+xv), export to ``outdir/<name>.onnx``.
 
     With ``tune`` off the single recorded choice is refit directly: no fit on the fit split, no
     validation score (recorded as None), the same final model.
     """
-    table = []
-    best = None if tune else {"params": grid[0], "val_accuracy": None}
+    table: list[Choice] = []
+    best: Choice | None = None if tune else {"params": grid[0], "val_accuracy": None}
     for params in grid if tune else []:
         t0 = time.perf_counter()
+        model: Classifier
         if name == "mlp":
-            model = fit_mlp(xtr, ytr, params, xv, yv)
-            params = params | {"epochs": model.best_epoch}
+            mlp = fit_mlp(xtr, ytr, params, xv, yv)
+            params = params | {"epochs": mlp.best_epoch}
+            model = mlp
         else:
             model = FIT[name](xtr, ytr, params)
         fit_s = time.perf_counter() - t0
         val_acc = float((_native_proba(model, xv).argmax(1) == yv).mean())
-        row = {"params": params, "val_accuracy": round(val_acc, 4), "fit_seconds": round(fit_s, 1)}
+        row: Choice = {"params": params, "val_accuracy": round(val_acc, 4), "fit_seconds": round(fit_s, 1)}
         if name == "rf":  # size and load time are part of the RF choice, for each ONNX encoding
-            row["formats"] = {}
+            formats: dict[str, dict[str, Any]] = {}
+            row["formats"] = formats
             for fmt in RF_FORMATS:
                 with tempfile.TemporaryDirectory() as tmp:
                     p = Path(tmp) / "rf.onnx"
                     try:
                         stats = export_rf(model, p, fmt)
                     except trees.NotSuitableError as exc:
-                        row["formats"][fmt] = {"not_applicable": str(exc), "fits_limits": False}
+                        formats[fmt] = {"not_applicable": str(exc), "fits_limits": False}
                         log.info("[rf] %s as %s: not applicable (%s)", params, fmt, exc)
                         continue
                     size, load = p.stat().st_size, load_seconds(p)
-                row["formats"][fmt] = {
+                formats[fmt] = {
                     "size_bytes": size,
                     "load_seconds": load,
                     "n_nodes": stats["n_nodes"],
                     "fits_limits": size <= RF_MAX_BYTES and load <= RF_MAX_LOAD_S,
                 }
                 log.info("[rf] %s as %s: %.1f MB, load %.3f s", params, fmt, size / 1e6, load)
-            ok = [f for f, v in row["formats"].items() if v["fits_limits"]]
+            ok = [f for f, v in formats.items() if v["fits_limits"]]
             row["fits_limits"] = bool(ok)
             # TreeEnsemble is the standard tree operator (and faster per call): prefer it when it fits
             row["onnx_format"] = ok[0] if ok else None
         log.info("[%s] %s -> val acc %.4f (fit %.1f s)", name, params, val_acc, fit_s)
         table.append(row)
         eligible = name != "rf" or row["fits_limits"] or quick
-        if eligible and (best is None or val_acc > best["val_accuracy"]):
+        best_acc = None if best is None else best["val_accuracy"]  # a float in a search
+        if eligible and (best_acc is None or val_acc > best_acc):
             best = row
         del model
     if best is None:
@@ -367,7 +439,7 @@ def _train_one(
     xall, yall = np.concatenate([xtr, xv]), np.concatenate([ytr, yv])
     log.info("[%s] refit on full train with %s", name, best["params"])
     t0 = time.perf_counter()
-    model = FIT[name](xall, yall, best["params"])
+    refit = FIT[name](xall, yall, best["params"])
     refit_s = time.perf_counter() - t0
     path = outdir / f"{name}.onnx"
     if name == "rf":
@@ -376,18 +448,18 @@ def _train_one(
         first = best.get("onnx_format") or "treeensemble"
         for fmt in [first, *(f for f in RF_FORMATS if f != first)]:
             try:
-                export_info = export_rf(model, path, fmt)
+                export_info = export_rf(refit, path, fmt)
             except trees.NotSuitableError as exc:
                 log.warning("[rf] refit forest cannot be encoded as %s (%s)", fmt, exc)
                 continue
             if quick or (path.stat().st_size <= RF_MAX_BYTES and load_seconds(path) <= RF_MAX_LOAD_S):
                 break
             log.warning("[rf] refit forest as %s misses the size/load limits", fmt)
-        best = best | {"params": best["params"] | {"onnx_format": fmt}}
+        best = {**best, "params": best["params"] | {"onnx_format": fmt}}
     else:
-        export_info = EXPORT[name](model, path)
+        export_info = EXPORT[name](refit, path)
     return {
-        "model": model,
+        "model": refit,
         "path": path,
         "selection": table,
         "chosen": best,
@@ -396,7 +468,7 @@ def _train_one(
     }
 
 
-def validation_split(y_train: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+def validation_split(y_train: np.ndarray) -> tuple[np.ndarray, np.ndarray, Json]:
     """(fit indices, validation indices, protocol) of train: the one split every choice is made on (the
     heads' hyperparameters here, the ensemble's weights in training/ensemble.py)."""
     idx = np.arange(len(y_train))
@@ -412,14 +484,14 @@ def validation_split(y_train: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]
     return tr_idx, val_idx, validation
 
 
-def embeddings_key(emb: dict) -> dict[str, str]:
+def embeddings_key(emb: Embeddings) -> dict[str, str]:
     """sha256 of each embeddings array, ``"<variant>/<split>"`` -> hex: the data part of a cache key."""
     return {f"{a}/{b}": hashlib.sha256(v.tobytes()).hexdigest() for (a, b), v in emb.items()}
 
 
 def build_heads(
-    s: Settings, ds, emb: dict, names: list[str], encoder_sha: str
-) -> tuple[dict, dict, dict[Path, Path]]:
+    s: Settings, ds: Dataset, emb: Embeddings, names: list[str], encoder_sha: str
+) -> tuple[dict[str, Json], Json, dict[Path, Path]]:
     """Train/export/evaluate each head (cached). Returns manifest entries, the validation protocol and
     {published path: cached file} for the caller to install together with the manifest."""
     x_train, y_train = emb[("int8", "train")], ds.train.y
@@ -428,7 +500,7 @@ def build_heads(
     tr_idx, val_idx, validation = validation_split(y_train)
     all_grids = grids(s.quick, s.tune)
     emb_key = embeddings_key(emb)
-    out: dict[str, dict] = {}
+    out: dict[str, Json] = {}
     files: dict[Path, Path] = {}
     for name in names:
         key = {
@@ -443,7 +515,7 @@ def build_heads(
             "labels": ds.labels,
         }
 
-        def run(outdir: Path, name: str = name) -> dict:
+        def run(outdir: Path, name: str = name) -> Json:
             r = _train_one(
                 name,
                 all_grids[name],
@@ -460,7 +532,7 @@ def build_heads(
             proba32 = onnx_proba(r["path"], x_test32)
             pred = proba.argmax(1)
             agreement = float((pred == native.argmax(1)).mean())
-            res = {
+            res: Json = {
                 "hyperparameters": r["chosen"]["params"],
                 "selection": r["selection"],
                 "validation_accuracy": r["chosen"]["val_accuracy"],

@@ -9,11 +9,12 @@ fidelity minimum needs it (see training/build.py).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from training.common import log
 
 
-def quantize(fp32: Path, outdir: Path, exclude: list[str] | None = None) -> dict:
+def quantize(fp32: Path, outdir: Path, exclude: list[str] | None = None) -> dict[str, Any]:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -33,7 +34,7 @@ def quantize(fp32: Path, outdir: Path, exclude: list[str] | None = None) -> dict
     return {"per_channel": True, "weight_type": "QInt8", "nodes_to_exclude": list(exclude or [])}
 
 
-def save_optimized(src: Path, dst: Path, level: str = "extended") -> dict:
+def save_optimized(src: Path, dst: Path, level: str = "extended") -> dict[str, Any]:
     """Write the graph as ONNX Runtime leaves it after its session-time optimisations at ``level``
     ("basic", "extended" or "all"), so that a session made with optimisation disabled (the encoder's
     ``pre_optimized``) skips them: a cold start otherwise redoes them every time. "extended" (operator

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from topicserve.monitoring.reference import from_probabilities
 from training import ensemble
 from training import heads as heads_mod
-from training.common import MODELS, Settings, log, rel, sha256_file
+from training.common import MODELS, Embeddings, Json, Settings, log, rel, sha256_file
+
+if TYPE_CHECKING:
+    from training.data import Dataset
 
 MAX_EMBEDDINGS = 2_000
 VARIANT = "int8"
 
 
 def build_reference(
-    s: Settings, ds: Any, emb: dict, heads: dict[str, dict]
+    s: Settings, ds: Dataset, emb: Embeddings, heads: dict[str, Json]
 ) -> tuple[dict[str, Any], dict[Path, Path]]:
     """The manifest entry and {published path: built file}."""
     x, y = emb[(VARIANT, "train")], ds.train.y

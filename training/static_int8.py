@@ -23,9 +23,12 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import onnx
 
 INPUT_IDS = "input_ids"
 ATTENTION_MASK = "attention_mask"
@@ -151,7 +154,7 @@ class CalibrationFeeds:
 
 def reader(feeds: CalibrationFeeds) -> Any:
     """``feeds`` as an ``onnxruntime.quantization.CalibrationDataReader``."""
-    from onnxruntime.quantization import CalibrationDataReader  # type: ignore[import-untyped]
+    from onnxruntime.quantization import CalibrationDataReader
 
     class _Reader(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -201,7 +204,7 @@ def dense_matmuls(path: Path) -> dict[str, str]:
     return out
 
 
-def quantize_embedding_tables(model: Any) -> list[str]:
+def quantize_embedding_tables(model: onnx.ModelProto) -> list[str]:
     """Replace each Gather over a float initializer table by a Gather over an int8 copy (symmetric, one
     scale per table) followed by DequantizeLinear; returns the tables changed. ``model``: onnx.ModelProto,
     changed in place."""
@@ -250,7 +253,9 @@ def quantize_embedding_tables(model: Any) -> list[str]:
     return sorted(done)
 
 
-def keep_fp32_for_float_consumers(model: Any, quantized_op_types: Sequence[str] = ("MatMul",)) -> int:
+def keep_fp32_for_float_consumers(
+    model: onnx.ModelProto, quantized_op_types: Sequence[str] = ("MatMul",)
+) -> int:
     """Feed the consumers of each activation's QuantizeLinear -> DequantizeLinear pair that are *not*
     quantised ops from the original fp32 tensor; returns how many inputs were rewired. ``model`` is an
     ``onnx.ModelProto`` (changed in place)."""
@@ -311,7 +316,7 @@ def build_static_int8(
         QuantType,
         quantize_static,
     )
-    from onnxruntime.quantization.shape_inference import quant_pre_process  # type: ignore[import-untyped]
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     cfg = config or StaticConfig()
     fp32_path, out_path = Path(fp32_path), Path(out_path)

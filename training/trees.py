@@ -22,10 +22,15 @@ summed (aggregate SUM), so the result is identical to a multi-target leaf.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, TypeAlias
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+#: a fitted scikit-learn estimator (a forest, a one-vs-rest of boosted trees) or its ``tree_``: scikit-learn
+#: ships no type information, so what is read from it is converted to int, float and numpy arrays here
+Sklearn: TypeAlias = Any
 
 ML_OPSET = 5
 AI_ONNX_OPSET = 21
@@ -103,7 +108,7 @@ def _add_tree(b: _Builder, tree: Tree, scale: float) -> None:
         b.link(n, False, lf, True)
         return
     mapping: dict[int, int] = {}
-    stack = [(0, [])]
+    stack: list[tuple[int, list[tuple[int, bool]]]] = [(0, [])]
     b.roots.append(len(b.modes))
     while stack:  # pre-order, so the root gets the first id of this tree
         node, path = stack.pop()
@@ -122,7 +127,7 @@ def _add_tree(b: _Builder, tree: Tree, scale: float) -> None:
                 b.link(mapping[node], branch, mapping[int(child)], False)
     for path, target, weight in extra:  # chain tree: pays `weight` only if every test on the path agrees
         zero = b.leaf(target, 0.0)
-        prev = None
+        prev: tuple[int, bool] | None = None
         for node, branch in path:
             n = b.node(int(tree.feature[node]), float(splits[node]))
             if prev is None:
@@ -131,12 +136,13 @@ def _add_tree(b: _Builder, tree: Tree, scale: float) -> None:
                 b.link(prev[0], prev[1], n, False)
             b.link(n, not branch, zero, True)
             prev = (n, branch)
+        assert prev is not None, "a chain tree's path has at least its root"
         b.link(prev[0], prev[1], b.leaf(target, weight * scale), True)
 
 
 def ensemble_node(
     trees: list[Tree], n_targets: int, output: str, input_name: str = "embeddings", scale: float = 1.0
-) -> tuple[onnx.NodeProto, dict]:
+) -> tuple[onnx.NodeProto, dict[str, Any]]:
     """One ``TreeEnsemble`` node summing all ``trees`` (each leaf weight multiplied by ``scale``)."""
     b = _Builder()
     for t in trees:
@@ -199,7 +205,7 @@ class NotSuitableError(ValueError):
     """The model cannot be encoded compactly in this format (e.g. too many impure leaves)."""
 
 
-def _node_depths(t) -> np.ndarray:
+def _node_depths(t: Sklearn) -> np.ndarray:
     depth = np.zeros(t.node_count, dtype=np.int64)
     for node in range(t.node_count):  # sklearn numbers children after their parent
         for child in (t.children_left[node], t.children_right[node]):
@@ -209,8 +215,8 @@ def _node_depths(t) -> np.ndarray:
 
 
 def random_forest_to_onnx(
-    forest, n_features: int, max_chain_ratio: float = 0.25
-) -> tuple[onnx.ModelProto, dict]:
+    forest: Sklearn, n_features: int, max_chain_ratio: float = 0.25
+) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """RandomForestClassifier -> probabilities = mean over trees of the leaf class distributions.
 
     Raises NotSuitableError when impure leaves would need more chain-tree nodes than ``max_chain_ratio``
@@ -251,7 +257,7 @@ def random_forest_to_onnx(
     return _model([node, mul], [inv], n_features, n_classes, doc), stats
 
 
-def hgb_ovr_to_onnx(ovr, n_features: int) -> tuple[onnx.ModelProto, dict]:
+def hgb_ovr_to_onnx(ovr: Sklearn, n_features: int) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """OneVsRestClassifier(HistGradientBoostingClassifier) -> normalised one-vs-rest sigmoid scores.
 
     Matches sklearn: per class raw = baseline + sum of tree values; p_k = sigmoid(raw_k); rows divided by
@@ -295,7 +301,7 @@ def hgb_ovr_to_onnx(ovr, n_features: int) -> tuple[onnx.ModelProto, dict]:
     return _model(nodes, [base, axes], n_features, n_classes, doc), stats
 
 
-def random_forest_to_onnx_gather(forest, n_features: int) -> tuple[onnx.ModelProto, dict]:
+def random_forest_to_onnx_gather(forest: Sklearn, n_features: int) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """RandomForestClassifier as flat node arrays walked with Gather ops (no TreeEnsemble operator).
 
     Why: onnxruntime's TreeEnsemble kernel spends ~1.3 us per node building its own structures when a
@@ -311,7 +317,7 @@ def random_forest_to_onnx_gather(forest, n_features: int) -> tuple[onnx.ModelPro
     one-hot class c for pure leaves, further rows for impure ones) and averaged over trees.
     """
     feats, thrs, lefts, leafvals, roots = [], [], [], [], []
-    table: dict[tuple, int] = {}
+    table: dict[tuple[float, ...], int] = {}
     n_classes = int(forest.n_classes_)
     for c in range(n_classes):
         table[tuple(float(c == j) for j in range(n_classes))] = c
@@ -344,10 +350,10 @@ def random_forest_to_onnx_gather(forest, n_features: int) -> tuple[onnx.ModelPro
         lf[pos[inner]] = base + left_slot[inner]
         lf[pos[is_leaf]] = base + pos[is_leaf]
         values = t.value[:, 0, :]
-        for node in np.flatnonzero(is_leaf):
-            dist = values[node] / values[node].sum()
+        for leaf in np.flatnonzero(is_leaf):
+            dist = values[leaf] / values[leaf].sum()
             key = tuple(float(v) for v in dist)
-            lv[pos[node]] = table.setdefault(key, len(table))
+            lv[pos[leaf]] = table.setdefault(key, len(table))
         feats.append(f)
         thrs.append(th)
         lefts.append(lf)

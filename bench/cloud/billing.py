@@ -12,12 +12,16 @@ import contextlib
 import json
 import statistics
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.cloud.stack import MODEL, Stack
-from bench.common import apigw_event, client, invoke, say, summary
+from bench.common import BENCH_CLIENT, apigw_event, invoke, say, summary
 from bench.cost import billed_ms, ddb_item_bytes
 from bench.lambda_report import parse_report
+from infra.localstack.localcloud.clients import client
+
+if TYPE_CHECKING:  # the boto3 stubs: development environment only
+    from mypy_boto3_lambda import LambdaClient
 
 LOG_DELIVERY_S = 2.0  # the local executor ships logs asynchronously
 
@@ -26,7 +30,7 @@ def function_log(
     fn: str, since_ms: int, until_ms: int | None = None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The REPORT lines (parsed) and the JSON "batch processed" lines of ``fn`` in [since_ms, until_ms)."""
-    logs = client("logs")
+    logs = client("logs", **BENCH_CLIENT)
     kwargs: dict[str, Any] = {"logGroupName": f"/aws/lambda/{fn}", "startTime": since_ms}
     if until_ms is not None:
         kwargs["endTime"] = until_ms
@@ -52,7 +56,7 @@ def function_log(
 
 def memory_mb(fn: str) -> float:
     """The function's configured memory (what AWS bills GB-seconds on), read from its configuration."""
-    return float(client("lambda").get_function_configuration(FunctionName=fn)["MemorySize"])
+    return float(client("lambda", **BENCH_CLIENT).get_function_configuration(FunctionName=fn)["MemorySize"])
 
 
 def bill(fn: str, reports: list[dict[str, Any]]) -> dict[str, Any]:
@@ -144,7 +148,7 @@ def api_probe(st: Stack, texts: list[str], k: int) -> dict[str, Any]:
     return {"texts": k, "ok": get_status == 200 and got == k, "post": post, "get": get}
 
 
-def naive_warm(lam: Any, fn: str, texts: list[str], n: int) -> dict[str, Any]:
+def naive_warm(lam: LambdaClient, fn: str, texts: list[str], n: int) -> dict[str, Any]:
     """The naive peer's warm per-request billed duration: one request to make sure an environment is
     up, then ``n`` single-text requests (its REPORT lines from the invocations' tail logs)."""
     invoke(lam, fn, apigw_event(MODEL, {"text": texts[-1]}))

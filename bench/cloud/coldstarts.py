@@ -11,13 +11,17 @@ import time
 import urllib.request
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.cloud.stack import MODEL, Stack
-from bench.common import REPO, WORK, apigw_event, client, dir_size, invoke, ratio, say, summary
+from bench.common import BENCH_CLIENT, REPO, WORK, apigw_event, dir_size, invoke, ratio, say, summary
 from infra.deploy import sam_deploy, stack_outputs
+from infra.localstack.localcloud.clients import client
 from topicserve.warming import warm_event
 from topicserve_ops.lambda_config import renew_environments
+
+if TYPE_CHECKING:  # the boto3 stubs: development environment only
+    from mypy_boto3_lambda import LambdaClient
 
 
 def fp32_function(st: Stack) -> tuple[str, str, int]:
@@ -202,11 +206,16 @@ def deploy_naive(stack_name: str) -> str:
         "--image-repositories",
         f"NaiveFunction={uri.split('@')[0]}",
     )
-    return stack_outputs(client("cloudformation"), stack_name)["FunctionName"]
+    return stack_outputs(client("cloudformation", **BENCH_CLIENT), stack_name)["FunctionName"]
 
 
 def cold_starts(
-    lam: Any, variants: dict[str, str], n: int, texts: list[str], *, few: dict[str, int] | None = None
+    lam: LambdaClient,
+    variants: dict[str, str],
+    n: int,
+    texts: list[str],
+    *,
+    few: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """``n`` forced cold starts per variant, interleaved (order rotated per round); a variant in ``few``
     takes part in only its first that many rounds (slow or secondary ones: the naive peer's 3 s inits).
@@ -224,7 +233,9 @@ def cold_starts(
                 and isinstance(inv.payload, dict)
                 and inv.payload.get("statusCode") == 200
             )
-            split = invoke(lam, variants[name], warm_event(1, 0)).payload if name != "naive" else {}
+            split: dict[str, Any] = (
+                invoke(lam, variants[name], warm_event(1, 0)).payload if name != "naive" else {}
+            )
             raw[name].append(
                 {
                     "init_ms": inv.init_duration_ms,
@@ -244,7 +255,7 @@ def cold_starts(
                 if r < few.get(k, n)
             )
         )
-    stats = {}
+    stats: dict[str, dict[str, Any]] = {}
     for name, samples in raw.items():
         good = [s for s in samples if s["ok"]]
         stats[name] = {

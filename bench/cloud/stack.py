@@ -6,7 +6,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench.common import client
+from bench.common import BENCH_CLIENT
+from infra.localstack.localcloud.clients import client
 from topicserve.dynamo import pages
 from topicserve.results import expand_items
 from topicserve_ops.client import Client
@@ -24,10 +25,10 @@ class Stack:
     encode_batch_size: int | None = None
 
     def __post_init__(self) -> None:
-        self.lam = client("lambda")
-        self.sqs = client("sqs")
-        self.ddb = client("dynamodb")
-        self.s3 = client("s3")
+        self.lam = client("lambda", **BENCH_CLIENT)
+        self.sqs = client("sqs", **BENCH_CLIENT)
+        self.ddb = client("dynamodb", **BENCH_CLIENT)
+        self.s3 = client("s3", **BENCH_CLIENT)
         self.http = Client(self.info, timeout=60)
         self.predict_fn = self.info["functions"]["predict"][MODEL]
         self.image_fn: str | None = self.info.get("image_function")  # the same code as a container image

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,6 +13,9 @@ from bench.cloud.arrivals import bursty_trace, dispatch
 from bench.cloud.stack import MODEL, Stack
 from bench.common import apigw_event, invoke, ratio, say, summary
 from topicserve_ops.lambda_config import renew_environments, update_environment
+
+if TYPE_CHECKING:  # the boto3 stubs: development environment only
+    from mypy_boto3_lambda import LambdaClient
 
 
 class KeepAlive:
@@ -24,7 +27,7 @@ class KeepAlive:
     ``keepalive_s``.
     """
 
-    def __init__(self, lam: Any, function_name: str, keepalive_s: float) -> None:
+    def __init__(self, lam: LambdaClient, function_name: str, keepalive_s: float) -> None:
         self.lam, self.fn, self.keepalive_s = lam, function_name, keepalive_s
         self.lock = threading.Condition()
         self.in_flight = 0
@@ -139,7 +142,8 @@ def warmers(
     say(f"  without warmers: cold share {without['cold_share']:.0%}, p99 {without['latency_ms']['p99']} ms")
     with_w = replay(st, arrivals, keepalive_s, warm_every_s, texts)
     say(f"  with warmers: cold share {with_w['cold_share']:.0%}, p99 {with_w['latency_ms']['p99']} ms")
-    removed = 1 - ratio(with_w["cold_starts"], without["cold_starts"]) if without["cold_starts"] else None
+    remaining = ratio(with_w["cold_starts"], without["cold_starts"])  # None without cold starts to remove
+    removed = None if remaining is None else 1 - remaining
     return {
         "trace": {
             "arrivals": arrivals,

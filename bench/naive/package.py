@@ -86,7 +86,7 @@ def train_heads(out: Path) -> None:
 
 
 def build() -> dict[str, int]:
-    site = Path(metadata.distribution("torch").locate_file(""))
+    site = Path(str(metadata.distribution("torch").locate_file("")))
     PACKAGE.mkdir(parents=True, exist_ok=True)
     app = PACKAGE / "app.py"
     if not app.exists():

@@ -29,10 +29,16 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from topicserve.catalogue import MODEL_NAMES
 from topicserve.requests import QueuedRequest, new_batch_id
+
+if TYPE_CHECKING:  # the boto3 stubs: development environment only
+    from botocore.credentials import Credentials
+    from mypy_boto3_lambda import LambdaClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
 
 #: SigV4's service name for function URLs (the URL's host names the region)
 FUNCTION_URL_SERVICE = "lambda"
@@ -43,7 +49,7 @@ def signed_request(
     url: str,
     data: bytes | None,
     *,
-    credentials: Any,
+    credentials: Credentials,
     region: str,
     connect_to: str | None = None,
 ) -> urllib.request.Request:
@@ -194,7 +200,13 @@ class Client:
         return answers
 
     # -- SQS --------------------------------------------------------------------------------------------
-    def aws(self, service: str) -> Any:
+    @overload
+    def aws(self, service: Literal["sqs"]) -> SQSClient: ...
+    @overload
+    def aws(self, service: Literal["lambda"]) -> LambdaClient: ...
+    @overload
+    def aws(self, service: Literal["s3"]) -> S3Client: ...
+    def aws(self, service: Literal["sqs", "lambda", "s3"]) -> SQSClient | LambdaClient | S3Client:
         """A boto3 client of the stack's cloud (the local endpoint when it has one)."""
         import boto3
 

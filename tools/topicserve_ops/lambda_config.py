@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
-from topicserve.aws import AwsClient
+if TYPE_CHECKING:  # the boto3 stubs: development environment only
+    from mypy_boto3_lambda import LambdaClient
 
 GENERATION = "ENVIRONMENT_GENERATION"
 
 
-def environment(lam: AwsClient, name: str) -> dict[str, str]:
+def environment(lam: LambdaClient, name: str) -> dict[str, str]:
     config = lam.get_function_configuration(FunctionName=name)
     return dict(config.get("Environment", {}).get("Variables", {}))
 
 
 def update_environment(
-    lam: AwsClient, name: str, changes: Mapping[str, str | None], *, wait: bool = True
+    lam: LambdaClient, name: str, changes: Mapping[str, str | None], *, wait: bool = True
 ) -> None:
     """Set (or, with None, remove) environment variables of a function; wait for the update by default."""
     variables = environment(lam, name)
@@ -36,7 +38,7 @@ def update_environment(
         lam.get_waiter("function_updated_v2").wait(FunctionName=name)
 
 
-def renew_environments(lam: AwsClient, names: Iterable[str]) -> None:
+def renew_environments(lam: LambdaClient, names: Iterable[str]) -> None:
     """Make functions start fresh execution environments (and so re-run their init) without a deploy:
     bump a harmless variable on each, then wait for all of them."""
     names = list(names)

@@ -32,14 +32,21 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-from topicserve.aws import AwsClient
 from topicserve.batcher import BatchOutcome, Stored, process_records
 from topicserve.protocols import EncoderLike
 from topicserve.service import InferenceService
 from topicserve.settings import Settings
 from topicserve_worker.accelerator import MODES, EncoderChoice, Mode, parse_mode
+
+if TYPE_CHECKING:  # the boto3 stubs: development environment only
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import (
+        ChangeMessageVisibilityBatchRequestEntryTypeDef,
+        DeleteMessageBatchRequestEntryTypeDef,
+        MessageTypeDef,
+    )
 
 # not __name__ ("__main__" when run as ``python -m topicserve_worker.worker``, the GPU image's entrypoint, and
 # outside "topicserve" either way): make_logger gives the "topicserve" logger tree its JSON format
@@ -87,7 +94,7 @@ class Heartbeat:
 
     def __init__(
         self,
-        sqs: AwsClient,
+        sqs: SQSClient,
         queue_url: str,
         receipts: Sequence[str],
         *,
@@ -113,7 +120,7 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._wait(self.every):
             for start in range(0, len(self.receipts), SQS_MAX):
-                entries = [
+                entries: list[ChangeMessageVisibilityBatchRequestEntryTypeDef] = [
                     {"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": self.extend}
                     for i, r in enumerate(self.receipts[start : start + SQS_MAX])
                 ]
@@ -127,7 +134,7 @@ class Heartbeat:
 class Worker:
     def __init__(
         self,
-        sqs: AwsClient,
+        sqs: SQSClient,
         config: WorkerSettings,
         service: InferenceService,
         write: Callable[[list[Stored]], None],
@@ -141,10 +148,10 @@ class Worker:
         self.answered = 0
         self.retried = 0
 
-    def gather(self) -> list[dict[str, Any]]:
+    def gather(self) -> list[MessageTypeDef]:
         """Receive until ``target_messages`` or ``max_gather_seconds`` after the first message; empty
         when the queue stays empty for one long poll or a stop was asked."""
-        messages: list[dict[str, Any]] = []
+        messages: list[MessageTypeDef] = []
         first: float | None = None
         while len(messages) < self.config.target_messages and not self.stopping.is_set():
             if first is not None and self.clock() - first >= self.config.max_gather_seconds:
@@ -163,7 +170,7 @@ class Worker:
             messages.extend(page)
         return messages
 
-    def serve(self, messages: list[dict[str, Any]]) -> BatchOutcome:
+    def serve(self, messages: list[MessageTypeDef]) -> BatchOutcome:
         """One merged pass; deletes exactly the messages it answered."""
         records = [{"messageId": m["MessageId"], "body": m["Body"]} for m in messages]
         receipts = {m["MessageId"]: m["ReceiptHandle"] for m in messages}
@@ -178,7 +185,9 @@ class Worker:
         retry = set(outcome.failed_message_ids)
         done = [(i, receipts[m]) for i, m in enumerate(receipts) if m not in retry]
         for start in range(0, len(done), SQS_MAX):
-            entries = [{"Id": str(i), "ReceiptHandle": r} for i, r in done[start : start + SQS_MAX]]
+            entries: list[DeleteMessageBatchRequestEntryTypeDef] = [
+                {"Id": str(i), "ReceiptHandle": r} for i, r in done[start : start + SQS_MAX]
+            ]
             self.sqs.delete_message_batch(QueueUrl=self.config.queue_url, Entries=entries)
         again = [(i, receipts[m]) for i, m in enumerate(receipts) if m in retry]
         for start in range(0, len(again), SQS_MAX):

@@ -45,10 +45,10 @@ from infra.localstack.localcloud.settings import (
 AGENT_SOURCE_FILE = Path(__file__).with_name("LoopbackDynamoDB.java")
 
 
-def run(cmd: list[str | os.PathLike[str]], **kwargs: object) -> None:
+def run(cmd: list[str | os.PathLike[str]], *, cwd: str | None = None, stdout: int | None = None) -> None:
     """Run a command, echoing it; a failure stops the install with the command's own output visible."""
     log("$ " + " ".join(str(c) for c in cmd))
-    subprocess.run([str(c) for c in cmd], check=True, **kwargs)  # type: ignore[call-overload]
+    subprocess.run([str(c) for c in cmd], check=True, cwd=cwd, stdout=stdout)
 
 
 def install_spec() -> dict[str, object]:

@@ -59,7 +59,8 @@ def health(port: int = PORT, timeout: float = 1.0) -> dict[str, object] | None:
     try:
         with urllib.request.urlopen(f"http://{HOST}:{port}/_localstack/health", timeout=timeout) as resp:
             if resp.status == 200:
-                return json.loads(resp.read())
+                answer: dict[str, object] = json.loads(resp.read())
+                return answer
     except (urllib.error.URLError, OSError, ValueError):
         return None
     return None
@@ -80,7 +81,7 @@ def processes() -> list[Process]:
     """Every process of this local cloud, found through /proc whoever its parent is: LocalStack, its Java
     (DynamoDB Local, recognised by our FILESYSTEM_ROOT in its arguments) and function environments (our
     executor's programs). After a LocalStack died without cleaning up (SIGKILL), its leftovers."""
-    found = []
+    found: list[Process] = []
     executor_programs = (str(INIT_PROGRAM), str(BOOTSTRAP_SCRIPT))
     for pid, argv in proctree.command_lines():
         is_localstack = argv[:1] == [str(VENV / "bin" / "python")] and "localstack.runtime.main" in argv

@@ -1,18 +1,24 @@
-"""boto3 clients: the one factory (:func:`aws_client`) and their static type (:data:`AwsClient`).
+"""boto3 clients: the one factory (:func:`aws_client`) and their static types.
 
-boto3 builds its clients at run time from service models and ships no type information, and its stubs
-(boto3-stubs) are not a dependency of the layer or the development environment. So every boto3 client
-(DynamoDB, S3, SQS, Lambda), whether made by :func:`aws_client` or passed in by a
-caller (the tests pass moto clients or in-memory fakes with the same methods), is annotated ``AwsClient``,
-an alias of ``Any``: what comes back from a call is checked by the code that reads it, not by mypy.
-To have mypy check the calls, point this alias (or one per service) at the boto3-stubs client classes,
-e.g. ``mypy_boto3_dynamodb.DynamoDBClient``.
+boto3 builds its clients at run time from service models and ships no type information; its stubs
+(``boto3-stubs``, ``mypy-boto3-<service>``) are installed in the development environment only, never in
+the layer. So the per-service client types (:data:`DynamoDBClient`, :data:`S3Client`, :data:`SQSClient`,
+:data:`LambdaClient`) are imported for the type checker alone (``if TYPE_CHECKING:``, annotations are
+strings at run time), and :func:`aws_client` returns each service's type to mypy. :data:`AwsClient`, an
+alias of ``Any``, remains for a client whose service is not a literal, and for parameters that accept the
+tests' moto clients and in-memory fakes as well.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, overload
+
+if TYPE_CHECKING:  # development environment only: the stubs are not in the layer
+    from mypy_boto3_dynamodb import DynamoDBClient as DynamoDBClient
+    from mypy_boto3_lambda import LambdaClient as LambdaClient
+    from mypy_boto3_s3 import S3Client as S3Client
+    from mypy_boto3_sqs import SQSClient as SQSClient
 
 AwsClient: TypeAlias = Any
 
@@ -32,6 +38,16 @@ def _botocore_session() -> Any:
     return _session
 
 
+@overload
+def aws_client(service: Literal["dynamodb"], *, serving: bool = True) -> DynamoDBClient: ...
+@overload
+def aws_client(service: Literal["s3"], *, serving: bool = True) -> S3Client: ...
+@overload
+def aws_client(service: Literal["sqs"], *, serving: bool = True) -> SQSClient: ...
+@overload
+def aws_client(service: Literal["lambda"], *, serving: bool = True) -> LambdaClient: ...
+@overload
+def aws_client(service: str, *, serving: bool = True) -> AwsClient: ...
 def aws_client(service: str, *, serving: bool = True) -> AwsClient:
     """A client. For serving (the default), a plain botocore client with short timeouts: a backend outage
     must cost a request milliseconds, not the default 60 s read timeout, so the degraded path (serve
@@ -45,7 +61,8 @@ def aws_client(service: str, *, serving: bool = True) -> AwsClient:
     if not serving:
         import boto3
 
-        return boto3.client(service)
+        # boto3-stubs type the literal service names only; the overloads above carry each one's type
+        return boto3.client(service)  # type: ignore[call-overload]
     config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"})
     with _session_lock:
         return _botocore_session().create_client(service, config=config)

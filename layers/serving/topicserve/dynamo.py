@@ -14,10 +14,12 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from topicserve.aws import AwsClient
 from topicserve.errors import TRANSIENT_CODES, BackendUnavailableError
+
+if TYPE_CHECKING:  # the boto3 stubs: development environment only
+    from topicserve.aws import DynamoDBClient
 
 GET_CHUNK = 100
 WRITE_CHUNK = 25
@@ -28,7 +30,7 @@ _pool_lock = threading.Lock()
 T = TypeVar("T")
 
 
-def pages(call: Callable[..., dict[str, Any]], **kwargs: Any) -> Iterator[dict[str, Any]]:
+def pages(call: Callable[..., Mapping[str, Any]], **kwargs: Any) -> Iterator[Mapping[str, Any]]:
     """Every page of a paginated Query or Scan (``call`` is the client's ``query`` or ``scan``)."""
     while True:
         page = call(**kwargs)
@@ -96,7 +98,7 @@ def _call_until_done(
 
 
 def batch_get(
-    client: AwsClient,
+    client: DynamoDBClient,
     table: str,
     keys: Sequence[dict[str, Any]],
     *,
@@ -133,7 +135,7 @@ def _writers() -> ThreadPoolExecutor:
 
 
 def batch_put(
-    client: AwsClient,
+    client: DynamoDBClient,
     table: str,
     items: Sequence[dict[str, Any]],
     *,

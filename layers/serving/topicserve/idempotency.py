@@ -29,7 +29,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from topicserve.aws import AwsClient
 from topicserve.errors import (
     BackendUnavailableError,
     IdempotencyKeyReusedError,
@@ -41,6 +40,8 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
     from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
     from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from topicserve.aws import DynamoDBClient
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ def _submit(*, request: dict[str, str], work: Work) -> dict[str, Any]:
 class BatchIdempotency:
     """``Idempotency-Key`` handling of ``POST /v1/batches``; with no table, the header is ignored."""
 
-    def __init__(self, table: str, client: AwsClient, *, window_seconds: int = 3600) -> None:
+    def __init__(self, table: str, client: DynamoDBClient, *, window_seconds: int = 3600) -> None:
         if window_seconds < 1:
             raise ValueError(f"the idempotency window must be at least 1 s, got {window_seconds}")
         self.table = table

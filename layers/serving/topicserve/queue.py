@@ -4,11 +4,16 @@ and which queue a submission goes to."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from topicserve.aws import AwsClient
 from topicserve.dynamo import RetryPolicy, chunks
 from topicserve.errors import BackendUnavailableError
 from topicserve.settings import Settings
+
+if TYPE_CHECKING:  # the boto3 stubs: development environment only
+    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
+
+    from topicserve.aws import SQSClient
 
 SQS_BATCH = 10
 
@@ -27,14 +32,16 @@ def choose_queue(accepted: int, asked: bool | None, settings: Settings) -> tuple
 
 
 def send_all(
-    client: AwsClient, queue_url: str, bodies: Sequence[str], *, retry: RetryPolicy | None = None
+    client: SQSClient, queue_url: str, bodies: Sequence[str], *, retry: RetryPolicy | None = None
 ) -> int:
     """Send every body; returns the number of SendMessageBatch calls. Raises if an entry keeps failing,
     so an API caller gets an error instead of a batch that silently lacks requests."""
     retry = retry or RetryPolicy()
     calls = 0
     for chunk in chunks(list(bodies), SQS_BATCH):
-        entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(chunk)]
+        entries: list[SendMessageBatchRequestEntryTypeDef] = [
+            {"Id": str(i), "MessageBody": body} for i, body in enumerate(chunk)
+        ]
         for attempt in range(retry.max_attempts):
             calls += 1
             response = client.send_message_batch(QueueUrl=queue_url, Entries=entries)

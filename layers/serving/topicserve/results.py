@@ -33,12 +33,15 @@ import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from topicserve.aws import AwsClient, aws_client
+from topicserve.aws import aws_client
 from topicserve.dynamo import RetryPolicy, batch_put, pages
+
+if TYPE_CHECKING:  # the boto3 stubs: development environment only
+    from topicserve.aws import DynamoDBClient
 
 META = "#meta"
 CHUNK_PREFIX = "c#"
@@ -103,7 +106,7 @@ class ResultsStore:
         self,
         table: str,
         *,
-        client: AwsClient | None = None,
+        client: DynamoDBClient | None = None,
         ttl_seconds: int = 24 * 3600,
         retry: RetryPolicy | None = None,
     ) -> None:

@@ -58,7 +58,8 @@ def runtime_table() -> dict[str, dict[str, str]]:
     path = os.environ.get("LOCALCLOUD_RUNTIMES_FILE")
     if not path or not Path(path).is_file():
         return {}
-    return json.loads(Path(path).read_text())
+    table: dict[str, dict[str, str]] = json.loads(Path(path).read_text())
+    return table
 
 
 def resolve_runtime(runtime: str | None) -> dict[str, str]:

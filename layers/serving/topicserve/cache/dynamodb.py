@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from topicserve.aws import AwsClient, aws_client
+from topicserve.aws import aws_client
 from topicserve.cache.store import CacheUnavailableError
 from topicserve.dynamo import RetryPolicy, batch_get, batch_put
 from topicserve.errors import BackendUnavailableError
+
+if TYPE_CHECKING:  # the boto3 stubs: development environment only
+    from topicserve.aws import DynamoDBClient
 
 
 class DynamoDBStore:
@@ -23,7 +26,7 @@ class DynamoDBStore:
         self,
         table_name: str,
         *,
-        client: AwsClient | None = None,
+        client: DynamoDBClient | None = None,
         ttl_seconds: int | None = 7 * 24 * 3600,
         max_attempts: int = 6,
         base_delay: float = 0.05,

@@ -27,7 +27,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from topicserve.aws import AwsClient, aws_client
 from topicserve.dynamo import pages
@@ -35,6 +35,9 @@ from topicserve.errors import ArtifactError, ChecksumMismatchError, RegistryErro
 from topicserve.registry import rules
 from topicserve.registry.model import Lineage, ModelVersion, Routing, Stage, Transition
 from topicserve.registry.rules import Decision, HeadValue
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 HEAD = 0
 _CHUNK = 1 << 20
@@ -356,7 +359,7 @@ class Registry:
         expression = "SET " + ", ".join(assignments)
         if decision.removes:
             expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(decision.removes)))
-        items: list[dict[str, Any]] = [
+        items: list[TransactWriteItemTypeDef] = [
             {
                 "Update": {
                     "TableName": self.table,
