@@ -102,6 +102,9 @@ def test_a_cold_start_serves_the_deploys_head_with_the_registry_unreachable(
     assert served.function_error is None and served.payload["statusCode"] == 200, served.payload
     assert served.init_duration_ms is not None
     assert json.loads(served.payload["body"])["model_version"] == str(seed["hgb"][0])
+    again = invoke(lam, name, event)  # the same environment, after its routing read has failed
+    assert again.payload["statusCode"] == 200 and again.init_duration_ms is None, again.payload
+    assert json.loads(again.payload["body"])["model_version"] == str(seed["hgb"][0])
     time.sleep(2)
     said = [
         r

@@ -68,7 +68,7 @@ class Router:
         self.refreshes = 0
         self._routes: dict[str, Route] = {}
         self._next_refresh = 0.0
-        self._reading: cf.Future[dict[str, Routing]] | None = None  # a seeded start's routing read
+        self._reading: cf.Future[dict[str, Routing] | None] | None = None  # a seeded start's routing read
 
     # -- cold start ---------------------------------------------------------------------------------
     def start(self, seeds: Mapping[str, SeedHead] | None = None) -> None:
@@ -120,8 +120,20 @@ class Router:
         runs while the runtime fetches the first event, and the first request waits for it at most
         ``load_wait_seconds``, so a rollout made since the deploy still decides what that request gets."""
         if self._reading is None and self._next_refresh == float("-inf"):
-            self._reading = self.executor.submit(self.registry.routings, self.models)
+            self._reading = self.executor.submit(self._read_after_init)
             self._next_refresh = self.clock() + self.ttl
+
+    def _read_after_init(self) -> dict[str, Routing] | None:
+        """The routing read of a seeded start; None, said at once in the log, when the registry cannot be
+        reached (whether or not a request is there to apply the answer)."""
+        try:
+            return self.registry.routings(self.models)
+        except Exception as exc:
+            logger.warning(
+                "registry unreachable: serving the deploy's production heads (seed)",
+                extra={"error": repr(exc), "serving": {m: r.production for m, r in self.desired.items()}},
+            )
+            return None
 
     def expire(self) -> None:
         """Make the next request re-read the routing, whatever its age (after a SnapStart restore the
@@ -152,8 +164,8 @@ class Router:
 
     def _apply_background_read(self) -> None:
         """The first request after a seeded start: apply the routing read that init left running, waiting
-        for it at most ``load_wait_seconds`` (it normally finished during init). A failed read leaves the
-        deploy's heads serving, and the next TTL retries."""
+        for it at most ``load_wait_seconds``. A failed read leaves the deploy's heads serving, and the next
+        TTL retries."""
         assert self._reading is not None
         if not self._reading.done() and self.load_wait > 0:
             cf.wait([self._reading], timeout=self.load_wait)
@@ -161,15 +173,9 @@ class Router:
             return
         reading, self._reading = self._reading, None
         self.refreshes += 1
-        try:
-            found = reading.result()
-        except Exception as exc:
-            logger.warning(
-                "registry unreachable: serving the deploy's production heads (seed)",
-                extra={"error": repr(exc), "serving": {m: r.production for m, r in self.desired.items()}},
-            )
-            return
-        self._apply(found, fail=False)
+        found = reading.result()
+        if found is not None:  # None: unreachable, logged by the read; the next TTL retries
+            self._apply(found, fail=False)
 
     def status(self) -> dict[str, Any]:
         """For logs and the warm-up answer: what is desired, what serves, what is still loading."""
