@@ -93,14 +93,17 @@ def sample(where: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
 
 
 def imports_by_package(importtime: str) -> dict[str, float]:
-    """Self time per top-level package (stdlib modules summed as ``stdlib``), in ms. The handler module
-    itself (``app``) is left out: its self time is its body, ``build_runtime()`` included, waits for the
-    loader threads too, which the steps explain."""
+    """Self time per top-level package (stdlib modules summed as ``stdlib``), in ms, of the imports init
+    makes: those that finish before the handler module does. The handler module itself (``app``) is left
+    out: its self time is its body, ``build_runtime()`` included, and its waits for the loader threads,
+    which the steps explain; imports after it are the routing read's, after init."""
     stdlib = set(sys.stdlib_module_names)
     totals: dict[str, float] = defaultdict(float)
     for raw in importtime.splitlines():
         match = IMPORT_LINE.match(raw)
-        if not match or match.group(4) == HANDLER_MODULE:
+        if match and match.group(4) == HANDLER_MODULE:
+            break  # init ends with the handler module: later imports are the background registry read's
+        if not match:
             continue
         top = match.group(4).split(".")[0]
         totals["stdlib" if top in stdlib or top.startswith("_") else top] += int(match.group(1)) / 1000

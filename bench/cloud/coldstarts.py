@@ -17,6 +17,7 @@ from bench.cloud.stack import MODEL, Stack
 from bench.common import BENCH_CLIENT, REPO, WORK, apigw_event, dir_size, invoke, ratio, say, summary
 from infra.deploy import sam_deploy, stack_outputs
 from infra.localstack.localcloud.clients import client
+from topicserve.catalogue import MODEL_NAMES
 from topicserve.warming import warm_event
 from topicserve_ops.lambda_config import renew_environments
 
@@ -227,7 +228,8 @@ def cold_starts(
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in [k for k in order if r < few.get(k, n)]:
             renew_environments(lam, [variants[name]])
-            inv = invoke(lam, variants[name], apigw_event(MODEL, {"text": texts[r % len(texts)]}))
+            model = name if name in MODEL_NAMES else MODEL  # a predict function answers its own model only
+            inv = invoke(lam, variants[name], apigw_event(model, {"text": texts[r % len(texts)]}))
             ok = (
                 inv.function_error is None
                 and isinstance(inv.payload, dict)
