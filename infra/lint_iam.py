@@ -64,8 +64,10 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
     "PredictMlpFunctionRole": _MODEL,
     "PredictEnsembleFunctionRole": _MODEL,
     "PredictImageFunctionRole": _MODEL,  # the container-image predict function (PredictImageUri set)
-    "BatcherFunctionRole": _MODEL | _TUNE_ESM,
-    # SQSSendMessagePolicy: SendMessage(Batch); + Powertools' idempotency records (Put/Get/Update/DeleteItem)
+    # + label feedback from the queue: a marker per counted item, the labelled texts archived under feedback/
+    "BatcherFunctionRole": _MODEL | _TUNE_ESM | {"dynamodb:PutItem", "s3:PutObject"},
+    # SQSSendMessagePolicy: SendMessage(Batch); + Powertools' idempotency records (Put/Get/Update/DeleteItem);
+    # + label feedback's archive of labelled texts (s3:PutObject under feedback/)
     "ApiFunctionRole": _READ_REGISTRY
     | {
         "sqs:SendMessage*",
@@ -73,6 +75,7 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
         "dynamodb:Query",
         "dynamodb:UpdateItem",
         "dynamodb:DeleteItem",
+        "s3:PutObject",
     },
     "WarmerFunctionRole": {"lambda:InvokeFunction"},
     # the rollout gate: routing + records read, stage changes (TransactWriteItems of Updates)
@@ -83,7 +86,14 @@ EXPECTED_ACTIONS: dict[str, set[str]] = {
         "dynamodb:UpdateItem",
     },
     # the drift monitor: its windows, the reference (registry record + artifact), the report objects
-    "MonitorFunctionRole": {"dynamodb:Query", "dynamodb:GetItem", "s3:GetObject", "s3:PutObject"},
+    # + the registry's routings (which version is in production), for live quality from label feedback
+    "MonitorFunctionRole": {
+        "dynamodb:Query",
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "s3:GetObject",
+        "s3:PutObject",
+    },
     # the GPU worker (GpuWorker=true, AWS only): its tasks drain the bulk queue like the batcher does ...
     "WorkerTaskRole": {
         "sqs:ReceiveMessage",

@@ -1,6 +1,6 @@
 """Parsing and validation of what callers send: API bodies and SQS messages. Pure: no AWS, no models.
 
-The documented shapes (also in the README and the OpenAPI description):
+The documented shapes (also in docs/API.md and the OpenAPI description):
 
 * ``POST /v1/predict/{model}``: ``{"text": "..."}`` or ``{"texts": ["...", ...]}``
 * ``POST /v1/batches``: ``{"texts": [...], "models": [...]}`` or
