@@ -113,9 +113,9 @@ URL_TARGET = re.compile(r"^(      TargetFunctionArn: !Ref )(\w+Function)$", re.M
 def code_canary_template(source: Path = REPO / "template.yaml", target: Path = AWS_TEMPLATE) -> Path:
     """template.yaml plus ``AutoPublishAlias: live`` in ``Globals.Function``: the one line SAM cannot
     switch with a parameter (docs/ROLLOUT.md "Two levels of rollout"); written beside it, git-ignored. The
-    function URLs then target each function's live alias (``!Ref <Function>.Alias``, which SAM resolves only when
-    the alias exists), as the REST API's integrations and the SQS mapping do, so URL traffic is canaried
-    and restored from SnapStart like the rest."""
+    function URLs then target each function's live alias (``!Ref <Function>.Alias``, which SAM resolves
+    only when the alias exists), as the REST API's integrations and the SQS mapping do, so URL traffic is
+    canaried and restored from SnapStart like the rest."""
     text = source.read_text()
     anchor = "\nGlobals:\n  Function:\n"
     if anchor not in text:
