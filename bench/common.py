@@ -80,6 +80,14 @@ def _git(*args: str) -> str:
     return proc.stdout.strip()
 
 
+def save_work(name: str, result: dict[str, Any]) -> None:
+    """A tool's result, raw samples included, as ``build/bench/<name>.json``; its summary (without them)
+    on stdout."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    (WORK / f"{name}.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps({k: v for k, v in result.items() if k != "raw"}, indent=1))
+
+
 def save(name: str, data: dict[str, Any], command: str) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import REPO, WORK, ratio, say
+from bench.common import REPO, WORK, ratio, save_work, say
 
 PROBE = """
 import json, time
@@ -104,9 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         "current_over_baseline_init": ratio(med["current"]["init_s"], med["baseline"]["init_s"]),
         "raw": raw,
     }
-    WORK.mkdir(parents=True, exist_ok=True)
-    (WORK / "init_ab.json").write_text(json.dumps(result, indent=1))
-    print(json.dumps({k: v for k, v in result.items() if k != "raw"}, indent=1))
+    save_work("init_ab", result)
     return 0
 
 

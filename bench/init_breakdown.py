@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import REPO, WORK, say
+from bench.common import REPO, save_work, say
 
 #: ``import time: self [us] | cumulative | imported package`` (the indentation of the name is its depth)
 IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)")
@@ -166,9 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("AWS_ENDPOINT_URL", stack["endpoint_url"])
     result = breakdown(stack, args.model, args.rounds)
     result["command"] = " ".join(["python -m bench.init_breakdown", *(argv or sys.argv[1:])])
-    WORK.mkdir(parents=True, exist_ok=True)
-    (WORK / "init_breakdown.json").write_text(json.dumps(result, indent=1))
-    print(json.dumps({k: v for k, v in result.items() if k != "raw"}, indent=1))
+    save_work("init_breakdown", result)
     return 0
 
 

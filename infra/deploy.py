@@ -35,7 +35,7 @@ from infra.localstack.localcloud.settings import SAM_VENV
 from topicserve.catalogue import MODEL_NAMES, SERVED_ENCODER
 from topicserve.errors import RegistryError
 from topicserve.rollout.seed import seed_routing_env
-from topicserve_ops.lambda_config import environment, renew_environments, update_environment
+from topicserve_ops.lambda_config import environment, renew_environments, update_environments
 
 if TYPE_CHECKING:  # annotations only (the boto3 stubs are in the development environment only)
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -273,10 +273,7 @@ def write_routing_seed(
     changed = [f for f in functions if environment(lam, f).get("ROUTING_SEED") != value]
     if changed:
         say(f"routing seed {value}: {len(changed)} function(s)")
-    for name in changed:
-        update_environment(lam, name, {"ROUTING_SEED": value}, wait=False)
-    for name in changed:
-        lam.get_waiter("function_updated_v2").wait(FunctionName=name)
+    update_environments(lam, changed, {"ROUTING_SEED": value})
     return changed
 
 

@@ -38,11 +38,17 @@ def update_environment(
         lam.get_waiter("function_updated_v2").wait(FunctionName=name)
 
 
-def renew_environments(lam: LambdaClient, names: Iterable[str]) -> None:
-    """Make functions start fresh execution environments (and so re-run their init) without a deploy:
-    bump a harmless variable on each, then wait for all of them."""
+def update_environments(lam: LambdaClient, names: Iterable[str], changes: Mapping[str, str | None]) -> None:
+    """The same variables changed on several functions: every update started first, then all waited
+    for, so N functions cost one update's wait rather than N."""
     names = list(names)
     for name in names:
-        update_environment(lam, name, {GENERATION: str(time.time_ns())}, wait=False)
+        update_environment(lam, name, changes, wait=False)
     for name in names:
         lam.get_waiter("function_updated_v2").wait(FunctionName=name)
+
+
+def renew_environments(lam: LambdaClient, names: Iterable[str]) -> None:
+    """Make functions start fresh execution environments (and so re-run their init) without a deploy:
+    bump a harmless variable on each."""
+    update_environments(lam, names, {GENERATION: str(time.time_ns())})

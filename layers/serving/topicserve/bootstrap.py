@@ -78,8 +78,6 @@ def load_head(
 ) -> Head:
     """One registered head version, sha256-verified: the deploy's seed file when the registry's record
     names the same bytes, else downloaded to /tmp by the registry."""
-    from topicserve.heads import Head
-
     steps = steps or InitSteps()
     with steps.step("head record read"):
         record = registry.show(model, version)
@@ -89,23 +87,24 @@ def load_head(
     else:
         with steps.step("head fetch + sha256"):
             path = registry.download(record, settings.model_cache_dir)
-    head = Head(
-        path, name=model, version=str(record.version), labels=record.labels, expected_sha256=record.sha256
-    )
-    steps.merge(head.load_ms)
-    return head
+    return verified_head(path, model, record.version, record.labels, record.sha256, steps)
 
 
 def load_seed_head(seed: SeedHead, steps: InitSteps | None = None) -> Head:
     """The deploy's production head from the encoder layer, refused unless its bytes hash to the sha256
     the registry recorded at deploy time."""
+    return verified_head(seed.path, seed.model, seed.version, seed.labels, seed.sha256, steps or InitSteps())
+
+
+def verified_head(
+    path: Path, model: str, version: int, labels: Sequence[str], sha256: str, steps: InitSteps
+) -> Head:
+    """A head session from bytes that hash to ``sha256`` (checked on the bytes the session is built from),
+    its read / sha256 / session times added to ``steps``."""
     from topicserve.heads import Head
 
-    head = Head(
-        seed.path, name=seed.model, version=str(seed.version), labels=seed.labels, expected_sha256=seed.sha256
-    )
-    if steps is not None:
-        steps.merge(head.load_ms)
+    head = Head(path, name=model, version=str(version), labels=labels, expected_sha256=sha256)
+    steps.merge(head.load_ms)
     return head
 
 
