@@ -210,22 +210,26 @@ def _bound(
     the rejected ``m`` of the lower bound are ``[lo, L)``; the down capital mirrors it. The returned bound
     is the last rejected point's side, i.e. never tighter than the exact one by more than 2**-47.
     """
-    a, b = lo, hi  # invariant (lower): a rejected or a == lo; b not rejected or b == hi
-    if lower:
-        for _ in range(_BISECTIONS):
-            mid = (a + b) / 2
-            if _rejects(counts, values, mid, up=True, lo=lo, hi=hi, alpha=alpha):
-                a = mid
-            else:
-                b = mid
-        return a
+    # invariant (lower): a rejected or a == lo; b not rejected or b == hi. The upper bound mirrors it (b
+    # rejected or b == hi; a not rejected or a == lo): a step moves a when "rejected" equals "lower".
+    a, b = lo, hi
     for _ in range(_BISECTIONS):
         mid = (a + b) / 2
-        if _rejects(counts, values, mid, up=False, lo=lo, hi=hi, alpha=alpha):
-            b = mid
-        else:
+        if bool(_rejects(counts, values, mid, up=lower, lo=lo, hi=hi, alpha=alpha)) == lower:
             a = mid
-    return b
+        else:
+            b = mid
+    return a if lower else b
+
+
+def _interval(
+    counts: npt.ArrayLike, values: tuple[float, ...], alpha: float, *, lo: float, hi: float
+) -> tuple[float, float]:
+    """(lower, upper): both one-sided bounds of the CS at this look, each at ``alpha``."""
+    return (
+        _bound(counts, values, alpha, lower=True, lo=lo, hi=hi),
+        _bound(counts, values, alpha, lower=False, lo=lo, hi=hi),
+    )
 
 
 _DIFF = (1.0, 0.0, -1.0)  # candidate only right, both right or both wrong, production only right
@@ -307,8 +311,7 @@ def paired_accuracy(
     worse, fine = paired_accuracy_rejections(
         labelled, candidate_only_correct, production_only_correct, alpha=alpha, min_effect=min_effect
     )
-    lower = _bound(counts, _DIFF, alpha, lower=True, lo=-1.0, hi=1.0)
-    upper = _bound(counts, _DIFF, alpha, lower=False, lo=-1.0, hi=1.0)
+    lower, upper = _interval(counts, _DIFF, alpha, lo=-1.0, hi=1.0)
     estimate = (candidate_only_correct - production_only_correct) / labelled if labelled else None
     over = (
         f"over {labelled} labelled texts ({candidate_only_correct} only the candidate got right, "
@@ -352,33 +355,9 @@ def disagreement(compared: int, disagreed: int, *, alpha: float, min_effect: flo
     never rolls back (disagreeing is not being wrong); it lets a near-identical retrain through long before
     labels could.
     """
-    alpha = check_alpha(alpha)
-    min_effect = check_rate("min_effect", min_effect)
-    _count("compared", compared)
-    _count("disagreed", disagreed)
-    _at_most("disagreed", disagreed, "compared", compared)
-    counts = _bernoulli(np.asarray(compared), np.asarray(disagreed))
-    below = bool(rate_below_rejections(compared, disagreed, alpha=alpha, limit=min_effect))
-    lower = _bound(counts, _BERNOULLI, alpha, lower=True, lo=0.0, hi=1.0)
-    upper = _bound(counts, _BERNOULLI, alpha, lower=False, lo=0.0, hi=1.0)
-    ci = f"[{lower:.4f}, {upper:.4f}]"
     over = f"over {compared} compared texts ({disagreed} with a different label)"
-    if below:
-        decision, reason = PROMOTE, f"disagreement {ci} bounds any accuracy loss below {min_effect}, {over}"
-    else:
-        decision, reason = WAIT, f"disagreement {ci} does not rule out a loss of {min_effect}, {over}"
-    return TestResult(
-        test=DISAGREEMENT,
-        estimate=disagreed / compared if compared else None,
-        lower=lower,
-        upper=upper,
-        n=compared,
-        alpha=alpha,
-        threshold=min_effect,
-        decision=decision,
-        reason=reason,
-        min_effect=min_effect,
-        counts={"compared": compared, "disagreed": disagreed},
+    return _rate_test(
+        DISAGREEMENT, {"compared": compared, "disagreed": disagreed}, ("min_effect", min_effect), alpha, over
     )
 
 
@@ -395,35 +374,57 @@ def error_rate(attempts: int, errors: int, *, alpha: float, max_error_rate: floa
     text of its batch at once, one event counted many times. The caller should keep a floor on the
     failures it acts on (today's ``max_errors_unserved``) or count failed batches, not texts.
     """
-    alpha = check_alpha(alpha)
-    max_error_rate = check_rate("max_error_rate", max_error_rate)
-    _count("attempts", attempts)
-    _count("errors", errors)
-    _at_most("errors", errors, "attempts", attempts)
-    counts = _bernoulli(np.asarray(attempts), np.asarray(errors))
-    above = bool(rate_above_rejections(attempts, errors, alpha=alpha, limit=max_error_rate))
-    below = bool(rate_below_rejections(attempts, errors, alpha=alpha, limit=max_error_rate))
-    lower = _bound(counts, _BERNOULLI, alpha, lower=True, lo=0.0, hi=1.0)
-    upper = _bound(counts, _BERNOULLI, alpha, lower=False, lo=0.0, hi=1.0)
-    ci = f"[{lower:.4f}, {upper:.4f}]"
     over = f"{errors} failures in {attempts} attempts"
-    if above:
-        decision, reason = ROLLBACK, f"error rate {ci} is above {max_error_rate}: {over}"
-    elif below:
-        decision, reason = PROMOTE, f"error rate {ci} is below {max_error_rate}: {over}"
+    return _rate_test(
+        ERROR_RATE, {"attempts": attempts, "errors": errors}, ("max_error_rate", max_error_rate), alpha, over
+    )
+
+
+#: the rate tests' reasons by decision, templates of ``{ci}`` (the interval), ``{limit}`` and ``{over}``
+#: (the counts in words); a test without a ROLLBACK reason never rolls back
+_RATE_REASONS = {
+    DISAGREEMENT: {
+        PROMOTE: "disagreement {ci} bounds any accuracy loss below {limit}, {over}",
+        WAIT: "disagreement {ci} does not rule out a loss of {limit}, {over}",
+    },
+    ERROR_RATE: {
+        ROLLBACK: "error rate {ci} is above {limit}: {over}",
+        PROMOTE: "error rate {ci} is below {limit}: {over}",
+        WAIT: "error rate {ci} straddles {limit}: {over}",
+    },
+}
+
+
+def _rate_test(
+    test: str, counts: dict[str, int], limit: tuple[str, float], alpha: float, over: str
+) -> TestResult:
+    """A CS for a 0/1 rate against a limit: ``counts`` is {name: all, name: hits}, ``limit`` (name, value).
+
+    ROLLBACK when the lower bound is above the limit (if the test has a ROLLBACK reason), else PROMOTE
+    when the upper bound is below it, else WAIT. A limit named ``min_effect`` is also the result's.
+    """
+    (n_name, n), (k_name, k) = counts.items()
+    limit_name, value = limit
+    alpha = check_alpha(alpha)
+    value = check_rate(limit_name, value)
+    _count(n_name, n)
+    _count(k_name, k)
+    _at_most(k_name, k, n_name, n)
+    lower, upper = _interval(_bernoulli(np.asarray(n), np.asarray(k)), _BERNOULLI, alpha, lo=0.0, hi=1.0)
+    reasons = _RATE_REASONS[test]
+    if ROLLBACK in reasons and bool(rate_above_rejections(n, k, alpha=alpha, limit=value)):
+        decision = ROLLBACK
+    elif bool(rate_below_rejections(n, k, alpha=alpha, limit=value)):
+        decision = PROMOTE
     else:
-        decision, reason = WAIT, f"error rate {ci} straddles {max_error_rate}: {over}"
+        decision = WAIT
+    reason = reasons[decision].format(ci=f"[{lower:.4f}, {upper:.4f}]", limit=value, over=over)
+    min_effect = value if limit_name == "min_effect" else None
+    estimate = k / n if n else None
+    # TestResult's fields in order: test, estimate, lower, upper, n, alpha, threshold, decision, reason,
+    # min_effect, counts
     return TestResult(
-        test=ERROR_RATE,
-        estimate=errors / attempts if attempts else None,
-        lower=lower,
-        upper=upper,
-        n=attempts,
-        alpha=alpha,
-        threshold=max_error_rate,
-        decision=decision,
-        reason=reason,
-        counts={"attempts": attempts, "errors": errors},
+        test, estimate, lower, upper, n, alpha, value, decision, reason, min_effect, counts=dict(counts)
     )
 
 
