@@ -1,4 +1,5 @@
-"""DynamoDB batch calls done right, shared by the caches and the results store.
+"""DynamoDB batch calls done right, shared by the caches and the results store; and the two calls every
+store of sums makes (monitoring, label feedback, rollout records): read a partition, add to an item.
 
 BatchGetItem takes at most 100 keys and BatchWriteItem 25 items, and under throttling both hand part of
 the work back as ``UnprocessedKeys`` / ``UnprocessedItems``. These helpers chunk, retry what comes back
@@ -38,6 +39,52 @@ def pages(call: Callable[..., Mapping[str, Any]], **kwargs: Any) -> Iterator[Map
         if "LastEvaluatedKey" not in page:
             return
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def partition(client: DynamoDBClient, table: str, key: str, value: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every item whose partition key ``key`` is ``value`` (typed: ``{"S": ...}``), all pages of the Query."""
+    query = pages(
+        client.query,
+        TableName=table,
+        KeyConditionExpression=f"{key} = :key",
+        ExpressionAttributeValues={":key": value},
+    )
+    return [item for page in query for item in page.get("Items", [])]
+
+
+def add_numbers(
+    client: DynamoDBClient,
+    table: str,
+    key: Mapping[str, Any],
+    numbers: Mapping[str, Any],
+    sets: Mapping[str, Mapping[str, Any]],
+    *,
+    number: Callable[[Any], str] = str,
+    if_absent: Mapping[str, Mapping[str, Any]] | None = None,
+) -> None:
+    """One UpdateItem of the item at ``key``: ``ADD`` each of ``numbers`` (attribute -> a number, which
+    ``number`` writes as DynamoDB's string), atomic, so any number of environments add to the same item
+    without reading it; ``SET`` each of ``sets`` (attribute -> a typed value), and each of ``if_absent``
+    where the item has none yet. Every attribute goes by a placeholder, so reserved words need no care."""
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+
+    def slot(attribute: str, value: Mapping[str, Any]) -> tuple[str, str]:
+        name, placeholder = f"#a{len(names)}", f":a{len(names)}"
+        names[name], values[placeholder] = attribute, value
+        return name, placeholder
+
+    added = [" ".join(slot(a, {"N": number(v)})) for a, v in numbers.items()]
+    assigned = ["{} = {}".format(*slot(a, v)) for a, v in sets.items()]
+    assigned += ["{0} = if_not_exists({0}, {1})".format(*slot(a, v)) for a, v in (if_absent or {}).items()]
+    clauses = [f"ADD {', '.join(added)}" if added else "", f"SET {', '.join(assigned)}" if assigned else ""]
+    client.update_item(
+        TableName=table,
+        Key=dict(key),
+        UpdateExpression=" ".join(c for c in clauses if c),
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
+    )
 
 
 def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from botocore.exceptions import ClientError
 
 from topicserve.aws import AwsClient
-from topicserve.dynamo import RetryPolicy, batch_get, pages
+from topicserve.dynamo import RetryPolicy, add_numbers, batch_get, partition
 from topicserve.errors import RegistryError
 from topicserve.feedback.ledger import served_from_item
 from topicserve.feedback.model import (
@@ -86,13 +86,7 @@ class FeedbackStore:
 
     def batch_results(self, batch_id: str, window_seconds: int) -> tuple[str, dict[str, dict[str, Any]]]:
         """A batch's serving window (from its creation time; now for a batch without one) and its results."""
-        query = pages(
-            self.ddb.query,
-            TableName=self.results_table,
-            KeyConditionExpression="batch_id = :b",
-            ExpressionAttributeValues={":b": {"S": batch_id}},
-        )
-        items = [item for page in query for item in page.get("Items", [])]
+        items = partition(self.ddb, self.results_table, "batch_id", {"S": batch_id})
         meta = next((i for i in items if i["request_id"]["S"] == META), None)
         created = _timestamp(meta["created_at"]["S"]) if meta and "created_at" in meta else time.time()
         results = {r["request_id"]: r["result"] for r in expand_items(items)}
@@ -132,37 +126,20 @@ class FeedbackStore:
         return written
 
     def _add_quality(self, window: str, model: str, version: str, q: QualitySums) -> None:
-        values = q.to_values()
-        names = {f"#a{i}": k for i, k in enumerate(values)}
-        attr: dict[str, Any] = {f":a{i}": {"N": str(v)} for i, v in enumerate(values.values())}
-        attr |= {
-            ":m": {"S": model},
-            ":v": {"S": version},
-            ":s": {"S": q.stage},
-            ":ttl": {"N": str(self._ttl())},
+        key = {"pk": {"S": f"quality#{window}"}, "sk": {"S": f"{model}#{version}"}}
+        sets = {
+            "model": {"S": model},
+            "version": {"S": version},
+            "stage": {"S": q.stage},
+            "ttl": {"N": str(self._ttl())},
         }
-        self.ddb.update_item(
-            TableName=self.table,
-            Key={"pk": {"S": f"quality#{window}"}, "sk": {"S": f"{model}#{version}"}},
-            UpdateExpression="ADD "
-            + ", ".join(f"#a{i} :a{i}" for i in range(len(values)))
-            + " SET model = :m, version = :v, stage = :s, #t = :ttl",
-            ExpressionAttributeNames={**names, "#t": "ttl"},
-            ExpressionAttributeValues=attr,
-        )
+        add_numbers(self.ddb, self.table, key, q.to_values(), sets)
 
     def quality(self, window: str = ALL_WINDOWS) -> dict[tuple[str, str], QualitySums]:
         """(model, version) -> its quality sums in one window (or over all windows)."""
-        query = pages(
-            self.ddb.query,
-            TableName=self.table,
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": f"quality#{window}"}},
-        )
         return {
             (i["model"]["S"], i["version"]["S"]): QualitySums.from_item(i)
-            for page in query
-            for i in page.get("Items", [])
+            for i in partition(self.ddb, self.table, "pk", {"S": f"quality#{window}"})
         }
 
     def report(

@@ -27,18 +27,17 @@ import heapq
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
 from topicserve.aws import AwsClient
-from topicserve.dynamo import RetryPolicy, batch_put, pages
-from topicserve.feedback.ledger import ServedLedger
+from topicserve.dynamo import RetryPolicy, add_numbers, batch_put, partition
+from topicserve.feedback.ledger import ServedLedger, ServedLike
 from topicserve.monitoring.drift import histogram
 from topicserve.rollout.routing import share
-from topicserve.rollout.tally import Observation
 from topicserve.windows import window_start as window_start  # re-exported: its callers import it from here
 
 logger = logging.getLogger(__name__)
@@ -109,23 +108,12 @@ class WindowSums:
         )
 
 
-class PredictionsLike(Protocol):
-    """The part of :class:`~topicserve.service.BatchResult` monitoring reads."""
-
-    @property
-    def predictions(self) -> Mapping[str, Any]: ...
+class PredictionsLike(ServedLike, Protocol):
+    """The part of :class:`~topicserve.service.BatchResult` monitoring reads: the ledger's, and the
+    embeddings."""
 
     @property
     def embeddings(self) -> Mapping[str, np.ndarray]: ...
-
-    @property
-    def hashes(self) -> Sequence[str]: ...
-
-    @property
-    def versions(self) -> Mapping[str, str]: ...
-
-    @property
-    def rollout(self) -> Sequence[Observation]: ...
 
 
 class Capture:
@@ -293,19 +281,9 @@ class MonitorStore:
         self.ttl_seconds = ttl_seconds
 
     def add_sums(self, window: str, model: str, version: str, sums: WindowSums) -> None:
-        values = sums.to_values()
-        names = {f"#a{i}": k for i, k in enumerate(values)}
-        attr = {f":a{i}": {"N": str(v)} for i, v in enumerate(values.values())}
-        attr |= {":model": {"S": model}, ":version": {"S": version}, ":ttl": {"N": str(self._ttl())}}
-        self.ddb.update_item(
-            TableName=self.table,
-            Key={"pk": {"S": f"sums#{window}"}, "sk": {"S": f"{model}#{version}"}},
-            UpdateExpression="ADD "
-            + ", ".join(f"#a{i} :a{i}" for i in range(len(values)))
-            + " SET model = :model, version = :version, #t = :ttl",
-            ExpressionAttributeNames={**names, "#t": "ttl"},
-            ExpressionAttributeValues=attr,
-        )
+        key = {"pk": {"S": f"sums#{window}"}, "sk": {"S": f"{model}#{version}"}}
+        sets = {"model": {"S": model}, "version": {"S": version}, "ttl": {"N": str(self._ttl())}}
+        add_numbers(self.ddb, self.table, key, sums.to_values(), sets)
 
     def put_embeddings(self, window: str, vectors: Mapping[str, np.ndarray]) -> None:
         ttl = str(self._ttl())
@@ -335,13 +313,7 @@ class MonitorStore:
         return np.vstack(rows) if rows else np.zeros((0, 384), dtype=np.float32)
 
     def _query(self, pk: str) -> list[dict[str, Any]]:
-        query = pages(
-            self.ddb.query,
-            TableName=self.table,
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": pk}},
-        )
-        return [item for page in query for item in page.get("Items", [])]
+        return partition(self.ddb, self.table, "pk", {"S": pk})
 
     def _ttl(self) -> int:
         return int(time.time()) + self.ttl_seconds

@@ -18,7 +18,7 @@ from dataclasses import fields
 from typing import Any
 
 from topicserve.aws import AwsClient
-from topicserve.dynamo import pages
+from topicserve.dynamo import add_numbers, partition
 from topicserve.rollout.tally import Observation, Tally
 
 logger = logging.getLogger(__name__)
@@ -38,22 +38,20 @@ class RolloutStore:
 
     def add(self, key: RecordKey, tally: Tally) -> None:
         model, stage, version, epoch = key
-        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        names = {f"#f{i}": name for i, name in enumerate(_FIELDS)}
-        values: dict[str, Any] = {
-            f":f{i}": {"N": _number(getattr(tally, name))} for i, name in enumerate(_FIELDS)
-        }
-        values |= {":stage": {"S": stage}, ":version": {"N": str(version)}, ":epoch": {"N": str(epoch)}}
-        values[":now"] = {"S": now}
-        self.ddb.update_item(
-            TableName=self.table,
-            Key={"model": {"S": model}, "record": {"S": record_id(stage, version, epoch)}},
-            UpdateExpression="ADD "
-            + ", ".join(f"#f{i} :f{i}" for i in range(len(_FIELDS)))
-            + " SET stage = :stage, version = :version, epoch = :epoch, updated_at = :now,"
-            " first_at = if_not_exists(first_at, :now)",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
+        now = {"S": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+        add_numbers(
+            self.ddb,
+            self.table,
+            {"model": {"S": model}, "record": {"S": record_id(stage, version, epoch)}},
+            {name: getattr(tally, name) for name in _FIELDS},
+            {
+                "stage": {"S": stage},
+                "version": {"N": str(version)},
+                "epoch": {"N": str(epoch)},
+                "updated_at": now,
+            },
+            number=_number,
+            if_absent={"first_at": now},
         )
 
     def get(self, model: str, stage: str, version: str | int, epoch: int) -> Tally:
@@ -66,13 +64,6 @@ class RolloutStore:
 
     def records(self, model: str) -> list[dict[str, Any]]:
         """Every record of a model (all stages, versions and epochs), oldest first."""
-        query = pages(
-            self.ddb.query,
-            TableName=self.table,
-            KeyConditionExpression="model = :m",
-            ExpressionAttributeValues={":m": {"S": model}},
-        )
-        items = [item for page in query for item in page.get("Items", [])]
         out = [
             {
                 "stage": i["stage"]["S"],
@@ -82,7 +73,7 @@ class RolloutStore:
                 "updated_at": i.get("updated_at", {}).get("S"),
                 **_tally(i).summary(),
             }
-            for i in items
+            for i in partition(self.ddb, self.table, "model", {"S": model})
         ]
         return sorted(out, key=lambda r: (r["first_at"] or "", r["epoch"]))
 
