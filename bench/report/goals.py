@@ -11,6 +11,16 @@ from bench.report.markdown import fmt, pct
 from topicserve.catalogue import MODEL_NAMES
 
 
+def at_least(value: float | None, goal: float) -> str:
+    """The verdict on a figure that must reach ``goal``: not met where it was not measured."""
+    return "met" if value is not None and value >= goal else "not met"
+
+
+def at_most(value: float | None, goal: float) -> str:
+    """The verdict on a figure that must stay at or under ``goal``: not met where it was not measured."""
+    return "met" if value is not None and value <= goal else "not met"
+
+
 def serving_goals(data: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(goal, measured, verdict) rows on serving: init against the naive function, the SQS path against
     the encoder ceiling and the naive peer, four heads for one, caches on a Zipf stream, cache-hit latency,
@@ -44,7 +54,7 @@ def serving_goals(data: dict[str, Any]) -> list[tuple[str, str, str]]:
             (
                 "SQS path >= 90% of encoder ceiling (unique)",
                 f"{fmt(cap)} texts/s = {pct(r)} of {fmt(ceiling)}",
-                "met" if r is not None and r >= 0.9 else "not met",
+                at_least(r, 0.9),
             )
         )
         r = ratio(cap, peer)
@@ -52,7 +62,7 @@ def serving_goals(data: dict[str, Any]) -> list[tuple[str, str, str]]:
             (
                 "SQS path >= 4x naive peer",
                 f"{fmt(cap)} vs {fmt(peer)} texts/s = {fmt(r, 2)}x",
-                "met" if r is not None and r >= 4 else "not met",
+                at_least(r, 4),
             )
         )
     peer_sec = s.get("inprocess", {}).get("peer")
@@ -62,7 +72,7 @@ def serving_goals(data: dict[str, Any]) -> list[tuple[str, str, str]]:
             (
                 "four heads <= 1.15x one head",
                 f"{fmt(r, 3)}x (in-process batch, same texts)",
-                "met" if r is not None and r <= 1.15 else "not met",
+                at_most(r, 1.15),
             )
         )
     sat = s.get("saturation_zipf")
@@ -75,7 +85,7 @@ def serving_goals(data: dict[str, Any]) -> list[tuple[str, str, str]]:
             (
                 "Zipf: >= 3x throughput caches on vs off",
                 f"{fmt(on)} vs {fmt(off)} ({off_key}) = {fmt(r, 2)}x",
-                "met" if r is not None and r >= 3 else "not met",
+                at_least(r, 3),
             )
         )
     http_hits = [
@@ -115,7 +125,7 @@ def serving_goals(data: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"{pct(w['cold_starts_removed'])} "
                 f"({w['without']['cold_starts']} -> {w['with']['cold_starts']} of "
                 f"{w['without']['requests']})",
-                "met" if (w["cold_starts_removed"] or 0) >= 0.8 else "not met",
+                at_least(w["cold_starts_removed"], 0.8),
             )
         )
     sw = s.get("sweep")
@@ -158,7 +168,7 @@ def encoder_and_compute_goals(
             f"the model alone {fmt(enc.get('model_speedup'), 2)}x at its best ({enc.get('best_before')})"
             if enc["speedup"] is not None
             else f"ceiling {fmt(enc['ceiling'])} texts/s; no variant comparison in this run",
-            "met" if (enc["speedup"] or 0) >= 1.5 else "not met",
+            at_least(enc["speedup"], 1.5),
         )
     )
     stats = s.get("cold_starts", {}).get("stats", {})
@@ -209,7 +219,7 @@ def encoder_and_compute_goals(
                 (
                     f"SQS path >= 10x cheaper per prediction than the naive Lambda ({label})",
                     f"${fmt(usd[key], 2)} vs ${fmt(naive, 2)} per million = {fmt(r, 1)}x cheaper",
-                    "not measured" if r is None else ("met" if r >= 10 else "not met"),
+                    "not measured" if r is None else at_least(r, 10),
                 )
             )
     eff = s.get("efficiency")
@@ -222,7 +232,7 @@ def encoder_and_compute_goals(
                 f"{fmt(ms['billed'], 1)} ms per text); without the emulator's "
                 f"{fmt(eff['emulator_ms_per_text'], 1)} ms/text: "
                 f"{fmt(eff['efficiency_without_emulator'], 2)}",
-                "met" if (eff["efficiency"] or 0) >= 0.85 else "not met",
+                at_least(eff["efficiency"], 0.85),
             )
         )
     zc = zipf_compute(s)
@@ -235,7 +245,7 @@ def encoder_and_compute_goals(
                 f"{fmt(per['+prediction_cache']['billed_ms_per_request'], 1)} billed ms/request = "
                 f"{fmt(zc['reduction'], 2)}x over {zc['stream']} requests; texts encoded per request "
                 f"{fmt(zc['ideal'], 2)}x fewer",
-                "met" if (zc["reduction"] or 0) >= 3 else "not met",
+                at_least(zc["reduction"], 3),
             )
         )
     ad = adaptive_sweep(s)
