@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -22,3 +23,14 @@ RESULTS_KEYS = [("batch_id", "S", "HASH"), ("request_id", "S", "RANGE")]
 IDEMPOTENCY_KEYS = [
     ("id", "S", "HASH")
 ]  # Powertools' DynamoDBPersistenceLayer default, as the template has it
+
+
+def save_onnx(graph: Any, path: Path) -> Path:
+    """``graph`` (an ``onnx.GraphProto``) as a model of opset 17 and IR version 8, saved at ``path``."""
+    import onnx
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path

@@ -11,11 +11,11 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
+from tests.helpers import save_onnx
 from topicserve.encoder import Encoder
 from topicserve.errors import ArtifactError, TextTypeError
 
@@ -64,10 +64,7 @@ def make_encoder_graph(path: Path) -> Path:
             numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
         ],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
+    return save_onnx(graph, path)
 
 
 @pytest.fixture(scope="module")
@@ -174,10 +171,7 @@ def test_graph_without_encoder_interface_is_refused(files, tmp_path):
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])],
     )
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    p = tmp_path / "identity.onnx"
-    onnx.save(m, str(p))
+    p = save_onnx(g, tmp_path / "identity.onnx")
     with pytest.raises(ArtifactError, match="not an encoder graph"):
         Encoder(p, files[1])
 

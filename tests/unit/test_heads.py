@@ -12,6 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from tests.helpers import save_onnx
 from topicserve.errors import ArtifactError, InvalidEmbeddingsError
 from topicserve.heads import Head
 
@@ -31,10 +32,7 @@ def softmax_head(path, n_classes: int = N_CLASSES, input_name: str = "embeddings
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", n_classes])],
         initializer=[numpy_helper.from_array(w, "w")],
     )
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    onnx.save(m, str(path))
-    return path
+    return save_onnx(g, path)
 
 
 @pytest.fixture(scope="module")
