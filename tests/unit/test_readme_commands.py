@@ -251,6 +251,15 @@ def _job_key(job: dict[str, str]) -> str:
 Results = dict[tuple[str, tuple[str, ...]], dict[str, object]]
 
 
+def _run(
+    argv: list[str], *, env: dict[str, str], timeout: float, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``argv`` run in the repository, its output captured as text; the caller judges its exit status."""
+    return subprocess.run(
+        argv, input=stdin, capture_output=True, text=True, cwd=REPO, env=env, timeout=timeout, check=False
+    )
+
+
 def run_programs(commands: list[Command]) -> Results:
     """Every Python command in ``commands``, and ``--help`` of each program, in one interpreter, each
     stopped once argparse accepted its arguments."""
@@ -277,16 +286,7 @@ def run_programs(commands: list[Command]) -> Results:
         "AWS_SECRET_ACCESS_KEY": "readme-test",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    done = subprocess.run(
-        [sys.executable, "-c", SHIM],
-        input=json.dumps(jobs),
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    done = _run([sys.executable, "-c", SHIM], env=env, timeout=120, stdin=json.dumps(jobs))
     assert done.returncode == 0, done.stderr[-3000:]
     return dict(zip(keys, json.loads(done.stdout.strip().splitlines()[-1]), strict=True))
 
@@ -309,15 +309,7 @@ def _check_make(command: Command) -> None:
     make = shutil.which("make")
     assert make, "make is not installed"
     env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
-    done = subprocess.run(
-        [make, "-n", *command.argv[1:]],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    done = _run([make, "-n", *command.argv[1:]], env=env, timeout=60)
     assert done.returncode == 0, f"make -n {' '.join(command.argv[1:])}: {done.stderr[-1500:]}"
 
 
@@ -360,13 +352,8 @@ def _check_sam(command: Command) -> None:
     sam = REPO / ".localcloud" / "sam-venv" / "bin" / "sam"
     if not sam.exists():
         return  # the flags are checked where the local cloud is installed (make test installs it)
-    usage = subprocess.run(
-        [str(sam), args[0], "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "SAM_CLI_TELEMETRY": "0"},
+    usage = _run(
+        [str(sam), args[0], "--help"], env={**os.environ, "SAM_CLI_TELEMETRY": "0"}, timeout=60
     ).stdout
     for flag in (a for a in args if a.startswith("-")):
         assert re.search(rf"(^|[\s,]){re.escape(flag)}\b", usage), f"sam {args[0]} has no {flag}"
