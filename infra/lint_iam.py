@@ -146,7 +146,8 @@ def transform(
 ) -> dict[str, Any]:
     """The CloudFormation the SAM transform makes of the template, for ``parameters`` (template defaults for
     the others). ``auto_publish_alias`` renders the AWS code canary variant: SAM cannot switch
-    Globals.Function.AutoPublishAlias with a parameter, so the AWS deploy adds it (template.yaml, README)."""
+    Globals.Function.AutoPublishAlias with a parameter, so the AWS deploy adds it (template.yaml,
+    docs/ROLLOUT.md "Two levels of rollout")."""
     from samcli.yamlhelper import yaml_parse
     from samtranslator.translator.transform import transform as sam_transform
 

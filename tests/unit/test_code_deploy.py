@@ -27,7 +27,9 @@ from tests.security.test_security import SAM_PYTHON, run
 from tests.unit.test_template import TEMPLATE, CfnLoader
 from topicserve.catalogue import HEADS
 
-ALIAS = "live"  # the name README tells the AWS deploy to add; the alarms' Resource dimension names it
+#: the name docs/ROLLOUT.md "Two levels of rollout" tells the AWS deploy to add; the alarms' Resource
+#: dimension names it
+ALIAS = "live"
 CANARY = "Canary10Percent5Minutes"
 CANARIED = [h.function for h in HEADS] + ["BatcherFunction"]
 CODEDEPLOY_TYPES = ("AWS::CodeDeploy::Application", "AWS::CodeDeploy::DeploymentGroup")

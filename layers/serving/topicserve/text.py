@@ -5,7 +5,7 @@ ignores produce the same tokens, so they must share one cache entry and one enco
 key every cache is built on; it is a pure function of the normalised text and therefore stable across
 processes, machines and Python versions.
 
-The rules every path follows (docs/API.md "Input rules", docs/RELIABILITY.md):
+The rules every path follows (docs/API.md "Input rules, the same on both paths", docs/RELIABILITY.md):
 
 * whitespace runs become one space, the ends are trimmed, the text is NFC-composed;
 * characters the encoder's tokenizer drops anyway are removed: control and format characters, private-use
