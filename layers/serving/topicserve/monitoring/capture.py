@@ -38,6 +38,7 @@ from topicserve.dynamo import RetryPolicy, add_numbers, batch_put, partition
 from topicserve.feedback.ledger import ServedLedger, ServedLike
 from topicserve.monitoring.drift import histogram
 from topicserve.rollout.routing import share
+from topicserve.windows import FlushTimer
 from topicserve.windows import window_start as window_start  # re-exported: its callers import it from here
 
 logger = logging.getLogger(__name__)
@@ -138,13 +139,12 @@ class Capture:
         self.window_seconds = window_seconds
         self.sample = sample
         self.cap = cap
-        self.flush_seconds = flush_seconds
         self.clock = clock
         self.sums: dict[SumsKey, WindowSums] = {}
         self.samples: dict[str, dict[str, np.ndarray]] = {}  # chosen, to be written at the next flush
         self.reservoir = EmbeddingReservoir(sample, cap)
         self.seen: dict[tuple[str, str, str], set[str]] = {}  # texts answered per key, this window only
-        self._last_flush = clock()
+        self.timer = FlushTimer(flush_seconds, clock)
 
     def observe(self, result: PredictionsLike) -> None:
         if self.store is None:
@@ -186,10 +186,9 @@ class Capture:
         pending_ledger = self.ledger is not None and bool(self.ledger.pending)
         if self.store is None or not (self.sums or self.samples or self.reservoir.offered or pending_ledger):
             return 0
-        if not force and self.clock() - self._last_flush < self.flush_seconds:
+        if not self.timer.due(force=force):
             return 0
         self._take_sample(final=window_start(self.clock(), self.window_seconds) != self.reservoir.window)
-        self._last_flush = self.clock()
         written = 0
         try:
             for key in list(self.sums):

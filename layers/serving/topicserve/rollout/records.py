@@ -20,6 +20,7 @@ from typing import Any
 from topicserve.aws import AwsClient
 from topicserve.dynamo import add_numbers, partition
 from topicserve.rollout.tally import Observation, Tally
+from topicserve.windows import FlushTimer
 
 logger = logging.getLogger(__name__)
 
@@ -93,10 +94,8 @@ class RolloutRecorder:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
-        self.flush_seconds = flush_seconds
-        self.clock = clock
         self.pending: dict[RecordKey, Tally] = {}
-        self._last_flush = clock()
+        self.timer = FlushTimer(flush_seconds, clock)
 
     def observe(self, observations: Iterable[Observation]) -> None:
         for o in observations:
@@ -107,11 +106,8 @@ class RolloutRecorder:
 
     def maybe_flush(self, *, force: bool = False) -> int:
         """Write the sums when due; returns how many records were written."""
-        if not self.pending or self.store is None:
+        if not self.pending or self.store is None or not self.timer.due(force=force):
             return 0
-        if not force and self.clock() - self._last_flush < self.flush_seconds:
-            return 0
-        self._last_flush = self.clock()
         written = 0
         for key, tally in list(self.pending.items()):
             try:
