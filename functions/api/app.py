@@ -100,7 +100,7 @@ def unknown_model(model: str) -> JsonResponse:
     raise UnknownModelError(f"unknown model {model!r}; served: {sorted(settings.models)}")
 
 
-@app.exception_handler(NothingValidError)  # type: ignore[untyped-decorator]  # Powertools: unannotated
+@app.exception_handler(NothingValidError)
 def nothing_valid(exc: NothingValidError) -> JsonResponse:
     return json_response(400, {**error_body(exc), "rejected": [r.to_dict() for r in exc.rejected]})
 

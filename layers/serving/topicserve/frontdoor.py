@@ -7,19 +7,36 @@
   ``headers`` back (it ignores ``multiValueHeaders``).
 
 :class:`FrontDoorResolver` decides once per event which one it got, so every handler registers its routes
-and error handlers once and answers both doors with the same status and body. Powertools picks the event
-class, and with it the response's header shape, from the resolver's proxy type; this resolver picks it
-from the event instead.
+and error handlers once and answers both doors with the same status and body.
+
+Why not Powertools' ``APIGatewayRestResolver``, which this class used to extend: importing
+``aws_lambda_powertools.event_handler`` runs that package's ``__init__``, which imports every resolver it
+has (AppSync's pulls in asyncio, ssl and subprocess), the OpenAPI models and every event class of
+``utilities.data_classes``; measured under the function's interpreter (``bench/init_breakdown.py``), that was
+the largest single block of a predict function's init imports, for routing that two or five rules need.
+This class keeps the part of its interface the handlers use (``get``/``post`` with ``<param>`` rules,
+trailing-slash tolerance, ``exception_handler`` by exception class, ``not_found``, ``current_event``,
+``resolve``) and its answers byte for byte (``tests/unit/test_frontdoor.py`` pins them for both doors).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import base64
+import decimal
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, is_dataclass
+from typing import Any, Generic, TypeVar
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
-from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent, LambdaFunctionUrlEvent
-from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
+T = TypeVar("T")
+Handler = Callable[..., Any]
+ExceptionHandler = Callable[[Any], "Response[Any]"]
+
+#: a ``<name>`` part of a rule matches what API Gateway passes in a path segment (Powertools' class)
+_PARAM = re.compile(r"<(\w+)>")
+_SEGMENT = r"[-._~()'!*:@,;=+&$%<> \[\]{}|^\w]+"
+APPLICATION_JSON = "application/json"
 
 
 def is_function_url_event(event: Mapping[str, Any]) -> bool:
@@ -28,21 +45,153 @@ def is_function_url_event(event: Mapping[str, Any]) -> bool:
     return event.get("version") == "2.0" and isinstance(context, Mapping) and "http" in context
 
 
-class FrontDoorResolver(APIGatewayRestResolver):
-    """APIGatewayRestResolver (routes, trailing-slash tolerance, REST answers) that also resolves function
-    URL events: their routes are the same paths (``rawPath``), their answers the same status and body."""
+class _Encoder(json.JSONEncoder):
+    """Decimals (DynamoDB numbers) as strings and dataclasses as objects, as Powertools' encoder does."""
 
-    # both event classes give what the routes read: http_method, path, body, is_base64_encoded,
-    # query_string_parameters (a function URL joins repeated keys with commas, as the REST API's
-    # single-value map keeps the last). Wider than the base's declaration, which assumes one event class.
-    current_event: APIGatewayProxyEvent | LambdaFunctionUrlEvent  # type: ignore[assignment]
+    def default(self, o: Any) -> Any:
+        if isinstance(o, decimal.Decimal):
+            return str(o)
+        if is_dataclass(o) and not isinstance(o, type):
+            return asdict(o)
+        return super().default(o)
 
-    def _to_proxy_event(self, event: dict[str, Any]) -> BaseProxyEvent:
+
+def to_json(body: Any) -> str:
+    return json.dumps(body, separators=(",", ":"), cls=_Encoder)
+
+
+@dataclass
+class Response(Generic[T]):
+    """A route's answer with a status of its own (a route that returns a dict answers 200 with it)."""
+
+    status_code: int
+    body: T
+    content_type: str = APPLICATION_JSON
+    headers: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class ProxyEvent:
+    """What a route reads of its request, the same for both doors."""
+
+    raw_event: dict[str, Any]
+    http_method: str
+    path: str
+    body: str | None
+    is_base64_encoded: bool
+    query_string_parameters: dict[str, str] | None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def decoded_body(self) -> str | None:
+        if self.body is None or not self.is_base64_encoded:
+            return self.body
+        return base64.b64decode(self.body).decode("utf-8")
+
+    @classmethod
+    def of(cls, event: dict[str, Any]) -> ProxyEvent:
         if is_function_url_event(event):
-            return LambdaFunctionUrlEvent(event, self._json_body_deserializer)
-        return super()._to_proxy_event(event)
+            method, path = event["requestContext"]["http"]["method"], event.get("rawPath") or "/"
+        else:
+            method, path = event.get("httpMethod") or "", event.get("path") or "/"
+        return cls(
+            raw_event=event,
+            http_method=str(method).upper(),
+            path=str(path),
+            body=event.get("body"),
+            is_base64_encoded=bool(event.get("isBase64Encoded")),
+            query_string_parameters=event.get("queryStringParameters"),
+            headers=dict(event.get("headers") or {}),
+        )
 
-    def _get_base_path(self) -> str:
-        if isinstance(self.current_event, LambdaFunctionUrlEvent):
-            return ""  # a function URL has no stage: rawPath is the route's path
-        return super()._get_base_path()
+
+@dataclass(frozen=True)
+class _Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Handler
+
+
+class FrontDoorResolver:
+    """Routes for both front doors: REST API events (answered with ``multiValueHeaders``) and function URL
+    events (answered with ``headers``), one set of rules and error handlers for both."""
+
+    def __init__(self) -> None:
+        self._routes: list[_Route] = []
+        self._exception_handlers: dict[type[BaseException], ExceptionHandler] = {}
+        self._not_found: ExceptionHandler | None = None
+        self.current_event: ProxyEvent = ProxyEvent({}, "", "/", None, False, None)
+        self.lambda_context: Any = None
+
+    # -- registration ------------------------------------------------------------------------------------
+
+    def route(self, rule: str, method: str) -> Callable[[Handler], Handler]:
+        """``rule`` like ``/v1/batches/<batch_id>``: each ``<name>`` becomes a keyword argument of the
+        handler; a trailing slash on the request is tolerated, as API Gateway users expect."""
+        regex = _PARAM.sub(lambda m: f"(?P<{m.group(1)}>{_SEGMENT})", rule.rstrip("/"))
+        pattern = re.compile(f"^{regex}/*$")
+
+        def register(handler: Handler) -> Handler:
+            self._routes.append(_Route(method.upper(), pattern, handler))
+            return handler
+
+        return register
+
+    def get(self, rule: str) -> Callable[[Handler], Handler]:
+        return self.route(rule, "GET")
+
+    def post(self, rule: str) -> Callable[[Handler], Handler]:
+        return self.route(rule, "POST")
+
+    def exception_handler(self, exc_class: type[BaseException]) -> Callable[[T], T]:
+        def register(handler: T) -> T:
+            self._exception_handlers[exc_class] = handler  # type: ignore[assignment]
+            return handler
+
+        return register
+
+    def not_found(self, handler: T) -> T:
+        self._not_found = handler  # type: ignore[assignment]
+        return handler
+
+    # -- one event ---------------------------------------------------------------------------------------
+
+    def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        self.current_event = ProxyEvent.of(event)
+        self.lambda_context = context
+        try:
+            response = self._answer()
+        except Exception as exc:
+            handler = self._handler_for(type(exc))
+            if handler is None:
+                raise
+            response = handler(exc)
+        return self._shape(response, url=is_function_url_event(event))
+
+    def _answer(self) -> Response[Any]:
+        event = self.current_event
+        for route in self._routes:
+            match = route.pattern.match(event.path)
+            if match and route.method == event.http_method:
+                result = route.handler(**match.groupdict())
+                return result if isinstance(result, Response) else Response(200, result)
+        if self._not_found is None:
+            return Response(404, {"statusCode": 404, "message": "Not found"})
+        return self._not_found(LookupError(f"no route {event.http_method} {event.path}"))
+
+    def _handler_for(self, exc_type: type[BaseException]) -> ExceptionHandler | None:
+        for cls in exc_type.__mro__:
+            if cls in self._exception_handlers:
+                return self._exception_handlers[cls]
+        return None
+
+    @staticmethod
+    def _shape(response: Response[Any], *, url: bool) -> dict[str, Any]:
+        headers = {"Content-Type": response.content_type, **(response.headers or {})}
+        body = response.body if isinstance(response.body, str) else to_json(response.body)
+        out: dict[str, Any] = {"statusCode": response.status_code, "body": body, "isBase64Encoded": False}
+        if url:
+            out |= {"headers": headers, "cookies": []}
+        else:
+            out["multiValueHeaders"] = {k: [v] for k, v in headers.items()}
+        return out

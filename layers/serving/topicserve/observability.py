@@ -13,12 +13,11 @@ from collections.abc import Mapping
 from typing import Any, TypeAlias
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from topicserve.errors import BackendUnavailableError, InvalidInputError
-from topicserve.frontdoor import FrontDoorResolver
+from topicserve.frontdoor import FrontDoorResolver, Response
 from topicserve.responses import error_body, status_for
 from topicserve.rollout.tally import Observation
 from topicserve.service import Stats
@@ -122,9 +121,7 @@ def stats_log(stats: Stats) -> dict[str, Any]:
 def json_response(
     status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None
 ) -> JsonResponse:
-    return Response(
-        status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers
-    )
+    return Response(status_code=status, body=body, headers=headers)
 
 
 def install_error_handlers(app: FrontDoorResolver, logger: Logger) -> None:
@@ -132,17 +129,16 @@ def install_error_handlers(app: FrontDoorResolver, logger: Logger) -> None:
     else -> a logged 500 with a JSON body, never an exception escaping the handler (API Gateway would turn
     that into a bare 502, and the environment's state would be in doubt)."""
 
-    # Powertools' exception_handler is unannotated (returns Any), so each registration needs the ignore
-    @app.exception_handler(InvalidInputError)  # type: ignore[untyped-decorator]
+    @app.exception_handler(InvalidInputError)
     def _invalid(exc: InvalidInputError) -> JsonResponse:
         return json_response(status_for(exc), error_body(exc))
 
-    @app.exception_handler(BackendUnavailableError)  # type: ignore[untyped-decorator]  # (see above)
+    @app.exception_handler(BackendUnavailableError)
     def _unavailable(exc: BackendUnavailableError) -> JsonResponse:
         logger.warning("backend unavailable", extra={"error": str(exc)})
         return json_response(503, error_body(exc))
 
-    @app.exception_handler(Exception)  # type: ignore[untyped-decorator]  # (see above)
+    @app.exception_handler(Exception)
     def _server_fault(exc: Exception) -> JsonResponse:
         logger.exception("unhandled error")
         return json_response(500, {"error": {"type": "InternalError", "message": "internal error; logged"}})

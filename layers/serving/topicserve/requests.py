@@ -53,7 +53,7 @@ MAX_PAGE_LIMIT = 1_000
 
 
 class ProxyEvent(Protocol):
-    """What :func:`event_body` reads of an API Gateway proxy event (Powertools' ``APIGatewayProxyEvent``)."""
+    """What :func:`event_body` reads of a proxy event (:class:`topicserve.frontdoor.ProxyEvent`)."""
 
     @property
     def body(self) -> str | None: ...
