@@ -16,9 +16,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from topicserve.adaptive import tuner_from_settings
 from topicserve.aws import LazyClient, aws_client
-from topicserve.batcher import process_records
+from topicserve.batcher import process_records, shape_answer
 from topicserve.bootstrap import build_runtime
-from topicserve.faults import FaultInjector
+from topicserve.faults import FaultInjector, StageFaults
 from topicserve.feedback.store import (
     FeedbackStore,
     LabelArchive,
@@ -44,11 +44,14 @@ runtime = build_runtime()
 results = ResultsStore(
     runtime.settings.results_table, client=runtime.dynamodb, ttl_seconds=runtime.settings.results_ttl_seconds
 )
-# Chaos switch (FAULT_RATE / FAULT_KILL_RATE, off by default): see topicserve.faults.
+# Chaos switches of test stacks (topicserve.faults; off by default, and ignored without TestSwitches): the
+# results write fails or kills the environment (FAULT_RATE / FAULT_KILL_RATE), a marked text's result
+# cannot be shaped (FAULT_MARKERS shape=...); bootstrap wraps the encoder and heads for the other stages.
 write_results = FaultInjector(
     runtime.settings.fault_rate,
     runtime.settings.fault_kill_rate,
 ).wrap_write(results.write)
+shape = StageFaults.parse(runtime.settings.fault_markers).wrap_shape(shape_answer)
 feedback_store = (
     FeedbackStore(
         runtime.settings.monitor_table,
@@ -89,6 +92,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         write_results,
         runtime.settings,
         remaining_ms=context.get_remaining_time_in_millis if context else None,
+        shape=shape,
     )
     record_rollout(outcome.rollout, "batcher")
     runtime.record_rollout(outcome.rollout)
