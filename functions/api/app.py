@@ -20,7 +20,14 @@ from topicserve.feedback.model import parse_feedback
 from topicserve.feedback.store import FeedbackStore, LabelArchive, submit_feedback
 from topicserve.frontdoor import FrontDoorResolver
 from topicserve.idempotency import BatchIdempotency
-from topicserve.observability import JsonResponse, install_error_handlers, json_response, make_logger
+from topicserve.observability import (
+    JsonResponse,
+    install_error_handlers,
+    invocation,
+    json_response,
+    make_logger,
+    make_metrics,
+)
 from topicserve.queue import choose_queue, send_all
 from topicserve.registry.manifest import encoder_model_name
 from topicserve.requests import (
@@ -40,6 +47,7 @@ from topicserve.rollout.runner import rollout_status
 from topicserve.settings import Settings
 
 logger = make_logger("api")
+metrics = make_metrics("api")
 TITLES = {h.name: h.title for h in HEADS}
 settings = Settings.from_env()
 dynamodb = aws_client("dynamodb")
@@ -188,6 +196,6 @@ def get_batch(batch_id: str) -> JsonResponse:
     return json_response(200, page.to_dict(next_token=token))
 
 
-@logger.inject_lambda_context(log_event=False)
+@invocation(logger=logger, metrics=metrics, http=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

@@ -16,9 +16,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from topicserve.adaptive import tuner_from_settings
 from topicserve.aws import LazyClient, aws_client
-from topicserve.batcher import process_records
+from topicserve.batcher import process_records, shape_answer
 from topicserve.bootstrap import build_runtime
-from topicserve.faults import FaultInjector
+from topicserve.faults import FaultInjector, StageFaults
 from topicserve.feedback.store import (
     FeedbackStore,
     LabelArchive,
@@ -26,17 +26,9 @@ from topicserve.feedback.store import (
     feedback_body,
     process_feedback_records,
 )
-from topicserve.observability import (
-    ColdStart,
-    make_logger,
-    make_metrics,
-    record_rollout,
-    record_stats,
-    stats_log,
-)
+from topicserve.observability import invocation, make_logger, make_metrics, record_served, stats_log
 from topicserve.results import ResultsStore
 from topicserve.rollout.records import RolloutStore
-from topicserve.warming import handle_warm_event, is_warm_event
 
 logger = make_logger("batcher")
 metrics = make_metrics("batcher")
@@ -44,11 +36,14 @@ runtime = build_runtime()
 results = ResultsStore(
     runtime.settings.results_table, client=runtime.dynamodb, ttl_seconds=runtime.settings.results_ttl_seconds
 )
-# Chaos switch (FAULT_RATE / FAULT_KILL_RATE, off by default): see topicserve.faults.
+# Chaos switches of test stacks (topicserve.faults; off by default, and ignored without TestSwitches): the
+# results write fails or kills the environment (FAULT_RATE / FAULT_KILL_RATE), a marked text's result
+# cannot be shaped (FAULT_MARKERS shape=...); bootstrap wraps the encoder and heads for the other stages.
 write_results = FaultInjector(
     runtime.settings.fault_rate,
     runtime.settings.fault_kill_rate,
 ).wrap_write(results.write)
+shape = StageFaults.parse(runtime.settings.fault_markers).wrap_shape(shape_answer)
 feedback_store = (
     FeedbackStore(
         runtime.settings.monitor_table,
@@ -66,7 +61,6 @@ label_archive = (
     if runtime.settings.registry_bucket
     else None
 )
-cold_start = ColdStart()
 tuner = tuner_from_settings(
     runtime.settings,
     aws_client,
@@ -74,13 +68,8 @@ tuner = tuner_from_settings(
 )
 
 
+@invocation(logger=logger, metrics=metrics, runtime=runtime)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    cold = cold_start.take()
-    logger.append_keys(cold_start=cold)
-    if is_warm_event(event):
-        return handle_warm_event(
-            event, cold_start=cold, init_seconds=runtime.init_seconds, init_steps=runtime.init_steps.to_dict()
-        )
     records = event.get("Records", [])
     feedback, records = split_feedback(records)  # label feedback through the queue (topicserve.feedback)
     outcome = process_records(
@@ -88,11 +77,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         runtime.service,
         write_results,
         runtime.settings,
-        remaining_ms=context.get_remaining_time_in_millis if context else None,
+        remaining_ms=context.get_remaining_time_in_millis,
+        shape=shape,
     )
-    record_rollout(outcome.rollout, "batcher")
-    runtime.record_rollout(outcome.rollout)
-    runtime.record_served(outcome.served)
+    record_served(metrics, runtime, outcome.served)
     if tuner is not None and records:
         tuner.observe(records)
     metrics.add_metric(name="BatchSize", unit=MetricUnit.Count, value=len(records))
@@ -111,10 +99,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         "models": {m: h.version for m, h in runtime.service.heads.items()},
     }
     if outcome.stats is not None:
-        record_stats(metrics, outcome.stats)
         summary.update(stats_log(outcome.stats))
     logger.info("batch processed", extra=summary)
-    metrics.flush_metrics()
     response = outcome.response()
     if feedback is not None and feedback.retry:
         response.setdefault("batchItemFailures", []).extend({"itemIdentifier": i} for i in feedback.retry)

@@ -12,13 +12,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from topicserve.aws import aws_client
 from topicserve.bootstrap import make_registry
-from topicserve.observability import make_logger
+from topicserve.observability import invocation, make_logger, make_metrics
 from topicserve.rollout.gates import Thresholds
 from topicserve.rollout.records import RolloutStore
 from topicserve.rollout.runner import run_gates
 from topicserve.settings import Settings
 
 logger = make_logger("gate")
+metrics = make_metrics("gate")
 settings = Settings.from_env()
 dynamodb = aws_client("dynamodb")
 registry = make_registry(settings, dynamodb)
@@ -26,7 +27,7 @@ store = RolloutStore(settings.rollout_table, dynamodb)
 thresholds = Thresholds.from_env()
 
 
-@logger.inject_lambda_context(log_event=False)
+@invocation(logger=logger, metrics=metrics)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """``{"apply": false}`` in the event previews the decisions without acting on them."""
     apply = not (isinstance(event, dict) and event.get("apply") is False)

@@ -20,7 +20,7 @@ from topicserve.bootstrap import make_registry
 from topicserve.feedback.store import FeedbackStore
 from topicserve.monitoring.capture import MonitorStore, window_start
 from topicserve.monitoring.monitor import DriftThresholds, load_reference, render_png, run_window
-from topicserve.observability import make_logger, make_metrics
+from topicserve.observability import invocation, make_logger, make_metrics
 from topicserve.settings import Settings
 
 logger = make_logger("monitor")
@@ -35,7 +35,7 @@ thresholds = DriftThresholds.from_env()
 PREFIX = os.environ.get("DRIFT_REPORT_PREFIX", "reports/drift").strip("/")
 
 
-@logger.inject_lambda_context(log_event=False)
+@invocation(logger=logger, metrics=metrics)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     window = event.get("window") if isinstance(event, dict) else None
     window = window or window_start(
@@ -59,8 +59,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 
 def _publish(report: dict[str, Any]) -> None:
-    """One EMF blob per model (dimension ``model``) and one for the inputs; ``DriftDetected`` 0/1 drives
-    the alarm."""
+    """One EMF blob per model (dimension ``model``) and one for the inputs (the function's own metrics,
+    flushed when the handler returns); ``DriftDetected`` 0/1 drives the alarm."""
     from aws_lambda_powertools.metrics import EphemeralMetrics
 
     for model, m in report["models"].items():
@@ -89,7 +89,6 @@ def _publish(report: dict[str, Any]) -> None:
         metrics.add_metric(name="EmbeddingMeanShift", unit=MetricUnit.NoUnit, value=e["mean_shift"])
     metrics.add_metric(name="MonitoredEmbeddings", unit=MetricUnit.Count, value=e["n"])
     metrics.add_metric(name="DriftDetected", unit=MetricUnit.Count, value=int(report["drift"]))
-    metrics.flush_metrics()
 
 
 def _summary(report: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """POST /v1/predict/{model}: one head per function (MODEL_NAMES holds its one model).
 
 Init (module scope, once per environment) loads the encoder from the encoder layer and the head's
-production version from the registry; the handler only parses, predicts and shapes.
+production version from the registry; the handler only parses, predicts and shapes. The per-invocation
+ritual (warm-ups, correlation id, metrics) is :func:`topicserve.observability.invocation`'s.
 """
 
 from __future__ import annotations
@@ -14,25 +15,21 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from topicserve.bootstrap import build_runtime
 from topicserve.frontdoor import FrontDoorResolver
 from topicserve.observability import (
-    ColdStart,
     install_error_handlers,
+    invocation,
     make_logger,
     make_metrics,
-    record_response,
-    record_rollout,
-    record_stats,
+    record_served,
     stats_log,
 )
 from topicserve.requests import event_body, parse_predict
 from topicserve.responses import model_predictions
 from topicserve.service import predict_isolating
-from topicserve.warming import handle_warm_event, is_warm_event
 
 logger = make_logger("predict")
 metrics = make_metrics("predict")
 runtime = build_runtime()
 MODEL = runtime.settings.models[0]
-cold_start = ColdStart()
 app = FrontDoorResolver()  # the REST API's events and function URLs' (topicserve.frontdoor)
 install_error_handlers(app, logger)
 logger.append_keys(model=MODEL)
@@ -44,10 +41,7 @@ def predict(model: str) -> dict[str, Any]:
     texts = parse_predict(event_body(app.current_event), runtime.settings)
     result = predict_isolating(runtime.service, texts, [model])  # the service refuses other models
     latency_ms = (time.perf_counter() - started) * 1000
-    record_stats(metrics, result.stats, latency_ms=latency_ms)
-    record_rollout(result.rollout, "predict")
-    runtime.record_rollout(result.rollout)
-    runtime.record_served([result])
+    record_served(metrics, runtime, [result], latency_ms=latency_ms)
     logger.info(
         "predicted",
         extra={
@@ -60,16 +54,6 @@ def predict(model: str) -> dict[str, Any]:
     return model_predictions(result, MODEL)
 
 
+@invocation(logger=logger, metrics=metrics, runtime=runtime, http=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    cold = cold_start.take()
-    logger.append_keys(cold_start=cold)
-    if is_warm_event(event):
-        runtime.flush(force=True)  # a warm-up is idle time: write what this environment still holds
-        return handle_warm_event(
-            event, cold_start=cold, init_seconds=runtime.init_seconds, init_steps=runtime.init_steps.to_dict()
-        )
-    logger.set_correlation_id(context.aws_request_id if context else None)
-    response = app.resolve(event, context)
-    record_response(metrics, response["statusCode"])
-    metrics.flush_metrics()
-    return response
+    return app.resolve(event, context)

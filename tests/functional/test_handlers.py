@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.functional.conftest import MODELS, api_event, body_of, invoke, sqs_event
+from tests.functional.conftest import MODELS, api_event, body_of, invoke, load_module, sqs_event
 
 TEXTS = [
     "The space shuttle launch was delayed by a faulty sensor on the booster.",
@@ -109,7 +110,10 @@ def test_empty_body_and_unknown_model(handlers: dict[str, ModuleType]) -> None:
 def test_warm_event_touches_no_cache(handlers: dict[str, ModuleType], stack: dict[str, Any]) -> None:
     before = stack["ddb"].scan(TableName="cache", Select="COUNT")["Count"]
     answer = invoke(handlers["hgb"], {"warmer": True, "concurrency": 2, "hold_ms": 1})
-    assert answer["warmed"] is True and "cold_start" in answer
+    assert answer["warmed"] is True and isinstance(answer["cold_start"], bool)
+    assert (
+        answer["init_seconds"] > 0 and "encoder (main thread waits)" in answer["init_steps"]
+    )  # the benchmark's
     assert stack["ddb"].scan(TableName="cache", Select="COUNT")["Count"] == before
 
 
@@ -153,6 +157,49 @@ def test_duplicates_are_encoded_once(handlers: dict[str, ModuleType]) -> None:
     )
     assert outcome.stats is not None
     assert outcome.stats.unique_texts == 5 and outcome.stats.encoded == 5 and outcome.stats.duplicates == 35
+
+
+def test_a_test_stacks_batcher_isolates_a_poison_message_per_stage(
+    handlers: dict[str, ModuleType], stack: dict[str, Any]
+) -> None:
+    """The chaos switches as a test stack's batcher has them (TEST_SWITCHES, FAULT_MARKERS): each marked
+    message gets its stage's InjectedFault as an error result, the rest are served; a transient marker
+    sends the whole batch back. Without the switches nothing is wrapped."""
+    from topicserve.faults import FaultyEncoder, FaultyHead
+
+    plain = handlers["batcher"].runtime.service
+    assert not isinstance(plain.encoder, FaultyEncoder) and not isinstance(plain.heads["rf"], FaultyHead)
+    markers = {
+        stage: f"POISON{stage.upper()}" for stage in ("transient", "tokenize", "encode", "head", "shape")
+    }
+    os.environ.update(TEST_SWITCHES="true", FAULT_MARKERS=",".join(f"{s}={m}" for s, m in markers.items()))
+    try:
+        batcher = load_module("functions.batcher.app")  # a cold start with the switches on
+    finally:
+        del os.environ["TEST_SWITCHES"], os.environ["FAULT_MARKERS"]
+    service = batcher.runtime.service
+    assert isinstance(service.encoder, FaultyEncoder) and isinstance(service.heads["rf"], FaultyHead)
+
+    bodies = [message("chaos", f"ok{i}", f"{TEXTS[i % 3]} (case {i})", ["rf", "mlp"]) for i in range(8)]
+    bodies += [
+        message("chaos", stage, f"{TEXTS[0]} {m}", ["rf"])
+        for stage, m in markers.items()
+        if stage != "transient"
+    ]
+    assert invoke(batcher, sqs_event(bodies))["batchItemFailures"] == []
+    results = {r["request_id"]: r for r in handlers["api"].results.get_page("chaos", limit=100).results}
+    assert all(results[f"ok{i}"]["status"] == "ok" for i in range(8))
+    for stage in ("tokenize", "encode", "head", "shape"):
+        assert results[stage]["error"] == {
+            "type": "InjectedFault",
+            "message": f"injected {stage} fault ({markers[stage]})",
+        }
+
+    outage = sqs_event(
+        [message("outage", "0", "fine text"), message("outage", "1", f"text {markers['transient']}")]
+    )
+    failed = invoke(batcher, outage)["batchItemFailures"]
+    assert [f["itemIdentifier"] for f in failed] == [r["messageId"] for r in outage["Records"]]
 
 
 def test_batches_route_enqueues_and_reports_progress(

@@ -84,6 +84,7 @@ def test_tuner_starts_from_the_mapping_and_rate_limits_updates() -> None:
 def test_dedup_off_encodes_every_occurrence_with_the_same_answers() -> None:
     """The benchmark's no-CSE baseline: same predictions, one encoder row per occurrence."""
     from tests.unit.conftest import FakeEncoder, FakeHead
+    from topicserve.batching import distinct_rows, encode_rows, every_row
     from topicserve.service import InferenceService
     from topicserve.settings import Settings
 
@@ -91,10 +92,13 @@ def test_dedup_off_encodes_every_occurrence_with_the_same_answers() -> None:
     heads = {"logreg": FakeHead("logreg")}
     on, off = FakeEncoder(), FakeEncoder()
     with_cse = InferenceService(on, heads).predict(texts, ["logreg"])
-    without = InferenceService(off, heads, dedup=False).predict(texts, ["logreg"])
+    without = InferenceService(off, heads, encode_rows=every_row).predict(texts, ["logreg"])
     assert with_cse.stats.encoded == 2 and without.stats.encoded == 4
-    assert sorted(off.encoded) == sorted(texts)
+    assert on.encoded == ["a b", "c d"] and off.encoded == texts  # input order, one row per occurrence
+    assert (with_cse.stats.unique_texts, without.stats.unique_texts) == (2, 2)  # what the benchmarks read
     labels = [p.label for p in with_cse.predictions["logreg"]]
     assert labels == [p.label for p in without.predictions["logreg"]]
     assert Settings.from_env({"DEDUP": "false"}).dedup is False
     assert Settings.from_env({}).dedup is True
+    assert encode_rows(True) is distinct_rows and encode_rows(False) is every_row
+    assert InferenceService(on, heads).encode_rows is distinct_rows  # the default: dedup on

@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 
 from tests.unit.conftest import FakeEncoder, FakeHead
-from topicserve.batcher import process_records
+from topicserve.batcher import process_records, shape_answer
 from topicserve.errors import BackendUnavailableError, EmptyTextError, UnprocessableTextError
-from topicserve.faults import InjectedFault, StageFaults
+from topicserve.faults import InjectedFault, StageFaults, with_test_faults
 from topicserve.isolation import isolate
+from topicserve.protocols import HeadLike
 from topicserve.service import InferenceService, predict_isolating
 from topicserve.settings import Settings
 from topicserve.text import CheckedText
@@ -84,9 +85,20 @@ def test_the_deadline_stops_bisection_and_leaves_the_rest_for_a_retry() -> None:
 
 
 # -- the batcher on fakes --------------------------------------------------------------------------------
+class Heads(dict[str, HeadLike]):
+    """Fixed heads that, as the router, can be served through the chaos switches' wrapper."""
+
+    def wrap_heads(self, wrap: Any) -> None:
+        for model, head in self.items():
+            self[model] = wrap(head)
+
+
 def make_service(markers: dict[str, str] | None = None) -> InferenceService:
-    heads = {m: FakeHead(m, seed=i) for i, m in enumerate(MODELS)}
-    return InferenceService(FakeEncoder(), heads, faults=StageFaults(markers or {}))
+    """The service with the stage faults ``markers`` names, wrapped as a test stack's bootstrap does."""
+    heads = Heads({m: FakeHead(m, seed=i) for i, m in enumerate(MODELS)})
+    raw = ",".join(f"{stage}={marker}" for stage, marker in (markers or {}).items())
+    encoder = with_test_faults(Settings(test_switches=True, fault_markers=raw), FakeEncoder(), heads)
+    return InferenceService(encoder, heads)
 
 
 def record(i: int, body: Any) -> dict[str, Any]:
@@ -110,6 +122,7 @@ def test_one_poison_message_per_stage_never_fails_its_neighbours(caplog: pytest.
         svc,
         written.extend,
         Settings(),
+        shape=StageFaults(markers).wrap_shape(shape_answer),  # as the batcher function wraps it
     )
     results = {r: res for _, r, res in written}
     assert all(results[f"ok{i}"]["status"] == "ok" for i in range(20))

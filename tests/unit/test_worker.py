@@ -212,7 +212,7 @@ def test_with_encoder_rebinds_the_caches_to_the_new_encoder_version() -> None:
     old = InferenceService(FakeEncoder("int8-v"), {"logreg": FakeHead("logreg")}, cache_store=store)
     new = with_encoder(old, FakeEncoder("fp16-v"), 256)
     assert new is not old and new.encoder.version == "fp16-v" and new.encode_batch_size == 256
-    assert new.routes is old.routes and new.dedup == old.dedup and new.faults is old.faults
+    assert new.routes is old.routes and new.encode_rows is old.encode_rows
     assert new.cache is not None and old.cache is not None and new.cache.store is store
     assert new.cache.config.encoder == "fp16-v" and new.cache.config.batch_size == 256
     assert new.cache.key("t") != old.cache.key("t")
@@ -220,6 +220,23 @@ def test_with_encoder_rebinds_the_caches_to_the_new_encoder_version() -> None:
     rebatched = with_encoder(old, old.encoder, 64)  # another batch size: other embeddings, other keys
     assert rebatched is not old and rebatched.cache is not None
     assert rebatched.cache.key("t") != old.cache.key("t")
+
+
+def test_with_encoder_keeps_a_test_stacks_stage_faults() -> None:
+    """The GPU encoder swapped in keeps the encoder's chaos switches; the loaded one is found inside them."""
+    from topicserve.faults import FaultyEncoder, InjectedFault, StageFaults, unwrapped
+
+    loaded = FakeEncoder("int8-v")
+    old = InferenceService(
+        FaultyEncoder(loaded, StageFaults({"encode": "POISON"})), {"logreg": FakeHead("logreg")}
+    )
+    assert unwrapped(old.encoder) is loaded and unwrapped(loaded) is loaded
+    assert with_encoder(old, loaded, 1) is old  # main() passes the unwrapped encoder it preloaded
+    new = with_encoder(old, FakeEncoder("fp16-v"), 256)
+    assert isinstance(new.encoder, FaultyEncoder) and new.encoder.version == "fp16-v"
+    assert new.predict(["fine"], ["logreg"]).predictions["logreg"][0].label
+    with pytest.raises(InjectedFault, match="encode"):
+        new.predict(["POISON"], ["logreg"])
 
 
 def emf(out: str) -> list[dict[str, Any]]:

@@ -257,8 +257,12 @@ def with_encoder(service: InferenceService, encoder: EncoderLike, batch_size: in
     A different encoder or batch size needs a new service, not a swapped attribute: cache records are keyed
     by the encoder configuration (the fp16 encoder's embeddings are not the INT8 one's, and a batch of 256
     gives other INT8 embeddings than a batch of 1), which the service binds when it is built. Routes, the
-    cache store and its admission, dedup and faults are kept.
+    cache store and its admission and the dedup strategy are kept, and a test stack's stage faults
+    (:mod:`topicserve.faults`) wrap the new encoder as they wrapped the old.
     """
+    from topicserve.faults import same_faults
+
+    encoder = same_faults(service.encoder, encoder)
     if encoder is service.encoder and batch_size == service.encode_batch_size:
         return service
     cache = service.cache
@@ -271,8 +275,7 @@ def with_encoder(service: InferenceService, encoder: EncoderLike, batch_size: in
         use_answers=cache.use_answers if cache else True,
         top=service.top,
         encode_batch_size=batch_size,
-        dedup=service.dedup,
-        faults=service.faults,
+        encode_rows=service.encode_rows,
     )
 
 
@@ -302,6 +305,7 @@ def main() -> int:
     from topicserve.aws import aws_client
     from topicserve.bootstrap import build_runtime
     from topicserve.encoder import Encoder
+    from topicserve.faults import unwrapped
     from topicserve.observability import make_logger
     from topicserve.results import ResultsStore
     from topicserve_worker.accelerator import select_encoder
@@ -310,7 +314,7 @@ def main() -> int:
     settings = Settings.from_env()
     config = settings_from_env()  # a malformed worker setting fails here, before anything loads
     runtime = build_runtime(settings)  # its encoder is the encoder layer's (ENCODER_DIR), on the CPU
-    loaded = runtime.service.encoder
+    loaded = unwrapped(runtime.service.encoder)  # the encoder layer's, inside a test stack's chaos switches
     selected = select_encoder(
         config.encoder_dir or settings.encoder_dir,
         config.encoder_mode,

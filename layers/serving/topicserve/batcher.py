@@ -38,6 +38,8 @@ from topicserve.settings import Settings
 logger = logging.getLogger(__name__)
 
 Stored = ResultRow | ResultChunk  # what one answered message writes
+#: a request's stored result from the pass that served it: (request, result, its position in the pass)
+Shape = Callable[[QueuedRequest, BatchResult, int], dict[str, Any]]
 
 
 @dataclass
@@ -91,13 +93,15 @@ def process_records(
     *,
     remaining_ms: Callable[[], float] | None = None,
     reserve_ms: float = 3_000.0,
+    shape: Shape = shape_answer,
 ) -> BatchOutcome:
     """Serve one SQS batch. ``remaining_ms`` is the invocation's time left (the Lambda context's); the
-    isolation passes stop ``reserve_ms`` before the end, so the results are still written in time."""
+    isolation passes stop ``reserve_ms`` before the end, so the results are still written in time.
+    ``shape`` makes each request's stored result (a test stack's chaos switch wraps it)."""
     outcome = BatchOutcome()
     units, valid = _parse(records, service, settings, outcome)
     if valid:
-        _serve(valid, units, service, outcome, remaining_ms, reserve_ms)
+        _serve(valid, units, service, outcome, remaining_ms, reserve_ms, shape)
     answered = [u for u in units if not u.retry]
     outcome.failed_message_ids.extend(u.message_id for u in units if u.retry)
     stored = [u.stored() for u in answered]
@@ -154,6 +158,7 @@ def _serve(
     outcome: BatchOutcome,
     remaining_ms: Callable[[], float] | None,
     reserve_ms: float,
+    shape: Shape,
 ) -> None:
     """Every valid request of the batch in one vectorised pass; bisection isolates the ones that fail
     on their own (an error result each) from those to retry (their whole message is retried)."""
@@ -163,8 +168,7 @@ def _serve(
     def run(group: list[int]) -> list[dict[str, Any]]:
         requests = [valid[i][2] for i in group]
         result = service.predict([q.text for q in requests], models, cut=[q.truncated for q in requests])
-        service.faults.check("shape", [q.text for q in requests])
-        answers = [shape_answer(q, result, k) for k, q in enumerate(requests)]
+        answers = [shape(q, result, k) for k, q in enumerate(requests)]
         stats.append(result.stats)
         outcome.rollout.extend(result.rollout)
         outcome.served.append(result)
@@ -178,7 +182,7 @@ def _serve(
         probe=lambda: service.predict([PROBE_TEXT], models),
     )
     outcome.passes = iso.passes
-    outcome.stats = _sum_stats(stats) if stats else None
+    outcome.stats = Stats.total(stats) if stats else None
     for group, answers in iso.served:
         for i, answer in zip(group, answers, strict=True):
             unit, position, _ = valid[i]
@@ -202,11 +206,3 @@ def _serve(
                 "errors": sorted({repr(e) for e in iso.retry.values()})[:5],
             },
         )
-
-
-def _sum_stats(parts: list[Stats]) -> Stats:
-    total = Stats()
-    for part in parts:
-        for name, value in vars(part).items():
-            setattr(total, name, getattr(total, name) + value)
-    return total

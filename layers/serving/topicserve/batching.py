@@ -6,7 +6,7 @@ without a model and reused by the synchronous predict path and the SQS batcher a
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -32,6 +32,26 @@ def dedupe(items: Sequence[K]) -> Dedup[K]:
     position: dict[K, int] = {}
     inverse = [position.setdefault(item, len(position)) for item in items]
     return Dedup(unique=list(position), inverse=inverse)
+
+
+#: Which encoder rows a pass computes: given the key (token sequence) of every occurrence that needs an
+#: embedding, in input order, the keys to encode, one row each.
+EncodeRows = Callable[[Sequence[str]], list[str]]
+
+
+def distinct_rows(keys: Sequence[str]) -> list[str]:
+    """One row per distinct key, first-seen order: the encoder pass's common-subexpression elimination."""
+    return list(dict.fromkeys(keys))
+
+
+def every_row(keys: Sequence[str]) -> list[str]:
+    """One row per occurrence, as a service without deduplication would: the benchmarks' baseline only."""
+    return list(keys)
+
+
+def encode_rows(dedup: bool) -> EncodeRows:
+    """The strategy ``Settings.dedup`` names."""
+    return distinct_rows if dedup else every_row
 
 
 def length_buckets(

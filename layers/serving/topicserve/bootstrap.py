@@ -176,7 +176,8 @@ def make_registry(settings: Settings, dynamodb: AwsClient) -> Registry:
 def build_runtime(settings: Settings | None = None) -> Runtime:
     """The encoder and the routed heads load concurrently: the encoder in one thread, production and
     canary heads in others (see :class:`~topicserve.rollout.router.Router`)."""
-    from topicserve.faults import StageFaults
+    from topicserve.batching import encode_rows
+    from topicserve.faults import with_test_faults
     from topicserve.monitoring.capture import Capture, MonitorStore
     from topicserve.rollout.records import RolloutRecorder, RolloutStore
     from topicserve.rollout.router import Router
@@ -209,15 +210,14 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     with steps.step("encoder (main thread waits)"):
         encoder = encoder_loading.result()
     service = InferenceService(
-        encoder,
+        with_test_faults(settings, encoder, router) if settings.test_switches else encoder,
         router,
         cache_store=cache_store(settings, dynamodb),
         doorkeeper=doorkeeper(settings),
         read_gate=read_gate(settings),
         use_answers=settings.cache_enabled("answers"),
         encode_batch_size=settings.encode_batch_size,
-        dedup=settings.dedup,
-        faults=StageFaults.parse(settings.fault_markers),
+        encode_rows=encode_rows(settings.dedup),
     )
     capture = Capture(
         MonitorStore(settings.monitor_table, dynamodb) if settings.monitor_table else None,

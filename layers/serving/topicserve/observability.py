@@ -1,30 +1,47 @@
 """Logging, metrics and HTTP error mapping shared by the handlers (Powertools for AWS Lambda).
 
 Handlers stay thin by taking everything cross-cutting from here: a structured logger with the model,
-version and cold_start keys, EMF metrics from the service's counters, and one mapping of typed input errors
-to 4xx responses so every route answers bad input the same way.
+version and cold_start keys, the per-invocation ritual as one decorator (:func:`invocation`: warm-ups,
+correlation id, response metric, Powertools' cold-start metric and metrics flush), EMF metrics from the
+service's counters (:func:`record_served`), and one mapping of typed input errors to 4xx responses so every
+route answers bad input the same way.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
-from typing import Any, TypeAlias
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar, cast
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from aws_lambda_powertools.metrics.provider import cold_start as powertools_cold_start
+from aws_lambda_powertools.middleware_factory import lambda_handler_decorator
 
 from topicserve.errors import BackendUnavailableError, InvalidInputError
 from topicserve.frontdoor import FrontDoorResolver, Response
 from topicserve.responses import error_body, status_for
 from topicserve.rollout.tally import Observation
-from topicserve.service import Stats
+from topicserve.service import BatchResult, Stats
+from topicserve.warming import handle_warm_event, is_warm_event
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from topicserve.initsteps import InitSteps
 
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "TopicServe")
 #: What the routes answer with a status of their own: a JSON object body
 JsonResponse: TypeAlias = Response[dict[str, Any]]
+#: A Lambda handler: (event, context) -> its answer
+Handler = TypeVar("Handler", bound=Callable[[Any, "LambdaContext"], Any])
+
+# Every invocation flushes the function's metrics (invocation), warm-ups and the gate's runs with none added:
+# nothing is printed then, and Powertools' warning that says so would be one log line per environment
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 
 def make_logger(service: str) -> Logger:
@@ -41,15 +58,95 @@ def make_metrics(service: str) -> Metrics:
     return Metrics(namespace=NAMESPACE, service=os.environ.get("POWERTOOLS_SERVICE_NAME", service))
 
 
-class ColdStart:
-    """True for the first invocation an environment serves, whatever kind it is (warm-up included)."""
+class Warmable(Protocol):
+    """What a warm-up needs of an execution environment's runtime (:class:`topicserve.bootstrap.Runtime`)."""
 
-    def __init__(self) -> None:
-        self._first = True
+    init_seconds: float
+    init_steps: InitSteps
 
-    def take(self) -> bool:
-        first, self._first = self._first, False
-        return first
+    def flush(self, *, force: bool = False) -> None: ...
+
+
+class Recording(Protocol):
+    """Where an environment sums what it served (:class:`topicserve.bootstrap.Runtime`)."""
+
+    def record_rollout(self, observations: Sequence[Observation]) -> None: ...
+
+    def record_served(self, results: Sequence[BatchResult]) -> None: ...
+
+
+def is_cold_start() -> bool:
+    """Whether this invocation is its environment's first: Powertools' own flag, the one its ``ColdStart``
+    metric is emitted on (:func:`invocation`), so the logs, the warm-up answer and the metric agree. Set at
+    import, cleared when the first invocation returns (one that raised leaves it to the next, as Powertools'
+    metric does); false from the start under provisioned concurrency, whose init delayed no request."""
+    return bool(powertools_cold_start.is_cold_start)
+
+
+@lambda_handler_decorator
+def _ritual(
+    handler: Callable[[Any, LambdaContext], Any],
+    event: Any,
+    context: LambdaContext,
+    *,
+    logger: Logger,
+    metrics: Metrics,
+    runtime: Warmable | None,
+    http: bool,
+) -> Any:
+    """The middleware :func:`invocation` wraps in Powertools' own two (see there)."""
+    cold = is_cold_start()
+    logger.append_keys(cold_start=cold)
+    if runtime is not None and is_warm_event(event):
+        runtime.flush(force=True)  # a warm-up is idle time: write what this environment still holds
+        return handle_warm_event(
+            event, cold_start=cold, init_seconds=runtime.init_seconds, init_steps=runtime.init_steps.to_dict()
+        )
+    logger.set_correlation_id(context.aws_request_id)
+    response = handler(event, context)
+    if http:
+        record_response(metrics, response["statusCode"])
+    return response
+
+
+def invocation(
+    *, logger: Logger, metrics: Metrics, runtime: Warmable | None = None, http: bool = False
+) -> Callable[[Handler], Handler]:
+    """Every function's per-invocation ritual, as one decorator of its handler (a Powertools middleware,
+    ``middleware_factory.lambda_handler_decorator``, inside Powertools' own decorators):
+
+    * Powertools' Lambda context keys in every log line (``Logger.inject_lambda_context``), and
+      ``cold_start`` (:func:`is_cold_start`);
+    * with ``runtime``: a warm-up event (:mod:`topicserve.warming`) is answered here, with ``cold_start``,
+      ``init_seconds`` and ``init_steps``, after the environment's rollout and monitoring sums are flushed
+      (a warm-up is idle time); the handler never sees one;
+    * the request id as the correlation id;
+    * with ``http``: the response counted by status class (:func:`record_response`);
+    * Powertools' ``Metrics.log_metrics(capture_cold_start_metric=True)``: the metrics flushed when the
+      handler returns or raises, and its ``ColdStart`` metric (dimensions ``function_name``, ``service``)
+      once per environment.
+    """
+
+    def decorate(handler: Handler) -> Handler:
+        ritual = _ritual(handler, logger=logger, metrics=metrics, runtime=runtime, http=http)
+        with_context = logger.inject_lambda_context(ritual, log_event=False)
+        return cast(Handler, metrics.log_metrics(with_context, capture_cold_start_metric=True))
+
+    return decorate
+
+
+def record_served(
+    metrics: Metrics, runtime: Recording, served: Sequence[BatchResult], *, latency_ms: float | None = None
+) -> None:
+    """After a request or a batch was served (never a warm-up), in one call: the service's counters summed
+    over its passes as EMF metrics (with the latency where there is one), each candidate's metrics, and the
+    runtime's rollout and monitoring sums."""
+    rollout = [o for result in served for o in result.rollout]
+    if served:
+        record_stats(metrics, Stats.total(r.stats for r in served), latency_ms=latency_ms)
+    record_rollout(rollout, str(metrics.service))
+    runtime.record_rollout(rollout)
+    runtime.record_served(served)
 
 
 def record_stats(metrics: Metrics, stats: Stats, *, latency_ms: float | None = None) -> None:

@@ -11,25 +11,27 @@ For a batch of texts and a set of heads it does the least work the caches allow,
 3. route: which head version scores which text (production, a canary's share, a shadow's sample);
 4. :meth:`~InferenceService._lookup`: one cache record per distinct token sequence, the in-process LRU
    first and the shared tier for the rest, in one round (a record holds the embedding and the answers);
-5. :meth:`~InferenceService._encode`: encode only the texts some head still needs and no record had;
+5. :meth:`~InferenceService._encode`: encode only the texts some head still needs and no record had, each
+   token sequence once (the ``encode_rows`` strategy: :func:`topicserve.batching.distinct_rows`);
 6. :meth:`~InferenceService._score`: each head once on the stacked embeddings it still needs;
 7. :meth:`~InferenceService._write_back`: records that gained something go to the LRU, and to the shared
    tier where admission says the write pays (a text seen again in this environment).
 
 Nothing here knows about Lambda, HTTP, SQS or DynamoDB: the cache is injected, the encoder and heads are
-duck-typed, and the result carries counters that the handlers turn into metrics and logs.
+duck-typed, and the result carries counters that the handlers turn into metrics and logs. Nor about the
+test stacks' chaos switches: they wrap the encoder and the heads (:func:`topicserve.faults.with_test_faults`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
-from topicserve.batching import dedupe
+from topicserve.batching import EncodeRows, dedupe, distinct_rows
 from topicserve.cache.admission import Doorkeeper, ReadGate
 from topicserve.cache.keys import EncoderConfig, answer_id, tokens_hash
 from topicserve.cache.record import EMBEDDING_FORMAT, Answer, TextRecord
@@ -42,7 +44,6 @@ from topicserve.errors import (
     UnprocessableTextError,
     is_transient,
 )
-from topicserve.faults import StageFaults
 from topicserve.isolation import isolate
 from topicserve.protocols import EncoderLike, HeadLike, TokensLike
 from topicserve.rollout.routing import PRODUCTION, HeadKey, Plan, Route, plan_routes
@@ -86,6 +87,15 @@ class Stats:
     @property
     def duplicates(self) -> int:
         return self.texts - self.unique_texts
+
+    @classmethod
+    def total(cls, parts: Iterable[Stats]) -> Stats:
+        """Every counter summed (the passes of one batch)."""
+        total = cls()
+        for part in parts:
+            for name, value in vars(part).items():
+                setattr(total, name, getattr(total, name) + value)
+        return total
 
 
 @dataclass
@@ -180,8 +190,7 @@ class InferenceService:
         use_answers: bool = True,
         top: int = 3,
         encode_batch_size: int = 1,  # Settings.encode_batch_size says why
-        dedup: bool = True,
-        faults: StageFaults | None = None,
+        encode_rows: EncodeRows = distinct_rows,  # every_row: the benchmarks' no-dedup baseline only
     ) -> None:
         self.encoder = encoder
         self.routes: RouteSource = StaticRoutes(heads) if isinstance(heads, Mapping) else heads
@@ -199,8 +208,7 @@ class InferenceService:
             if cache_store is not None
             else None
         )
-        self.dedup = dedup  # False: encode every occurrence of a repeated text (benchmark baseline only)
-        self.faults = faults or StageFaults()  # test stacks only: see topicserve.faults
+        self.encode_rows = encode_rows
 
     @property
     def encode_batch_size(self) -> int:
@@ -224,14 +232,13 @@ class InferenceService:
         routes = self.routes.current()  # one snapshot per call: a refresh never splits a request
         models = check_models(models, sorted(routes))
         stats = Stats(texts=len(texts))
-        self.faults.check("transient", texts)
         errors_before = self._cache_errors()
         d = self._distinct(texts)
         stats.unique_texts = len(d.unique)
         self._tokenize(texts, d)
         work = self._lookup(models, routes, d, stats)
-        self._encode(texts, d, work, stats)
-        self._score(texts, d, work)
+        self._encode(d, work, stats)
+        self._score(work)
         stats.heads_seconds = sum(work.head_ms.values()) / 1000
         self._write_back(d, work, stats)
         stats.cache_errors = self._cache_errors() - errors_before
@@ -256,7 +263,6 @@ class InferenceService:
 
     def _tokenize(self, texts: Sequence[str], d: _Distinct) -> None:
         unique_texts = [texts[d.first[h]] for h in d.unique]
-        self.faults.check("tokenize", unique_texts)
         d.tokens = dict(zip(d.unique, self.encoder.tokenize(unique_texts), strict=True))
         for h, tok in d.tokens.items():
             if len(tok.ids) <= SPECIAL_TOKENS:
@@ -301,21 +307,17 @@ class InferenceService:
                 work.from_cache.add(h)
         return work
 
-    def _encode(self, texts: Sequence[str], d: _Distinct, work: _Work, stats: Stats) -> None:
-        """Encode the texts some head still needs and no record had, each token sequence once (with dedup
-        off, every occurrence, as a service without common-subexpression elimination would)."""
+    def _encode(self, d: _Distinct, work: _Work, stats: Stats) -> None:
+        """Encode the texts some head still needs and no record had: the rows ``encode_rows`` names for
+        their occurrences (each token sequence once; every occurrence for the benchmarks' baseline)."""
         need = list(dict.fromkeys(h for hs in work.wanted.values() for h in hs))
         stats.embedding_hits = sum(h in work.from_cache for h in need)
         misses = [h for h in need if h not in work.embeddings]
-        self.faults.check("encode", [texts[d.first[h]] for h in misses])
         if not misses:
             return
-        by_tokens = {d.token_hash[h]: h for h in misses}  # one encoder pass per distinct token sequence
-        if self.dedup:
-            order = list(by_tokens)
-        else:
-            missing = set(misses)
-            order = [d.token_hash[h] for h in d.hashes if h in missing]
+        by_tokens = {d.token_hash[h]: h for h in misses}
+        missing = set(misses)
+        order = self.encode_rows([d.token_hash[h] for h in d.hashes if h in missing])
         started = time.perf_counter()
         vectors = self.encoder.encode_tokens(
             [d.tokens[by_tokens[t]].ids for t in order], self.encode_batch_size
@@ -327,7 +329,7 @@ class InferenceService:
         for h in misses:
             work.embeddings[h] = fresh[d.token_hash[h]]
 
-    def _score(self, texts: Sequence[str], d: _Distinct, work: _Work) -> None:
+    def _score(self, work: _Work) -> None:
         """Each head version once on what it still needs; a candidate's failure never fails the request."""
         for key, todo in work.wanted.items():
             if not todo:
@@ -336,7 +338,6 @@ class InferenceService:
             matrix = np.stack([work.embeddings[h] for h in todo])
             started = time.perf_counter()
             if stage == PRODUCTION:
-                self.faults.check("head", [texts[d.first[h]] for h in todo])
                 probs = head.predict_proba(matrix)
             else:
                 try:

@@ -18,6 +18,7 @@ import concurrent.futures as cf
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from topicserve.errors import ChecksumMismatchError
@@ -69,6 +70,7 @@ class Router:
         self._routes: dict[str, Route] = {}
         self._next_refresh = 0.0
         self._reading: cf.Future[dict[str, Routing] | None] | None = None  # a seeded start's routing read
+        self._wrap: Callable[[HeadLike], HeadLike] | None = None  # see wrap_heads
 
     # -- cold start ---------------------------------------------------------------------------------
     def start(self, seeds: Mapping[str, SeedHead] | None = None) -> None:
@@ -112,7 +114,7 @@ class Router:
                 refused = True
                 continue
             self.desired[model] = Routing(model=model, production=seed.version)
-            self.loaded[(model, seed.version)] = head
+            self.loaded[(model, seed.version)] = self._wrapped(head)
         return not refused
 
     def read_in_background(self) -> None:
@@ -139,6 +141,29 @@ class Router:
         """Make the next request re-read the routing, whatever its age (after a SnapStart restore the
         routing in memory is the snapshot's, possibly days old, and the monotonic clock is not comparable)."""
         self._next_refresh = float("-inf")
+
+    def wrap_heads(self, wrap: Callable[[HeadLike], HeadLike]) -> None:
+        """Serve every head through ``wrap``: those loaded now and each one loaded later, a new routing's
+        included (the test stacks' chaos switches, :func:`topicserve.faults.with_test_faults`; at init)."""
+        self._wrap = wrap
+        self.loaded = {key: wrap(head) for key, head in self.loaded.items()}
+
+        def served(model: str, head: HeadLike) -> HeadLike:  # a route's heads are loaded ones (_rebuild)
+            key = (model, int(head.version))
+            return self.loaded[key] if key in self.loaded else wrap(head)
+
+        self._routes = {
+            m: replace(
+                r,
+                production=served(m, r.production),
+                canary=served(m, r.canary) if r.canary else None,
+                shadow=served(m, r.shadow) if r.shadow else None,
+            )
+            for m, r in self._routes.items()
+        }
+
+    def _wrapped(self, head: HeadLike) -> HeadLike:
+        return self._wrap(head) if self._wrap is not None else head
 
     # -- per request ---------------------------------------------------------------------------------
     def current(self) -> Mapping[str, Route]:
@@ -268,7 +293,7 @@ class Router:
                     epoch = routing.canary_rev if stage == Stage.CANARY else routing.shadow_rev
                     self.on_load_error(model, stage, version, epoch)
                 continue
-            self.loaded[(model, loaded_version)] = head
+            self.loaded[(model, loaded_version)] = self._wrapped(head)
             if loaded_version != version:  # a production fallback: remember what serves instead
                 self.desired[model] = _with_production(self.desired[model], loaded_version)
             changed = True
@@ -311,6 +336,4 @@ def _stage_of(routing: Routing | None, version: int) -> str:
 
 
 def _with_production(routing: Routing, version: int) -> Routing:
-    from dataclasses import replace
-
     return replace(routing, production=version)
