@@ -7,25 +7,16 @@ feedback may come this way too (``{"feedback": {"items": [...]}}``, topicserve.f
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from topicserve.adaptive import tuner_from_settings
-from topicserve.aws import LazyClient, aws_client
 from topicserve.batcher import process_records
-from topicserve.bootstrap import build_runtime
+from topicserve.bootstrap import build_batcher
 from topicserve.faults import FaultInjector
-from topicserve.feedback.store import (
-    FeedbackStore,
-    LabelArchive,
-    QueuedFeedback,
-    feedback_body,
-    process_feedback_records,
-)
+from topicserve.feedback.store import QueuedFeedback, feedback_body, process_feedback_records
 from topicserve.observability import (
     ColdStart,
     make_logger,
@@ -34,44 +25,19 @@ from topicserve.observability import (
     record_stats,
     stats_log,
 )
-from topicserve.results import ResultsStore
-from topicserve.rollout.records import RolloutStore
 from topicserve.warming import handle_warm_event, is_warm_event
 
 logger = make_logger("batcher")
 metrics = make_metrics("batcher")
-runtime = build_runtime()
-results = ResultsStore(
-    runtime.settings.results_table, client=runtime.dynamodb, ttl_seconds=runtime.settings.results_ttl_seconds
-)
+batcher = build_batcher()
+runtime, results, tuner = batcher.runtime, batcher.results, batcher.tuner
+feedback_store, label_archive = batcher.feedback, batcher.label_archive
 # Chaos switch (FAULT_RATE / FAULT_KILL_RATE, off by default): see topicserve.faults.
 write_results = FaultInjector(
     runtime.settings.fault_rate,
     runtime.settings.fault_kill_rate,
 ).wrap_write(results.write)
-feedback_store = (
-    FeedbackStore(
-        runtime.settings.monitor_table,
-        runtime.settings.results_table,
-        runtime.dynamodb,
-        rollout=RolloutStore(runtime.settings.rollout_table, runtime.dynamodb)
-        if runtime.settings.rollout_table
-        else None,
-    )
-    if runtime.settings.monitor_table
-    else None
-)
-label_archive = (
-    LabelArchive(runtime.settings.registry_bucket, LazyClient("s3"))
-    if runtime.settings.registry_bucket
-    else None
-)
 cold_start = ColdStart()
-tuner = tuner_from_settings(
-    runtime.settings,
-    aws_client,
-    os.environ.get("AWS_LAMBDA_FUNCTION_NAME"),
-)
 
 
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
