@@ -126,16 +126,9 @@ _FALSE = ("0", "false", "no", "off")
 
 
 def _rule(kind: Any) -> Callable[[str, str], Any]:
-    rules: dict[Any, Callable[[str, str], Any]] = {
-        str: _text,
-        bool: _bool,
-        int: _int,
-        _OPTIONAL_INT: _optional_int,
-        float: _float,
-        _LIST: _list,
-    }
-    if kind in rules:
-        return rules[kind]
+    rule = _RULES.get(kind)
+    if rule is not None:
+        return rule
     if get_origin(kind) is Literal:
         return functools.partial(_choice, get_args(kind))
     raise TypeError(f"no reading rule for the type {kind!r}")
@@ -180,6 +173,16 @@ def _choice(choices: tuple[str, ...], name: str, raw: str) -> str:
     if raw.lower() not in choices:
         raise ValueError(f"setting {name} must be one of {', '.join(choices)}, got {raw!r}")
     return raw.lower()
+
+
+_RULES: dict[Any, Callable[[str, str], Any]] = {
+    str: _text,
+    bool: _bool,
+    int: _int,
+    _OPTIONAL_INT: _optional_int,
+    float: _float,
+    _LIST: _list,
+}
 
 
 def _default_encoder_dir() -> str:
