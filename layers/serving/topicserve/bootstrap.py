@@ -6,9 +6,10 @@ results, label feedback, the adaptive tuner), :func:`build_api`, :func:`build_ga
 and :func:`build_worker` (the bulk worker's serving parts; its encoder choice is its own). Each reads
 :class:`~topicserve.settings.Settings` (and the thresholds of its own kind) from the environment unless
 given them, and each store is made by one function here (:func:`results_store`, :func:`rollout_store`,
-:func:`feedback_store`, :func:`label_archive`, :func:`make_registry`), so every kind that holds one holds
-the same. The imports a kind alone needs are made inside its builder: the predict function's cold start
-imports nothing for the others, and the API's none of the model code (numpy, onnxruntime).
+:func:`monitor_store`, :func:`feedback_store`, :func:`label_archive`, :func:`make_registry`), so every
+kind that holds one holds the same. The imports a kind alone needs are made inside its builder: the
+predict function's cold start imports nothing for the others, and the API's none of the model code
+(onnxruntime).
 
 The encoder comes from the encoder layer; each head from the registry version its routing names
 (production, and a canary / shadow during a rollout), downloaded to /tmp and sha256-verified, so serving
@@ -202,6 +203,14 @@ def rollout_store(settings: Settings, dynamodb: AwsClient) -> RolloutStore | Non
     return RolloutStore(settings.rollout_table, dynamodb) if settings.rollout_table else None
 
 
+def monitor_store(settings: Settings, dynamodb: AwsClient) -> MonitorStore | None:
+    """The monitoring window sums (None without a monitor table): serving adds to them, the monitor
+    judges them."""
+    from topicserve.monitoring.capture import MonitorStore
+
+    return MonitorStore(settings.monitor_table, dynamodb) if settings.monitor_table else None
+
+
 def feedback_store(
     settings: Settings, dynamodb: AwsClient, rollout: RolloutStore | None = None
 ) -> FeedbackStore | None:
@@ -225,7 +234,7 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     """The encoder and the routed heads load concurrently: the encoder in one thread, production and
     canary heads in others (see :class:`~topicserve.rollout.router.Router`)."""
     from topicserve.faults import StageFaults
-    from topicserve.monitoring.capture import Capture, MonitorStore
+    from topicserve.monitoring.capture import Capture
     from topicserve.rollout.records import RolloutRecorder
     from topicserve.rollout.router import Router
     from topicserve.service import InferenceService
@@ -269,7 +278,7 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         faults=StageFaults.parse(settings.fault_markers),
     )
     capture = Capture(
-        MonitorStore(settings.monitor_table, dynamodb) if settings.monitor_table else None,
+        monitor_store(settings, dynamodb),
         window_seconds=settings.monitor_window_seconds,
         sample=settings.monitor_embedding_sample,
         cap=settings.monitor_embedding_cap,
@@ -384,18 +393,17 @@ class MonitorRuntime:
 def build_monitor(
     settings: Settings | None = None, thresholds: DriftThresholds | None = None
 ) -> MonitorRuntime:
-    from topicserve.monitoring.capture import MonitorStore
     from topicserve.monitoring.monitor import DriftThresholds
 
     settings = settings or Settings.from_env()
     dynamodb = aws_client("dynamodb")
-    feedback = feedback_store(settings, dynamodb)
-    if feedback is None:
+    store, feedback = monitor_store(settings, dynamodb), feedback_store(settings, dynamodb)
+    if store is None or feedback is None:
         raise ValueError("setting MONITOR_TABLE is required by the monitor")
     return MonitorRuntime(
         settings,
         aws_client("s3"),
-        MonitorStore(settings.monitor_table, dynamodb),
+        store,
         feedback,
         make_registry(settings, dynamodb),
         thresholds or DriftThresholds.from_env(),
