@@ -384,8 +384,8 @@ def drain(
     from topicserve.settings import Settings
     from topicserve_worker.worker import Worker, WorkerSettings
 
-    settings = Settings(models=tuple(heads), results_table="results")
     with backend(kind) as (sqs, url, write, count):
+        settings = Settings(models=tuple(heads), results_table="results", bulk_queue_url=url)
         t0 = time.perf_counter()
         bodies = [
             QueuedRequest("gpu-check", f"r{i:06d}", t, list(heads)).to_message() for i, t in enumerate(texts)
@@ -396,7 +396,7 @@ def drain(
                 Entries=[{"Id": str(j), "MessageBody": b} for j, b in enumerate(bodies[start : start + 10])],
             )
         enqueue_seconds = time.perf_counter() - t0
-        config = WorkerSettings(queue_url=url, wait_seconds=0)
+        config = WorkerSettings(wait_seconds=0)
         batch_size = config.batch_size_for(choice, settings)
         service = InferenceService(encoder, heads, encode_batch_size=batch_size)
         worker = Worker(sqs, config, service, write, settings)

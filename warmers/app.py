@@ -8,7 +8,6 @@ cache, result or traffic metric.
 from __future__ import annotations
 
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -16,9 +15,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from topicserve.aws import aws_client
 from topicserve.observability import make_logger
+from topicserve.settings import Settings
 from topicserve.warming import warm_event
 
 logger = make_logger("warmer")
+settings = Settings.from_env()  # WARM_TARGETS, WARM_CONCURRENCY
 lambda_client = aws_client("lambda")
 
 
@@ -29,8 +30,7 @@ def _invoke(target: str, concurrency: int) -> dict[str, Any]:
 
 
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    targets = [t.strip() for t in os.environ.get("WARM_TARGETS", "").split(",") if t.strip()]
-    concurrency = max(1, int(os.environ.get("WARM_CONCURRENCY", "1")))
+    targets, concurrency = settings.warm_targets, max(1, settings.warm_concurrency)
     summary: dict[str, Any] = {}
     with ThreadPoolExecutor(max_workers=max(1, min(32, concurrency * len(targets)))) as pool:
         futures = {(t, i): pool.submit(_invoke, t, concurrency) for t in targets for i in range(concurrency)}

@@ -7,19 +7,16 @@ without its own function lands here too and gets a clear 404.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from topicserve.aws import LazyClient, aws_client
-from topicserve.bootstrap import make_registry
+from topicserve.bootstrap import build_api
 from topicserve.catalogue import HEADS, SERVED_ENCODER
 from topicserve.errors import BackendUnavailableError, RegistryError, UnknownModelError
 from topicserve.feedback.model import parse_feedback
-from topicserve.feedback.store import FeedbackStore, LabelArchive, submit_feedback
+from topicserve.feedback.store import submit_feedback
 from topicserve.frontdoor import FrontDoorResolver
-from topicserve.idempotency import BatchIdempotency
 from topicserve.observability import (
     JsonResponse,
     install_error_handlers,
@@ -40,38 +37,23 @@ from topicserve.requests import (
     parse_page_request,
 )
 from topicserve.responses import error_body, error_result
-from topicserve.results import ResultChunk, ResultsStore
-from topicserve.rollout.gates import Thresholds
-from topicserve.rollout.records import RolloutStore
+from topicserve.results import ResultChunk
 from topicserve.rollout.runner import rollout_status
-from topicserve.settings import Settings
 
 logger = make_logger("api")
 metrics = make_metrics("api")
 TITLES = {h.name: h.title for h in HEADS}
-settings = Settings.from_env()
-dynamodb = aws_client("dynamodb")
-sqs = aws_client("sqs")
-registry = make_registry(settings, dynamodb)
-rollout_store = RolloutStore(settings.rollout_table, dynamodb) if settings.rollout_table else None
-thresholds = Thresholds.from_env()
-results = ResultsStore(settings.results_table, client=dynamodb, ttl_seconds=settings.results_ttl_seconds)
-idempotency = BatchIdempotency(
-    settings.idempotency_table, dynamodb, window_seconds=settings.idempotency_window_seconds
-)
-feedback = (
-    FeedbackStore(settings.monitor_table, settings.results_table, dynamodb, rollout=rollout_store)
-    if settings.monitor_table
-    else None
-)
-label_archive = LabelArchive(settings.registry_bucket, LazyClient("s3")) if settings.registry_bucket else None
+api = build_api()
+settings, sqs, registry, thresholds = api.settings, api.sqs, api.registry, api.thresholds
+results, idempotency, rollout_store = api.results, api.idempotency, api.rollout
+feedback, label_archive = api.feedback, api.label_archive
 app = FrontDoorResolver()  # the REST API's events and function URLs' (topicserve.frontdoor)
 install_error_handlers(app, logger)
 
 
 @app.get("/v1/health")
 def health() -> dict[str, Any]:
-    return {"status": "ok", "models": list(settings.models), "version": os.environ.get("APP_VERSION", "dev")}
+    return {"status": "ok", "models": list(settings.models), "version": settings.app_version}
 
 
 @app.get("/v1/models")

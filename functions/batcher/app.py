@@ -7,35 +7,23 @@ feedback may come this way too (``{"feedback": {"items": [...]}}``, topicserve.f
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from topicserve.adaptive import tuner_from_settings
-from topicserve.aws import LazyClient, aws_client
 from topicserve.batcher import process_records, shape_answer
-from topicserve.bootstrap import build_runtime
+from topicserve.bootstrap import build_batcher
 from topicserve.faults import FaultInjector, StageFaults
-from topicserve.feedback.store import (
-    FeedbackStore,
-    LabelArchive,
-    QueuedFeedback,
-    feedback_body,
-    process_feedback_records,
-)
+from topicserve.feedback.store import QueuedFeedback, feedback_body, process_feedback_records
 from topicserve.observability import invocation, make_logger, make_metrics, record_served, stats_log
-from topicserve.results import ResultsStore
-from topicserve.rollout.records import RolloutStore
 
 logger = make_logger("batcher")
 metrics = make_metrics("batcher")
-runtime = build_runtime()
-results = ResultsStore(
-    runtime.settings.results_table, client=runtime.dynamodb, ttl_seconds=runtime.settings.results_ttl_seconds
-)
+batcher = build_batcher()
+runtime, results, tuner = batcher.runtime, batcher.results, batcher.tuner
+feedback_store, label_archive = batcher.feedback, batcher.label_archive
 # Chaos switches of test stacks (topicserve.faults; off by default, and ignored without TestSwitches): the
 # results write fails or kills the environment (FAULT_RATE / FAULT_KILL_RATE), a marked text's result
 # cannot be shaped (FAULT_MARKERS shape=...); bootstrap wraps the encoder and heads for the other stages.
@@ -44,28 +32,6 @@ write_results = FaultInjector(
     runtime.settings.fault_kill_rate,
 ).wrap_write(results.write)
 shape = StageFaults.parse(runtime.settings.fault_markers).wrap_shape(shape_answer)
-feedback_store = (
-    FeedbackStore(
-        runtime.settings.monitor_table,
-        runtime.settings.results_table,
-        runtime.dynamodb,
-        rollout=RolloutStore(runtime.settings.rollout_table, runtime.dynamodb)
-        if runtime.settings.rollout_table
-        else None,
-    )
-    if runtime.settings.monitor_table
-    else None
-)
-label_archive = (
-    LabelArchive(runtime.settings.registry_bucket, LazyClient("s3"))
-    if runtime.settings.registry_bucket
-    else None
-)
-tuner = tuner_from_settings(
-    runtime.settings,
-    aws_client,
-    os.environ.get("AWS_LAMBDA_FUNCTION_NAME"),
-)
 
 
 @invocation(logger=logger, metrics=metrics, runtime=runtime)

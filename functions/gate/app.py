@@ -10,21 +10,14 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from topicserve.aws import aws_client
-from topicserve.bootstrap import make_registry
+from topicserve.bootstrap import build_gate
 from topicserve.observability import invocation, make_logger, make_metrics
-from topicserve.rollout.gates import Thresholds
-from topicserve.rollout.records import RolloutStore
 from topicserve.rollout.runner import run_gates
-from topicserve.settings import Settings
 
 logger = make_logger("gate")
 metrics = make_metrics("gate")
-settings = Settings.from_env()
-dynamodb = aws_client("dynamodb")
-registry = make_registry(settings, dynamodb)
-store = RolloutStore(settings.rollout_table, dynamodb)
-thresholds = Thresholds.from_env()
+gate = build_gate()
+settings, registry, store, thresholds = gate.settings, gate.registry, gate.store, gate.thresholds
 
 
 @invocation(logger=logger, metrics=metrics)

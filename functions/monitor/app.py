@@ -8,31 +8,23 @@ whatever has been written so far).
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from topicserve.aws import aws_client
-from topicserve.bootstrap import make_registry
-from topicserve.feedback.store import FeedbackStore
-from topicserve.monitoring.capture import MonitorStore, window_start
-from topicserve.monitoring.monitor import DriftThresholds, load_reference, render_png, run_window
+from topicserve.bootstrap import build_monitor
+from topicserve.monitoring.capture import window_start
+from topicserve.monitoring.monitor import load_reference, render_png, run_window
 from topicserve.observability import invocation, make_logger, make_metrics
-from topicserve.settings import Settings
 
 logger = make_logger("monitor")
 metrics = make_metrics("monitor")
-settings = Settings.from_env()
-dynamodb = aws_client("dynamodb")
-s3 = aws_client("s3")
-store = MonitorStore(settings.monitor_table, dynamodb)
-feedback = FeedbackStore(settings.monitor_table, settings.results_table, dynamodb)
-registry = make_registry(settings, dynamodb)
-thresholds = DriftThresholds.from_env()
-PREFIX = os.environ.get("DRIFT_REPORT_PREFIX", "reports/drift").strip("/")
+monitor = build_monitor()
+settings, s3, store, feedback = monitor.settings, monitor.s3, monitor.store, monitor.feedback
+registry, thresholds = monitor.registry, monitor.thresholds
+PREFIX = "reports/drift"  # where reports go: the function's S3 grant (template.yaml) names this prefix
 
 
 @invocation(logger=logger, metrics=metrics)

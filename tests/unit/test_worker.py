@@ -3,6 +3,7 @@ deletes only of what was answered, visibility heartbeats, stopping after the bat
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import threading
@@ -26,7 +27,6 @@ from topicserve_worker.worker import (
     Worker,
     WorkerSettings,
     report_encoder,
-    settings_from_env,
     with_encoder,
 )
 
@@ -56,10 +56,8 @@ def requests(n: int, batch: str = "b1") -> list[str]:
 
 def make_worker(sqs: Any, queue: str, written: list[ResultRow], **config: Any) -> Worker:
     service = InferenceService(FakeEncoder(), {"logreg": FakeHead("logreg")})
-    settings = Settings(models=("logreg",))
-    return Worker(
-        sqs, WorkerSettings(queue_url=queue, wait_seconds=0, **config), service, written.extend, settings
-    )
+    settings = Settings(models=("logreg",), bulk_queue_url=queue)
+    return Worker(sqs, WorkerSettings(wait_seconds=0, **config), service, written.extend, settings)
 
 
 def visible(sqs: Any, queue: str) -> int:
@@ -169,12 +167,10 @@ def test_stop_finishes_the_batch_in_hand_and_receives_nothing_more(sqs: Any, que
 
 
 def test_encoder_settings_from_env() -> None:
-    base = {"BULK_QUEUE_URL": "http://q"}
-    default = settings_from_env(base)
+    default = WorkerSettings.from_env({})
     assert (default.encoder_mode, default.encoder_dir, default.encode_batch_size) == ("auto", "", 0)
-    config = settings_from_env(
+    config = WorkerSettings.from_env(
         {
-            **base,
             "WORKER_ENCODER": "CPU",
             "WORKER_ENCODER_DIR": " /models/encoder ",
             "WORKER_ENCODE_BATCH_SIZE": "512",
@@ -185,12 +181,12 @@ def test_encoder_settings_from_env() -> None:
         "/models/encoder",
         512,
     )
-    with pytest.raises(ValueError, match="WORKER_ENCODER must be one of"):
-        settings_from_env({**base, "WORKER_ENCODER": "gpu"})
+    with pytest.raises(ValueError, match="WORKER_ENCODER must be one of auto, cuda, cpu, got 'gpu'"):
+        WorkerSettings.from_env({"WORKER_ENCODER": "gpu"})
     with pytest.raises(ValueError, match="WORKER_ENCODE_BATCH_SIZE must be an integer"):
-        settings_from_env({**base, "WORKER_ENCODE_BATCH_SIZE": "many"})
+        WorkerSettings.from_env({"WORKER_ENCODE_BATCH_SIZE": "many"})
     with pytest.raises(ValueError, match="encode_batch_size must be >= 0"):
-        WorkerSettings(queue_url="q", encode_batch_size=-1)
+        WorkerSettings(encode_batch_size=-1)
 
 
 def choice(provider: str = CPU, precision: str = "int8") -> EncoderChoice:
@@ -199,11 +195,9 @@ def choice(provider: str = CPU, precision: str = "int8") -> EncoderChoice:
 
 def test_encode_batch_size_follows_the_device() -> None:
     settings = Settings(models=("logreg",), encode_batch_size=32)
-    assert (
-        WorkerSettings(queue_url="q").batch_size_for(choice(CUDA, "fp16"), settings) == GPU_ENCODE_BATCH_SIZE
-    )
-    assert WorkerSettings(queue_url="q").batch_size_for(choice(), settings) == 32
-    assert WorkerSettings(queue_url="q", encode_batch_size=1024).batch_size_for(choice(), settings) == 1024
+    assert WorkerSettings().batch_size_for(choice(CUDA, "fp16"), settings) == GPU_ENCODE_BATCH_SIZE
+    assert WorkerSettings().batch_size_for(choice(), settings) == 32
+    assert WorkerSettings(encode_batch_size=1024).batch_size_for(choice(), settings) == 1024
 
 
 def test_with_encoder_rebinds_the_caches_to_the_new_encoder_version() -> None:
@@ -269,7 +263,6 @@ def test_main_runs_the_selected_encoder_and_says_so(
 ) -> None:
     """main() wiring without AWS: the runtime is a stand-in, the encoder selection is real (this machine:
     CPU fallback), the worker gets the selected encoder, and the start says which provider runs it."""
-    import topicserve.aws
     import topicserve.bootstrap
     from tests.unit.test_encoder import make_encoder_graph, make_tokenizer
     from topicserve_worker import worker as worker_mod
@@ -280,17 +273,19 @@ def test_main_runs_the_selected_encoder_and_says_so(
     flushed: list[bool] = []
 
     class Runtime:
-        settings = Settings(models=("logreg",), encoder_max_length=16)
         service = runtime_service
         dynamodb = None
         init_seconds = 0.1
+
+        def __init__(self, settings: Settings) -> None:  # what bootstrap.build_worker read
+            self.settings = dataclasses.replace(settings, models=("logreg",), encoder_max_length=16)
 
         def flush(self, *, force: bool = False) -> None:
             flushed.append(force)
 
     ran: list[Worker] = []
-    monkeypatch.setattr(topicserve.bootstrap, "build_runtime", lambda settings=None: Runtime())
-    monkeypatch.setattr(topicserve.aws, "aws_client", lambda name, **kw: None)  # no AWS client is needed
+    monkeypatch.setattr(topicserve.bootstrap, "build_runtime", lambda settings: Runtime(settings))
+    monkeypatch.setattr(topicserve.bootstrap, "aws_client", lambda name, **kw: None)  # no AWS client needed
     monkeypatch.setattr(Worker, "install_signal_handlers", lambda self: None)  # pytest owns the signals
     monkeypatch.setattr(Worker, "run", lambda self, once=False: ran.append(self))
     for var, value in {
@@ -302,6 +297,7 @@ def test_main_runs_the_selected_encoder_and_says_so(
     monkeypatch.delenv("WORKER_ENCODER", raising=False)
     assert worker_mod.main() == 0
     (worker,) = ran
+    assert worker.queue_url == "http://q"  # BULK_QUEUE_URL
     assert worker.service is not runtime_service  # the toy INT8 file, not the runtime's fake encoder
     assert (
         worker.service.encoder.version

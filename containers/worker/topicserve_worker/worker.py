@@ -26,7 +26,6 @@ its CPU is visible, not only slow. On a GPU the encoder gets larger sub-batches
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
@@ -37,8 +36,8 @@ from typing import TYPE_CHECKING
 from topicserve.batcher import BatchOutcome, Stored, process_records
 from topicserve.protocols import EncoderLike
 from topicserve.service import InferenceService
-from topicserve.settings import Settings
-from topicserve_worker.accelerator import MODES, EncoderChoice, Mode, parse_mode
+from topicserve.settings import FromEnv, Settings, setting
+from topicserve_worker.accelerator import MODES, EncoderChoice, Mode
 
 if TYPE_CHECKING:  # the boto3 stubs: development environment only
     from mypy_boto3_sqs import SQSClient
@@ -60,17 +59,34 @@ GPU_ENCODE_BATCH_SIZE = 256
 
 
 @dataclass(frozen=True)
-class WorkerSettings:
-    queue_url: str
-    target_messages: int = 512  # merge receives until this many messages ...
-    max_gather_seconds: float = 2.0  # ... or this long since the first one arrived
-    wait_seconds: int = 5  # long polling of an empty queue
-    visibility_seconds: int = 300  # what each heartbeat extends the batch's messages to
-    heartbeat_seconds: float = 60.0
-    retry_delay_seconds: int = 5  # a message to retry becomes visible again after this, not after 300 s
-    encoder_mode: Mode = "auto"  # WORKER_ENCODER: auto (GPU if usable, else CPU), cuda (GPU or fail), cpu
-    encoder_dir: str = ""  # where model.fp16.onnx / the INT8 encoder are; "" = Settings.encoder_dir
-    encode_batch_size: int = 0  # encoder sub-batch; 0: GPU_ENCODE_BATCH_SIZE on a GPU, else the service's
+class WorkerSettings(FromEnv):
+    """The worker's own settings; its queue is the bulk queue (BULK_QUEUE_URL, Settings.bulk_queue_url)."""
+
+    target_messages: int = setting(512, env="WORKER_TARGET_MESSAGES", why="merge receives until this many")
+    max_gather_seconds: float = setting(
+        2.0, env="WORKER_MAX_GATHER_SECONDS", why="... or this long since the first message arrived"
+    )
+    wait_seconds: int = setting(5, env="WORKER_WAIT_SECONDS", why="long polling of an empty queue")
+    visibility_seconds: int = setting(
+        300, env="WORKER_VISIBILITY_SECONDS", why="what each heartbeat extends the batch's messages to"
+    )
+    heartbeat_seconds: float = setting(
+        60.0, env="WORKER_HEARTBEAT_SECONDS", why="how often the visibility of the batch in hand is extended"
+    )
+    retry_delay_seconds: int = setting(
+        5, env="WORKER_RETRY_DELAY_SECONDS", why="a message to retry is visible again after this, not 300 s"
+    )
+    encoder_mode: Mode = setting(
+        "auto", env="WORKER_ENCODER", why="auto: the GPU if usable, else the CPU; cuda: the GPU or fail; cpu"
+    )
+    encoder_dir: str = setting(
+        "", env="WORKER_ENCODER_DIR", why="where model.fp16.onnx / the INT8 encoder are; blank: ENCODER_DIR"
+    )
+    encode_batch_size: int = setting(
+        0,
+        env="WORKER_ENCODE_BATCH_SIZE",
+        why=f"encoder sub-batch; 0: {GPU_ENCODE_BATCH_SIZE} on a GPU, else the service's (ENCODE_BATCH_SIZE)",
+    )
 
     def __post_init__(self) -> None:
         if self.encoder_mode not in MODES:
@@ -143,6 +159,7 @@ class Worker:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sqs, self.config, self.service, self.write, self.settings = sqs, config, service, write, settings
+        self.queue_url = settings.bulk_queue_url
         self.clock = clock
         self.stopping = threading.Event()
         self.answered = 0
@@ -157,7 +174,7 @@ class Worker:
             if first is not None and self.clock() - first >= self.config.max_gather_seconds:
                 break
             page = self.sqs.receive_message(
-                QueueUrl=self.config.queue_url,
+                QueueUrl=self.queue_url,
                 MaxNumberOfMessages=min(SQS_MAX, self.config.target_messages - len(messages)),
                 WaitTimeSeconds=0 if messages else self.config.wait_seconds,
                 VisibilityTimeout=self.config.visibility_seconds,
@@ -176,7 +193,7 @@ class Worker:
         receipts = {m["MessageId"]: m["ReceiptHandle"] for m in messages}
         with Heartbeat(
             self.sqs,
-            self.config.queue_url,
+            self.queue_url,
             list(receipts.values()),
             every=self.config.heartbeat_seconds,
             extend=self.config.visibility_seconds,
@@ -188,11 +205,11 @@ class Worker:
             entries: list[DeleteMessageBatchRequestEntryTypeDef] = [
                 {"Id": str(i), "ReceiptHandle": r} for i, r in done[start : start + SQS_MAX]
             ]
-            self.sqs.delete_message_batch(QueueUrl=self.config.queue_url, Entries=entries)
+            self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
         again = [(i, receipts[m]) for i, m in enumerate(receipts) if m in retry]
         for start in range(0, len(again), SQS_MAX):
             self.sqs.change_message_visibility_batch(
-                QueueUrl=self.config.queue_url,
+                QueueUrl=self.queue_url,
                 Entries=[
                     {"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": self.config.retry_delay_seconds}
                     for i, r in again[start : start + SQS_MAX]
@@ -232,25 +249,6 @@ class Worker:
         signal.signal(signal.SIGINT, self.stop)
 
 
-def settings_from_env(env: dict[str, str] | None = None) -> WorkerSettings:
-    from topicserve.settings import number_setting
-
-    env = dict(os.environ) if env is None else env
-    d = WorkerSettings(queue_url="")
-    return WorkerSettings(
-        queue_url=env["BULK_QUEUE_URL"],
-        target_messages=number_setting(env, "WORKER_TARGET_MESSAGES", d.target_messages, int),
-        max_gather_seconds=number_setting(env, "WORKER_MAX_GATHER_SECONDS", d.max_gather_seconds, float),
-        wait_seconds=number_setting(env, "WORKER_WAIT_SECONDS", d.wait_seconds, int),
-        visibility_seconds=number_setting(env, "WORKER_VISIBILITY_SECONDS", d.visibility_seconds, int),
-        heartbeat_seconds=number_setting(env, "WORKER_HEARTBEAT_SECONDS", d.heartbeat_seconds, float),
-        retry_delay_seconds=number_setting(env, "WORKER_RETRY_DELAY_SECONDS", d.retry_delay_seconds, int),
-        encoder_mode=parse_mode(env.get("WORKER_ENCODER")),
-        encoder_dir=env.get("WORKER_ENCODER_DIR", "").strip(),
-        encode_batch_size=number_setting(env, "WORKER_ENCODE_BATCH_SIZE", d.encode_batch_size, int),
-    )
-
-
 def with_encoder(service: InferenceService, encoder: EncoderLike, batch_size: int) -> InferenceService:
     """``service`` running ``encoder`` with sub-batches of ``batch_size``.
 
@@ -279,19 +277,17 @@ def with_encoder(service: InferenceService, encoder: EncoderLike, batch_size: in
     )
 
 
-def report_encoder(choice: EncoderChoice, batch_size: int, service_name: str = "worker") -> None:
+def report_encoder(choice: EncoderChoice, batch_size: int, kind: str = "worker") -> None:
     """Say which provider and precision run the encoder: a log line, and ``WorkerEncoderOnGpu`` (1 on
     CUDA, 0 on a CPU fallback) as an EMF metric with the dimension ``Provider``, in its own blob because
     its dimension differs from the service's metrics."""
     from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-    from topicserve.observability import NAMESPACE
+    from topicserve.observability import NAMESPACE, service_name
 
     log = logger.info if choice.on_gpu or choice.mode == "cpu" else logger.warning
     log("encoder selected", extra={**choice.as_dict(), "encode_batch_size": batch_size})
-    blob = EphemeralMetrics(
-        namespace=NAMESPACE, service=os.environ.get("POWERTOOLS_SERVICE_NAME", service_name)
-    )
+    blob = EphemeralMetrics(namespace=NAMESPACE, service=service_name(kind))
     blob.add_dimension(name="Provider", value=choice.provider)
     blob.add_metadata(key="precision", value=choice.precision)
     blob.add_metadata(key="path", value=choice.path)
@@ -302,18 +298,16 @@ def report_encoder(choice: EncoderChoice, batch_size: int, service_name: str = "
 def main() -> int:
     """``topicserve-worker``: the same runtime as the batcher (registry routing, caches, results), run as a
     long-lived process until SIGTERM, with the encoder :mod:`topicserve_worker.accelerator` picks."""
-    from topicserve.aws import aws_client
-    from topicserve.bootstrap import build_runtime
+    from topicserve.bootstrap import build_worker
     from topicserve.encoder import Encoder
     from topicserve.faults import unwrapped
     from topicserve.observability import make_logger
-    from topicserve.results import ResultsStore
     from topicserve_worker.accelerator import select_encoder
 
     make_logger("worker")
-    settings = Settings.from_env()
-    config = settings_from_env()  # a malformed worker setting fails here, before anything loads
-    runtime = build_runtime(settings)  # its encoder is the encoder layer's (ENCODER_DIR), on the CPU
+    config = WorkerSettings.from_env()  # a malformed worker setting fails here, before anything loads
+    built = build_worker()  # its runtime's encoder is the encoder layer's (ENCODER_DIR), on the CPU
+    runtime, settings = built.runtime, built.runtime.settings
     loaded = unwrapped(runtime.service.encoder)  # the encoder layer's, inside a test stack's chaos switches
     selected = select_encoder(
         config.encoder_dir or settings.encoder_dir,
@@ -325,12 +319,7 @@ def main() -> int:
     batch_size = config.batch_size_for(selected.choice, settings)
     service = with_encoder(runtime.service, selected.encoder, batch_size)
     report_encoder(selected.choice, batch_size)
-    results = ResultsStore(
-        runtime.settings.results_table,
-        client=runtime.dynamodb,
-        ttl_seconds=runtime.settings.results_ttl_seconds,
-    )
-    worker = Worker(aws_client("sqs"), config, service, results.write, runtime.settings)
+    worker = Worker(built.sqs, config, service, built.results.write, settings)
     worker.install_signal_handlers()
     logger.info("worker started", extra={"init_seconds": round(runtime.init_seconds, 3)})
     worker.run()

@@ -1,10 +1,19 @@
-"""Wiring for a Lambda execution environment: settings -> encoder, heads, caches, service.
+"""The composition root: settings -> the live objects of each function kind, run once per cold start.
 
-This is the one place that turns configuration into live objects, run once per cold start (module scope
-of the handlers). The encoder comes from the encoder layer; each head from the registry version its
-routing names (production, and a canary / shadow during a rollout), downloaded to /tmp and
-sha256-verified, so serving never depends on what a deploy zipped, and follows the registry's stages
-without a redeploy.
+One builder per kind, each called at the module scope of its handler (``x = bootstrap.build_...()``):
+:func:`build_runtime` (predict: encoder, heads, caches, service), :func:`build_batcher` (that and the
+results, label feedback, the adaptive tuner), :func:`build_api`, :func:`build_gate`, :func:`build_monitor`
+and :func:`build_worker` (the bulk worker's serving parts; its encoder choice is its own). Each reads
+:class:`~topicserve.settings.Settings` (and the thresholds of its own kind) from the environment unless
+given them, and each store is made by one function here (:func:`results_store`, :func:`rollout_store`,
+:func:`monitor_store`, :func:`feedback_store`, :func:`label_archive`, :func:`make_registry`), so every
+kind that holds one holds the same. The imports a kind alone needs are made inside its builder: the
+predict function's cold start imports nothing for the others, and the API's none of the model code
+(onnxruntime).
+
+The encoder comes from the encoder layer; each head from the registry version its routing names
+(production, and a canary / shadow during a rollout), downloaded to /tmp and sha256-verified, so serving
+never depends on what a deploy zipped, and follows the registry's stages without a redeploy.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from topicserve.aws import AwsClient, LazyClient
+from topicserve.aws import AwsClient, LazyClient, aws_client
 from topicserve.cache.admission import Doorkeeper, ReadGate
 from topicserve.cache.dynamodb import DynamoDBStore
 from topicserve.cache.store import CacheStore, LRUStore, TieredStore
@@ -28,11 +37,17 @@ from topicserve.rollout.seed import SeedHead, seed_heads
 from topicserve.settings import Settings
 
 if TYPE_CHECKING:  # imported lazily below: the API function loads no model, so it needs no numpy / onnx
+    from topicserve.adaptive import MappingTuner
     from topicserve.encoder import Encoder
+    from topicserve.feedback.store import FeedbackStore, LabelArchive
     from topicserve.heads import Head
-    from topicserve.monitoring.capture import Capture
+    from topicserve.idempotency import BatchIdempotency
+    from topicserve.monitoring.capture import Capture, MonitorStore
+    from topicserve.monitoring.monitor import DriftThresholds
     from topicserve.registry.store import Registry
-    from topicserve.rollout.records import RolloutRecorder
+    from topicserve.results import ResultsStore
+    from topicserve.rollout.gates import Thresholds
+    from topicserve.rollout.records import RolloutRecorder, RolloutStore
     from topicserve.rollout.router import Router
     from topicserve.rollout.tally import Observation
     from topicserve.service import BatchResult, InferenceService
@@ -173,13 +188,55 @@ def make_registry(settings: Settings, dynamodb: AwsClient) -> Registry:
     )
 
 
+def results_store(settings: Settings, dynamodb: AwsClient) -> ResultsStore:
+    """The batch results: the API creates and reads batches, the batcher and the bulk worker answer them."""
+    from topicserve.results import ResultsStore
+
+    return ResultsStore(settings.results_table, client=dynamodb, ttl_seconds=settings.results_ttl_seconds)
+
+
+def rollout_store(settings: Settings, dynamodb: AwsClient) -> RolloutStore | None:
+    """The per-version rollout records (None without a rollout table): serving writes them, the gate
+    decides on them, the API shows them and label feedback adds to them."""
+    from topicserve.rollout.records import RolloutStore
+
+    return RolloutStore(settings.rollout_table, dynamodb) if settings.rollout_table else None
+
+
+def monitor_store(settings: Settings, dynamodb: AwsClient) -> MonitorStore | None:
+    """The monitoring window sums (None without a monitor table): serving adds to them, the monitor
+    judges them."""
+    from topicserve.monitoring.capture import MonitorStore
+
+    return MonitorStore(settings.monitor_table, dynamodb) if settings.monitor_table else None
+
+
+def feedback_store(
+    settings: Settings, dynamodb: AwsClient, rollout: RolloutStore | None = None
+) -> FeedbackStore | None:
+    """Label feedback's counts and ledger (None without a monitor table); with ``rollout``, labels of a
+    candidate's answers also go to its rollout records."""
+    from topicserve.feedback.store import FeedbackStore
+
+    if not settings.monitor_table:
+        return None
+    return FeedbackStore(settings.monitor_table, settings.results_table, dynamodb, rollout=rollout)
+
+
+def label_archive(settings: Settings) -> LabelArchive | None:
+    """The labelled texts kept for retraining, in the artifacts bucket (None without one)."""
+    from topicserve.feedback.store import LabelArchive
+
+    return LabelArchive(settings.registry_bucket, LazyClient("s3")) if settings.registry_bucket else None
+
+
 def build_runtime(settings: Settings | None = None) -> Runtime:
     """The encoder and the routed heads load concurrently: the encoder in one thread, production and
     canary heads in others (see :class:`~topicserve.rollout.router.Router`)."""
     from topicserve.batching import encode_rows
     from topicserve.faults import with_test_faults
-    from topicserve.monitoring.capture import Capture, MonitorStore
-    from topicserve.rollout.records import RolloutRecorder, RolloutStore
+    from topicserve.monitoring.capture import Capture
+    from topicserve.rollout.records import RolloutRecorder
     from topicserve.rollout.router import Router
     from topicserve.service import InferenceService
 
@@ -192,8 +249,9 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         # made at first use: a seeded start's first use is the routing read that follows init
         dynamodb = LazyClient("dynamodb")
         registry = make_registry(settings, dynamodb)
-    store = RolloutStore(settings.rollout_table, dynamodb) if settings.rollout_table else None
-    recorder = RolloutRecorder(store, flush_seconds=settings.rollout_flush_seconds)
+    recorder = RolloutRecorder(
+        rollout_store(settings, dynamodb), flush_seconds=settings.rollout_flush_seconds
+    )
     router = Router(
         settings.models,
         registry,
@@ -220,7 +278,7 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
         encode_rows=encode_rows(settings.dedup),
     )
     capture = Capture(
-        MonitorStore(settings.monitor_table, dynamodb) if settings.monitor_table else None,
+        monitor_store(settings, dynamodb),
         window_seconds=settings.monitor_window_seconds,
         sample=settings.monitor_embedding_sample,
         cap=settings.monitor_embedding_cap,
@@ -233,6 +291,140 @@ def build_runtime(settings: Settings | None = None) -> Runtime:
     after_snapstart_restore(router.expire)
     router.read_in_background()  # the last step: init is done, the registry read is not part of it
     return runtime
+
+
+@dataclass
+class BatcherRuntime:
+    """The batcher's: the serving runtime, where results go, and label feedback through the queue."""
+
+    runtime: Runtime
+    results: ResultsStore
+    feedback: FeedbackStore | None
+    label_archive: LabelArchive | None
+    tuner: MappingTuner | None  # ADAPTIVE_BATCHING: the batcher tunes its own SQS mapping
+
+
+def build_batcher(settings: Settings | None = None) -> BatcherRuntime:
+    from topicserve.adaptive import tuner_from_settings
+
+    runtime = build_runtime(settings)
+    settings, dynamodb = runtime.settings, runtime.dynamodb
+    return BatcherRuntime(
+        runtime,
+        results_store(settings, dynamodb),
+        feedback_store(settings, dynamodb, rollout_store(settings, dynamodb)),
+        label_archive(settings),
+        tuner_from_settings(settings, aws_client, settings.function_name),
+    )
+
+
+@dataclass
+class ApiRuntime:
+    """The API's (no model): batches in and out, label feedback, the registry and rollout view."""
+
+    settings: Settings
+    sqs: AwsClient
+    registry: Registry
+    rollout: RolloutStore | None
+    thresholds: Thresholds  # GET /v1/models previews the gate's decisions
+    results: ResultsStore
+    idempotency: BatchIdempotency
+    feedback: FeedbackStore | None
+    label_archive: LabelArchive | None
+
+
+def build_api(settings: Settings | None = None, thresholds: Thresholds | None = None) -> ApiRuntime:
+    from topicserve.idempotency import BatchIdempotency
+    from topicserve.rollout.gates import Thresholds
+
+    settings = settings or Settings.from_env()
+    dynamodb = aws_client("dynamodb")
+    rollout = rollout_store(settings, dynamodb)
+    return ApiRuntime(
+        settings,
+        aws_client("sqs"),
+        make_registry(settings, dynamodb),
+        rollout,
+        thresholds or Thresholds.from_env(),
+        results_store(settings, dynamodb),
+        BatchIdempotency(
+            settings.idempotency_table, dynamodb, window_seconds=settings.idempotency_window_seconds
+        ),
+        feedback_store(settings, dynamodb, rollout),
+        label_archive(settings),
+    )
+
+
+@dataclass
+class GateRuntime:
+    """The rollout gate's (no model): the registry's stages and the candidates' rollout records."""
+
+    settings: Settings
+    registry: Registry
+    store: RolloutStore
+    thresholds: Thresholds
+
+
+def build_gate(settings: Settings | None = None, thresholds: Thresholds | None = None) -> GateRuntime:
+    from topicserve.rollout.gates import Thresholds
+
+    settings = settings or Settings.from_env()
+    dynamodb = aws_client("dynamodb")
+    store = rollout_store(settings, dynamodb)
+    if store is None:
+        raise ValueError("setting ROLLOUT_TABLE is required by the gate")
+    return GateRuntime(
+        settings, make_registry(settings, dynamodb), store, thresholds or Thresholds.from_env()
+    )
+
+
+@dataclass
+class MonitorRuntime:
+    """The drift monitor's (no model): the window sums, label feedback's quality, the reports bucket."""
+
+    settings: Settings
+    s3: AwsClient
+    store: MonitorStore
+    feedback: FeedbackStore
+    registry: Registry
+    thresholds: DriftThresholds
+
+
+def build_monitor(
+    settings: Settings | None = None, thresholds: DriftThresholds | None = None
+) -> MonitorRuntime:
+    from topicserve.monitoring.monitor import DriftThresholds
+
+    settings = settings or Settings.from_env()
+    dynamodb = aws_client("dynamodb")
+    store, feedback = monitor_store(settings, dynamodb), feedback_store(settings, dynamodb)
+    if store is None or feedback is None:
+        raise ValueError("setting MONITOR_TABLE is required by the monitor")
+    return MonitorRuntime(
+        settings,
+        aws_client("s3"),
+        store,
+        feedback,
+        make_registry(settings, dynamodb),
+        thresholds or DriftThresholds.from_env(),
+    )
+
+
+@dataclass
+class WorkerRuntime:
+    """The bulk worker's serving parts (topicserve_worker.worker adds its encoder choice and its loop)."""
+
+    runtime: Runtime  # the batcher's runtime, with the encoder layer's encoder on the CPU
+    results: ResultsStore
+    sqs: AwsClient  # it drains the bulk queue (BULK_QUEUE_URL)
+
+
+def build_worker(settings: Settings | None = None) -> WorkerRuntime:
+    settings = settings or Settings.from_env()
+    if not settings.bulk_queue_url:  # said before anything loads
+        raise ValueError("setting BULK_QUEUE_URL is required by the bulk worker")
+    runtime = build_runtime(settings)
+    return WorkerRuntime(runtime, results_store(settings, runtime.dynamodb), aws_client("sqs"))
 
 
 def after_snapstart_restore(hook: Callable[[], None]) -> bool:

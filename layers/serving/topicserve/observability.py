@@ -10,7 +10,6 @@ route answers bad input the same way.
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar, cast
@@ -26,6 +25,7 @@ from topicserve.frontdoor import FrontDoorResolver, Response
 from topicserve.responses import error_body, status_for
 from topicserve.rollout.tally import Observation
 from topicserve.service import BatchResult, Stats
+from topicserve.settings import Settings
 from topicserve.warming import handle_warm_event, is_warm_event
 
 if TYPE_CHECKING:
@@ -33,7 +33,9 @@ if TYPE_CHECKING:
 
     from topicserve.initsteps import InitSteps
 
-NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "TopicServe")
+#: POWERTOOLS_SERVICE_NAME and POWERTOOLS_METRICS_NAMESPACE (Powertools reads its other variables itself)
+_SETTINGS = Settings.from_env()
+NAMESPACE = _SETTINGS.metrics_namespace
 #: What the routes answer with a status of their own: a JSON object body
 JsonResponse: TypeAlias = Response[dict[str, Any]]
 #: A Lambda handler: (event, context) -> its answer
@@ -48,14 +50,20 @@ def make_logger(service: str) -> Logger:
     """The function's Powertools logger; the library's own loggers (``logging.getLogger(__name__)`` in
     every ``topicserve`` module, as a library should) get its handler and JSON format, so one function
     writes one kind of structured log line whichever module speaks."""
-    logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", service))
+    logger = Logger(service=service_name(service))
     logging.getLogger("topicserve")  # register the package logger its modules propagate to
     copy_config_to_registered_loggers(source_logger=logger, include={"topicserve"})
     return logger
 
 
 def make_metrics(service: str) -> Metrics:
-    return Metrics(namespace=NAMESPACE, service=os.environ.get("POWERTOOLS_SERVICE_NAME", service))
+    return Metrics(namespace=NAMESPACE, service=service_name(service))
+
+
+def service_name(kind: str) -> str:
+    """The service logs and metrics name: POWERTOOLS_SERVICE_NAME where the template sets it (predict-rf,
+    gpu-worker, ...), else the function kind."""
+    return _SETTINGS.service_name or kind
 
 
 class Warmable(Protocol):
@@ -170,9 +178,7 @@ def record_rollout(observations: list[Observation], service: str) -> None:
     """EMF metrics of every candidate on one request, one blob per (model, stage, version): the
     dimensions differ from the function's own metrics, so they are not mixed into its blob."""
     for o in observations:
-        blob = EphemeralMetrics(
-            namespace=NAMESPACE, service=os.environ.get("POWERTOOLS_SERVICE_NAME", service)
-        )
+        blob = EphemeralMetrics(namespace=NAMESPACE, service=service_name(service))
         blob.add_dimension(name="model", value=o.model)
         blob.add_dimension(name="stage", value=o.stage)
         blob.add_metadata(key="version", value=o.version)

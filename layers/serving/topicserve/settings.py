@@ -1,59 +1,188 @@
-"""Every knob of the serving functions, read once from the environment.
+"""Every setting, each declared once, and the one reader of the environment.
 
-The template sets these per function; tests and benchmarks override them. Limits are settings (not
-constants) so an operator can tighten them without a code change.
+A setting is a field of a frozen settings dataclass made by :func:`setting`: the field gives its name and
+type, the declaration its default, its environment variable and one line of why. :func:`load`
+(``X.from_env()``) reads a settings class from the environment by those declarations alone, one rule per
+type, so adding a setting is adding one field. :class:`Settings` is what every function's runtime is built
+from (:mod:`topicserve.bootstrap`); the few concerns that one function kind alone reads declare theirs the
+same way beside their code, so that no other function's cold start defines them: the gate's thresholds
+(``topicserve.rollout.gates.Thresholds``), the drift monitor's (``topicserve.monitoring.monitor.
+DriftThresholds``), the bulk worker's (``topicserve_worker.worker.WorkerSettings``). Nothing else in the
+serving library, the handlers, the worker or the warmer reads the environment, and every variable
+``template.yaml`` sets is declared (``tests/unit/test_settings.py`` checks both); ``docs/SETTINGS.md``
+lists them all, rendered from the declarations (``python -m infra.settings_doc``).
+
+How a value is read, whatever the setting: unset or blank is the default; an integer, number, boolean or
+choice that does not parse is an error at init that names the variable, not a surprise at the first use;
+text is stripped; a list is comma-separated (blank items dropped; none left: the default); an optional
+integer reads 0 as "none". The chaos switches (``FAULT_*``) are read only where ``TEST_SWITCHES`` is true,
+so setting them on a production function does nothing.
+
+Stdlib only and cheap: the predict function imports and reads its settings in its cold start (one
+dataclass: each further settings class would add its own definition to every cold start). No
+``from __future__ import annotations`` here: the declared types stay objects, which :func:`load` reads.
 """
 
-from __future__ import annotations
-
+import functools
 import os
 import tempfile
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, get_args, get_origin, get_type_hints
 
 from topicserve.catalogue import MODEL_NAMES, SERVED_BATCH_SIZE
 from topicserve.text import DEFAULT_MAX_CHARS
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 T = TypeVar("T")
+D = TypeVar("D", bound="DataclassInstance")
 
 
-def number_setting(env: Mapping[str, str], name: str, default: T, cast: Callable[[str], T]) -> T:
-    """A numeric setting; a malformed value is a clear error at init, not a surprise at the first use."""
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return cast(raw)
-    except ValueError:
-        kind = "an integer" if cast is int else "a number"
-        raise ValueError(f"setting {name} must be {kind}, got {raw!r}") from None
+def setting(
+    default: T,
+    *,
+    env: str,
+    why: str,
+    fallback: Callable[[], T] | None = None,
+    shown: str = "",
+    only_if: str = "",
+) -> T:
+    """One setting: a dataclass field with its default, the environment variable it is read from and one
+    line of why (docs/SETTINGS.md shows them).
+
+    ``fallback``: what :func:`load` uses instead of ``default`` when the variable is unset (a default that
+    depends on where the code runs; ``shown`` describes it in the docs). ``only_if``: a boolean setting of
+    the same class, declared before this one, without which the variable is not read at all.
+    """
+    metadata = {"env": env, "why": why, "fallback": fallback, "shown": shown, "only_if": only_if}
+    return field(default=default, metadata=metadata)
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    return number_setting(env, name, default, int)
+def load(cls: type[D], env: Mapping[str, str] | None = None) -> D:
+    """``cls`` with every declared setting read from ``env`` (default: the process environment)."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for attribute, name, parse, fallback, only_if in _plan(cls):
+        if only_if and not values.get(only_if, _default(cls, only_if)):
+            continue
+        raw = env.get(name, "").strip()
+        if raw:
+            value = parse(name, raw)
+            if value is not None:
+                values[attribute] = value
+        elif fallback is not None:
+            values[attribute] = fallback()
+    return cls(**values)
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    return number_setting(env, name, default, float)
+class FromEnv:
+    """``X.from_env(env=None)`` of a settings class: :func:`load`."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        return load(cls, env)  # type: ignore[type-var]  # every subclass is a dataclass
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
+#: (attribute, variable, reading rule, fallback, only_if) per setting
+_Step = tuple[str, str, Callable[[str, str], Any], Callable[[], Any] | None, str]
+_PLANS: dict[type[Any], tuple[_Step, ...]] = {}
+
+
+def _plan(cls: type[Any]) -> tuple[_Step, ...]:
+    """How :func:`load` reads ``cls``, worked out from its declarations once per class."""
+    plan = _PLANS.get(cls)
+    if plan is None:
+        kinds = _types(cls)
+        plan = _PLANS[cls] = tuple(
+            (f.name, f.metadata["env"], _rule(kinds[f.name]), f.metadata["fallback"], f.metadata["only_if"])
+            for f in fields(cls)
+            if "env" in f.metadata
+        )
+    return plan
+
+
+def _types(cls: type[Any]) -> dict[str, Any]:
+    """Each field's declared type; evaluated where the class's module postpones annotations (strings)."""
+    kinds = {f.name: f.type for f in fields(cls)}
+    if any(isinstance(kind, str) for kind in kinds.values()):
+        kinds = get_type_hints(cls)
+    return kinds
+
+
+def _default(cls: type[Any], name: str) -> Any:
+    f = cls.__dataclass_fields__[name]
+    return f.default if f.default is not MISSING else f.default_factory()
+
+
+# -- one reading rule per declared type: (variable, non-blank value) -> value, None for the default -------
+
+_OPTIONAL_INT = int | None
+_LIST = tuple[str, ...]
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _rule(kind: Any) -> Callable[[str, str], Any]:
+    rule = _RULES.get(kind)
+    if rule is not None:
+        return rule
+    if get_origin(kind) is Literal:
+        return functools.partial(_choice, get_args(kind))
+    raise TypeError(f"no reading rule for the type {kind!r}")
+
+
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.lower()
+    if value in _TRUE:
         return True
-    if raw in ("0", "false", "no", "off"):
+    if value in _FALSE:
         return False
     raise ValueError(f"setting {name} must be a boolean (true/false), got {raw!r}")
 
 
-def _list(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    raw = env.get(name, "")
-    items = tuple(part.strip() for part in raw.split(",") if part.strip())
-    return items or default
+def _int(name: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"setting {name} must be an integer, got {raw!r}") from None
+
+
+def _optional_int(name: str, raw: str) -> int | None:
+    return _int(name, raw) or None
+
+
+def _float(name: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"setting {name} must be a number, got {raw!r}") from None
+
+
+def _list(name: str, raw: str) -> tuple[str, ...] | None:
+    return tuple(part.strip() for part in raw.split(",") if part.strip()) or None
+
+
+def _choice(choices: tuple[str, ...], name: str, raw: str) -> str:
+    if raw.lower() not in choices:
+        raise ValueError(f"setting {name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw.lower()
+
+
+_RULES: dict[Any, Callable[[str, str], Any]] = {
+    str: _text,
+    bool: _bool,
+    int: _int,
+    _OPTIONAL_INT: _optional_int,
+    float: _float,
+    _LIST: _list,
+}
 
 
 def _default_encoder_dir() -> str:
@@ -76,130 +205,235 @@ def _default_model_cache_dir() -> str:
 
 
 @dataclass(frozen=True)
-class Settings:
-    models: tuple[str, ...] = MODEL_NAMES
-    model_stage: str = "production"
-    registry_bucket: str = ""
-    registry_table: str = ""
-    cache_table: str = ""  # one record per text: embedding + answers (topicserve.cache)
-    results_table: str = ""
-    requests_queue_url: str = ""
-    bulk_queue_url: str = ""  # empty: no bulk queue, every submission goes to the requests queue
-    bulk_threshold_texts: int = 500
-    encoder_dir: str = ""
-    encoder_max_length: int = 256
-    encoder_threads: int | None = None
-    # topicserve.catalogue.SERVED_BATCH_SIZE says why: with another value the HTTP, SQS and bulk paths could
-    # label the same text differently, and the heads were trained on other embeddings
-    encode_batch_size: int = SERVED_BATCH_SIZE
-    model_cache_dir: str = "/tmp/models"
-    cache_ttl_seconds: int = 7 * 24 * 3600
-    results_ttl_seconds: int = 24 * 3600
-    # a retried POST /v1/batches with its Idempotency-Key gets the first answer, not a second paid batch
-    idempotency_table: str = ""
-    idempotency_window_seconds: int = 3600
-    lru_max_items: int = 20_000
-    # keys an environment remembers for admission (a shared write on a key's second sighting): the
-    # horizon within which a text must recur to earn its write (topicserve.cache.admission)
-    doorkeeper_capacity: int = 100_000
-    # cache parts switched off, for benchmarks: "all" (no cache), "shared" (no DynamoDB tier), "answers"
-    # (records keep embeddings only: heads always run), "admission" (every record goes to DynamoDB, every
-    # miss is read), "read_gate" (first sightings are always read, topicserve.cache.admission.ReadGate)
-    disabled_caches: tuple[str, ...] = field(default_factory=tuple)
-    max_text_chars: int = DEFAULT_MAX_CHARS
-    max_texts_per_request: int = 64
-    max_requests_per_batch: int = 1_000
-    # requests per queued chunk of a batch submission: its results are one item (one-model results compress
-    # to ~55 B each: 15 fit one write unit) and one SQS message; more per chunk means fewer writes and
-    # messages but a longer retry unit
-    chunk_texts: int = 15
-    max_message_bytes: int = 256 * 1024
-    max_body_bytes: int = 5 * 1024 * 1024  # under Lambda's 6 MB synchronous payload limit
-    dedup: bool = True  # in-batch common-subexpression elimination; off only to measure what it saves
-    adaptive_batching: bool = False  # the batcher tunes its own SQS mapping (topicserve.adaptive)
-    latency_slo_ms: int = 5_000  # end-to-end SQS latency target of the adaptive batcher
-    # rollout (topicserve.rollout): how often serving re-reads the registry's routing, the share of texts
-    # a shadow scores, and where / how often the per-version rollout records are written
-    routing_ttl_seconds: float = 30.0
-    routing_load_wait_seconds: float = 1.0  # a request that finds a routing change waits this long for it
-    # the deploy's production {model: [version, sha256]}, heads shipped in the encoder layer: a cold start
-    # serves them without reading the registry first (topicserve.rollout.seed)
-    routing_seed: str = ""
-    shadow_sample: float = 1.0
-    rollout_table: str = ""
-    rollout_flush_seconds: float = 10.0
-    # monitoring capture (topicserve.monitoring.capture): window length, share of distinct texts whose
-    # embedding is sampled, at most that many per window per environment, how often sums are written
-    monitor_table: str = ""
-    monitor_window_seconds: int = 300
-    monitor_embedding_sample: float = 0.05
-    monitor_embedding_cap: int = 200
-    monitor_flush_seconds: float = 10.0
-    # share of distinct served texts whose answers are kept for label feedback by text (by text hash,
-    # topicserve.feedback.ledger): one small write per sampled text and model; 0 turns it off
-    feedback_ledger_sample: float = 0.1
-    # chaos switches (topicserve.faults), for test stacks only: read only when the stack was deployed with
-    # TestSwitches=true (TEST_SWITCHES), so setting FAULT_* on a production function does nothing
-    test_switches: bool = False
-    fault_rate: float = 0.0
-    fault_kill_rate: float = 0.0
-    fault_markers: str = ""  # per-text stage faults (topicserve.faults.StageFaults), test stacks only
+class Settings(FromEnv):
+    """What every function's runtime is built from: template.yaml sets these per function (Globals and each
+    function's Environment); tests and benchmarks override them. Limits are settings, not constants, so an
+    operator can tighten them without a code change."""
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        threads = _int(env, "ENCODER_THREADS", 0)
-        switches = _bool(env, "TEST_SWITCHES", False)
-        chaos = env if switches else {}
-        return cls(
-            models=_list(env, "MODEL_NAMES", MODEL_NAMES),
-            model_stage=env.get("MODEL_STAGE", "production"),
-            registry_bucket=env.get("REGISTRY_BUCKET", ""),
-            registry_table=env.get("REGISTRY_TABLE", ""),
-            cache_table=env.get("CACHE_TABLE", ""),
-            results_table=env.get("RESULTS_TABLE", ""),
-            requests_queue_url=env.get("REQUESTS_QUEUE_URL", ""),
-            bulk_queue_url=env.get("BULK_QUEUE_URL", ""),
-            bulk_threshold_texts=_int(env, "BULK_THRESHOLD_TEXTS", 500),
-            encoder_dir=env.get("ENCODER_DIR") or _default_encoder_dir(),
-            encoder_max_length=_int(env, "ENCODER_MAX_LENGTH", 256),
-            encoder_threads=threads or None,
-            encode_batch_size=_int(env, "ENCODE_BATCH_SIZE", SERVED_BATCH_SIZE),
-            model_cache_dir=env.get("MODEL_CACHE_DIR") or _default_model_cache_dir(),
-            cache_ttl_seconds=_int(env, "CACHE_TTL_SECONDS", 7 * 24 * 3600),
-            results_ttl_seconds=_int(env, "RESULTS_TTL_SECONDS", 24 * 3600),
-            idempotency_table=env.get("IDEMPOTENCY_TABLE", ""),
-            idempotency_window_seconds=_int(env, "IDEMPOTENCY_WINDOW_SECONDS", 3600),
-            lru_max_items=_int(env, "LRU_MAX_ITEMS", 20_000),
-            doorkeeper_capacity=_int(env, "DOORKEEPER_CAPACITY", 100_000),
-            disabled_caches=_list(env, "DISABLE_CACHES", ()),
-            max_text_chars=_int(env, "MAX_TEXT_CHARS", DEFAULT_MAX_CHARS),
-            max_texts_per_request=_int(env, "MAX_TEXTS_PER_REQUEST", 64),
-            max_requests_per_batch=_int(env, "MAX_REQUESTS_PER_BATCH", 1_000),
-            chunk_texts=_int(env, "CHUNK_TEXTS", 15),
-            max_message_bytes=_int(env, "MAX_MESSAGE_BYTES", 256 * 1024),
-            max_body_bytes=_int(env, "MAX_BODY_BYTES", 5 * 1024 * 1024),
-            dedup=_bool(env, "DEDUP", True),
-            adaptive_batching=_bool(env, "ADAPTIVE_BATCHING", False),
-            latency_slo_ms=_int(env, "LATENCY_SLO_MS", 5_000),
-            routing_ttl_seconds=_float(env, "ROUTING_TTL_SECONDS", 30.0),
-            routing_load_wait_seconds=_float(env, "ROUTING_LOAD_WAIT_SECONDS", 1.0),
-            routing_seed=env.get("ROUTING_SEED", ""),
-            shadow_sample=_float(env, "SHADOW_SAMPLE", 1.0),
-            rollout_table=env.get("ROLLOUT_TABLE", ""),
-            rollout_flush_seconds=_float(env, "ROLLOUT_FLUSH_SECONDS", 10.0),
-            monitor_table=env.get("MONITOR_TABLE", ""),
-            monitor_window_seconds=_int(env, "MONITOR_WINDOW_SECONDS", 300),
-            monitor_embedding_sample=_float(env, "MONITOR_EMBEDDING_SAMPLE", 0.05),
-            monitor_embedding_cap=_int(env, "MONITOR_EMBEDDING_CAP", 200),
-            monitor_flush_seconds=_float(env, "MONITOR_FLUSH_SECONDS", 10.0),
-            feedback_ledger_sample=_float(env, "FEEDBACK_LEDGER_SAMPLE", 0.1),
-            test_switches=switches,
-            fault_rate=_float(chaos, "FAULT_RATE", 0.0),
-            fault_kill_rate=_float(chaos, "FAULT_KILL_RATE", 0.0),
-            fault_markers=chaos.get("FAULT_MARKERS", ""),
-        )
+    models: tuple[str, ...] = setting(
+        MODEL_NAMES,
+        env="MODEL_NAMES",
+        why="the heads served: one per predict function, every one for the batcher, API, gate and monitor",
+    )
+    registry_bucket: str = setting(
+        "", env="REGISTRY_BUCKET", why="the artifacts bucket: model files, drift reports, archived labels"
+    )
+    registry_table: str = setting(
+        "", env="REGISTRY_TABLE", why="the model registry: versions, stages, routing, history"
+    )
+    cache_table: str = setting(
+        "",
+        env="CACHE_TABLE",
+        why="one record per text: embedding + answers (topicserve.cache); blank: LRU only",
+    )
+    results_table: str = setting("", env="RESULTS_TABLE", why="batch results, one item per chunk")
+    requests_queue_url: str = setting(
+        "", env="REQUESTS_QUEUE_URL", why="where the API queues batch chunks for the batcher"
+    )
+    bulk_queue_url: str = setting(
+        "",
+        env="BULK_QUEUE_URL",
+        why="the GPU worker's queue; blank: no bulk queue, all to the requests queue",
+    )
+    bulk_threshold_texts: int = setting(
+        500, env="BULK_THRESHOLD_TEXTS", why="a submission of this many texts or more goes to the bulk queue"
+    )
+    encoder_dir: str = setting(
+        "",
+        env="ENCODER_DIR",
+        why="the encoder's files (model.onnx, tokenizer.json, encoder.json)",
+        fallback=_default_encoder_dir,
+        shown="the encoder layer's folder",
+    )
+    encoder_max_length: int = setting(
+        256, env="ENCODER_MAX_LENGTH", why="tokens of a text the encoder reads, as sentence-transformers"
+    )
+    encoder_threads: int | None = setting(
+        None, env="ENCODER_THREADS", why="onnxruntime intra-op threads; 0 or blank: onnxruntime's choice"
+    )
+    encode_batch_size: int = setting(
+        SERVED_BATCH_SIZE,
+        env="ENCODE_BATCH_SIZE",
+        why="texts per encoder call; another value labels texts differently (catalogue.SERVED_BATCH_SIZE)",
+    )
+    model_cache_dir: str = setting(
+        "/tmp/models",
+        env="MODEL_CACHE_DIR",
+        why="where downloaded heads are kept, private to each execution environment",
+        fallback=_default_model_cache_dir,
+        shown="$TMPDIR/models",
+    )
+    cache_ttl_seconds: int = setting(
+        7 * 24 * 3600, env="CACHE_TTL_SECONDS", why="lifetime of a cache record (7 days)"
+    )
+    results_ttl_seconds: int = setting(
+        24 * 3600, env="RESULTS_TTL_SECONDS", why="how long a batch's results stay readable (a day)"
+    )
+    idempotency_table: str = setting(
+        "",
+        env="IDEMPOTENCY_TABLE",
+        why="a retried POST /v1/batches with its Idempotency-Key gets the first answer, not a second batch",
+    )
+    idempotency_window_seconds: int = setting(
+        3600, env="IDEMPOTENCY_WINDOW_SECONDS", why="how long an Idempotency-Key is remembered"
+    )
+    lru_max_items: int = setting(
+        20_000, env="LRU_MAX_ITEMS", why="records the in-process cache in front of the shared table holds"
+    )
+    doorkeeper_capacity: int = setting(
+        100_000,
+        env="DOORKEEPER_CAPACITY",
+        why="keys remembered for admission: a text must recur within them to earn its shared write",
+    )
+    disabled_caches: tuple[str, ...] = setting(
+        (),
+        env="DISABLE_CACHES",
+        why="cache parts off, for benchmarks: all, shared, answers, admission, read_gate (topicserve.cache)",
+    )
+    max_text_chars: int = setting(
+        DEFAULT_MAX_CHARS,
+        env="MAX_TEXT_CHARS",
+        why="characters kept per text (a cost guard; one SQS message)",
+    )
+    max_texts_per_request: int = setting(64, env="MAX_TEXTS_PER_REQUEST", why="texts in one predict request")
+    max_requests_per_batch: int = setting(
+        1_000, env="MAX_REQUESTS_PER_BATCH", why="requests in one batch submission"
+    )
+    chunk_texts: int = setting(
+        15,
+        env="CHUNK_TEXTS",
+        why="requests per queued chunk: one results item (15 fit a write unit) and one SQS message",
+    )
+    max_message_bytes: int = setting(256 * 1024, env="MAX_MESSAGE_BYTES", why="the SQS message size limit")
+    max_body_bytes: int = setting(
+        5 * 1024 * 1024, env="MAX_BODY_BYTES", why="request body limit, under Lambda's 6 MB payload limit"
+    )
+    dedup: bool = setting(
+        True, env="DEDUP", why="in-batch dedup of repeated texts; off only to measure what it saves"
+    )
+    adaptive_batching: bool = setting(
+        False, env="ADAPTIVE_BATCHING", why="the batcher tunes its own SQS mapping (topicserve.adaptive)"
+    )
+    latency_slo_ms: int = setting(
+        5_000, env="LATENCY_SLO_MS", why="end-to-end SQS latency target of the adaptive batcher"
+    )
+    routing_ttl_seconds: float = setting(
+        30.0, env="ROUTING_TTL_SECONDS", why="how often serving re-reads the registry's routing"
+    )
+    routing_load_wait_seconds: float = setting(
+        1.0,
+        env="ROUTING_LOAD_WAIT_SECONDS",
+        why="how long a request that finds a routing change waits for it",
+    )
+    routing_seed: str = setting(
+        "",
+        env="ROUTING_SEED",
+        why="the deploy's production heads: a cold start serves them before reading the registry",
+    )
+    shadow_sample: float = setting(1.0, env="SHADOW_SAMPLE", why="the share of texts a shadow scores")
+    rollout_table: str = setting(
+        "", env="ROLLOUT_TABLE", why="per-version rollout records: what the gate decides on"
+    )
+    rollout_flush_seconds: float = setting(
+        10.0, env="ROLLOUT_FLUSH_SECONDS", why="how often an environment writes its rollout sums"
+    )
+    monitor_table: str = setting(
+        "", env="MONITOR_TABLE", why="monitoring window sums and label feedback (blank: neither)"
+    )
+    monitor_window_seconds: int = setting(300, env="MONITOR_WINDOW_SECONDS", why="a monitoring window")
+    monitor_embedding_sample: float = setting(
+        0.05, env="MONITOR_EMBEDDING_SAMPLE", why="share of distinct texts whose embedding is sampled"
+    )
+    monitor_embedding_cap: int = setting(
+        200,
+        env="MONITOR_EMBEDDING_CAP",
+        why="at most this many sampled embeddings per window and environment",
+    )
+    monitor_flush_seconds: float = setting(
+        10.0, env="MONITOR_FLUSH_SECONDS", why="how often an environment writes its monitoring sums"
+    )
+    feedback_ledger_sample: float = setting(
+        0.1,
+        env="FEEDBACK_LEDGER_SAMPLE",
+        why="share of distinct texts whose answers are kept for label feedback by text; 0: off",
+    )
+    test_switches: bool = setting(
+        False, env="TEST_SWITCHES", why="the chaos switches below are read (test stacks only)"
+    )
+    fault_rate: float = setting(
+        0.0,
+        env="FAULT_RATE",
+        why="chance per batch that the batcher fails mid-write, topicserve.faults",
+        only_if="test_switches",
+    )
+    fault_kill_rate: float = setting(
+        0.0,
+        env="FAULT_KILL_RATE",
+        why="chance per batch that the batcher's environment dies mid-write",
+        only_if="test_switches",
+    )
+    fault_markers: str = setting(
+        "",
+        env="FAULT_MARKERS",
+        why="per-text stage faults, topicserve.faults.StageFaults",
+        only_if="test_switches",
+    )
+    app_version: str = setting("dev", env="APP_VERSION", why="the release GET /v1/health reports")
+    function_name: str = setting(
+        "",
+        env="AWS_LAMBDA_FUNCTION_NAME",
+        why="set by Lambda: the adaptive batcher finds its own SQS mapping by it",
+    )
+    service_name: str = setting(
+        "", env="POWERTOOLS_SERVICE_NAME", why="the service logs and metrics name; blank: the function kind"
+    )
+    metrics_namespace: str = setting(
+        "TopicServe", env="POWERTOOLS_METRICS_NAMESPACE", why="the CloudWatch namespace of every metric"
+    )
+    warm_targets: tuple[str, ...] = setting(
+        (), env="WARM_TARGETS", why="the functions the warmer keeps warm (warmers/app.py)"
+    )
+    warm_concurrency: int = setting(1, env="WARM_CONCURRENCY", why="environments the warmer keeps per target")
 
     def cache_enabled(self, part: str) -> bool:
         """Whether a cache part (all, shared, answers, admission) is on; "all" off turns every part off."""
         return part not in self.disabled_caches and "all" not in self.disabled_caches
+
+
+# -- the declarations, listed: docs/SETTINGS.md (infra.settings_doc), tests/unit/test_settings.py ------
+
+
+def declared(cls: type[Any]) -> Iterator[tuple[str, str, str, str, bool, str]]:
+    """(attribute, variable, type, default, described, why) of every setting of ``cls``, in declaration
+    order; ``described``: the default is a description (a ``fallback``'s ``shown``), not a value."""
+    kinds = _types(cls)
+    for f in fields(cls):
+        if "env" not in f.metadata:
+            continue
+        m = f.metadata
+        why = m["why"]
+        if m["only_if"]:
+            why += f"; read only where {cls.__dataclass_fields__[m['only_if']].metadata['env']} is true"
+        default = m["shown"] or _shown(_default(cls, f.name))
+        yield f.name, m["env"], _type_name(kinds[f.name]), default, bool(m["shown"]), why
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "" if value is None else str(value)
+
+
+def _type_name(kind: Any) -> str:
+    names = {str: "text", int: "integer", float: "number", bool: "boolean"}
+    if kind in names:
+        return names[kind]
+    if kind == _OPTIONAL_INT:
+        return "integer, 0: none"
+    if kind == _LIST:
+        return "list"
+    if get_origin(kind) is Literal:
+        return " / ".join(get_args(kind))
+    raise TypeError(f"no reading rule for the type {kind!r}")

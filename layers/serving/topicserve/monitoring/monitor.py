@@ -11,7 +11,6 @@ reported and not flagged.
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,38 +20,46 @@ import numpy as np
 from topicserve.monitoring.capture import MonitorStore, WindowSums
 from topicserve.monitoring.drift import chance_psi, domain_auc, mean_shift, psi
 from topicserve.monitoring.reference import Reference
-from topicserve.settings import number_setting
+from topicserve.settings import FromEnv, setting
 
 if TYPE_CHECKING:
     from topicserve.registry.store import Registry
 
 
 @dataclass(frozen=True)
-class DriftThresholds:
-    psi: float = 0.2  # predicted classes: > 0.25 is the usual "shift"; 0.2 flags it a little earlier
-    psi_over_chance: float = 4.0  # ... and only when it is this many times what sampling alone gives
+class DriftThresholds(FromEnv):
+    """What the monitor flags (template.yaml: DriftAucThreshold, DriftPsiThreshold)."""
+
+    psi: float = setting(
+        0.2,
+        env="DRIFT_PSI_THRESHOLD",
+        why="predicted-class PSI that flags drift (0.25 is the usual 'shift': 0.2 flags it a little earlier)",
+    )
+    psi_over_chance: float = setting(
+        4.0, env="DRIFT_PSI_OVER_CHANCE", why="... and only at this many times what sampling alone gives"
+    )
     # Evidently calls drift at AUC > 0.55; on 20NG's by-date split, test texts against held-out train texts
     # already reach 0.52-0.57 with 400 samples (measured, docs/MONITORING.md), so 0.55 would alarm on
     # the very traffic the models were validated for
-    auc: float = 0.65
-    mean_shift: float = 4.0  # ~1 without drift; 1.0-1.4 measured for test vs train texts
-    confidence_change: float = 0.1  # absolute change of the mean top probability
-    min_predictions: int = 100
-    min_embeddings: int = 50
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> DriftThresholds:
-        env = os.environ if env is None else env
-        d = cls()
-        return cls(
-            psi=number_setting(env, "DRIFT_PSI_THRESHOLD", d.psi, float),
-            psi_over_chance=number_setting(env, "DRIFT_PSI_OVER_CHANCE", d.psi_over_chance, float),
-            auc=number_setting(env, "DRIFT_AUC_THRESHOLD", d.auc, float),
-            mean_shift=number_setting(env, "DRIFT_MEAN_SHIFT_THRESHOLD", d.mean_shift, float),
-            confidence_change=number_setting(env, "DRIFT_CONFIDENCE_CHANGE", d.confidence_change, float),
-            min_predictions=number_setting(env, "DRIFT_MIN_PREDICTIONS", d.min_predictions, int),
-            min_embeddings=number_setting(env, "DRIFT_MIN_EMBEDDINGS", d.min_embeddings, int),
-        )
+    auc: float = setting(
+        0.65,
+        env="DRIFT_AUC_THRESHOLD",
+        why="domain-classifier ROC AUC of the sampled embeddings that flags drift (test vs train: 0.52-0.57)",
+    )
+    mean_shift: float = setting(
+        4.0,
+        env="DRIFT_MEAN_SHIFT_THRESHOLD",
+        why="embedding mean-shift ratio that flags drift (~1 without drift; 1.0-1.4 test vs train texts)",
+    )
+    confidence_change: float = setting(
+        0.1, env="DRIFT_CONFIDENCE_CHANGE", why="absolute change of the mean top probability that flags drift"
+    )
+    min_predictions: int = setting(
+        100, env="DRIFT_MIN_PREDICTIONS", why="answers a window needs before its predictions are judged"
+    )
+    min_embeddings: int = setting(
+        50, env="DRIFT_MIN_EMBEDDINGS", why="sampled embeddings a window needs before its inputs are judged"
+    )
 
 
 def evaluate_window(

@@ -14,14 +14,12 @@ never serve), and an error-rate rollback needs at least ``max_errors_unserved`` 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from topicserve.rollout import sequential as sq
 from topicserve.rollout.tally import Tally
-from topicserve.settings import number_setting
+from topicserve.settings import FromEnv, setting
 
 PROMOTE = "promote"
 ROLLBACK = "rollback"
@@ -29,24 +27,25 @@ WAIT = "wait"
 
 
 @dataclass(frozen=True)
-class Thresholds:
-    alpha: float = 0.05  # the false-decision rate of each kind (GateAlpha)
-    min_effect: float = 0.02  # the smallest accuracy loss worth detecting, as a fraction (GateMinEffect)
-    max_error_rate: float = 0.01
-    max_errors_unserved: int = 5  # also the least failures an error-rate rollback acts on
-    canary_weight: float = 0.1  # the weight a shadow that passes starts its canary with
+class Thresholds(FromEnv):
+    """The gate's thresholds: the gate function acts on them, GET /v1/models previews them (template.yaml:
+    GateAlpha, GateMinEffect, GateMaxErrorRate, GateCanaryWeight)."""
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Thresholds:
-        env = os.environ if env is None else env
-        d = cls()
-        return cls(
-            alpha=number_setting(env, "GATE_ALPHA", d.alpha, float),
-            min_effect=number_setting(env, "GATE_MIN_EFFECT", d.min_effect, float),
-            max_error_rate=number_setting(env, "GATE_MAX_ERROR_RATE", d.max_error_rate, float),
-            max_errors_unserved=number_setting(env, "GATE_MAX_ERRORS_UNSERVED", d.max_errors_unserved, int),
-            canary_weight=number_setting(env, "GATE_CANARY_WEIGHT", d.canary_weight, float),
-        )
+    alpha: float = setting(0.05, env="GATE_ALPHA", why="the false-decision rate of each kind of decision")
+    min_effect: float = setting(
+        0.02, env="GATE_MIN_EFFECT", why="the smallest accuracy loss worth detecting, as a fraction"
+    )
+    max_error_rate: float = setting(
+        0.01, env="GATE_MAX_ERROR_RATE", why="the error rate above which a candidate is rolled back"
+    )
+    max_errors_unserved: int = setting(
+        5,
+        env="GATE_MAX_ERRORS_UNSERVED",
+        why="failures without a scored text that roll back; also the least an error-rate rollback acts on",
+    )
+    canary_weight: float = setting(
+        0.1, env="GATE_CANARY_WEIGHT", why="the weight a shadow that passes starts its canary with"
+    )
 
 
 @dataclass(frozen=True)
