@@ -34,7 +34,7 @@ NAIVE_STACK = "topicserve-bench-naive"
 #: the cold-start work (issue 25). Move it forward when a release is cut, so the guard compares neighbours.
 INIT_BASELINE = "6512218"
 #: the cold-start variants measured in every round (the init goal's); the others in the first few
-PRIMARY_COLD_VARIANTS = ("ours_int8", "image", "baseline")
+PRIMARY_COLD_VARIANTS = ("ours_int8", "image", "baseline", "floor_empty", "floor_encoder")
 
 
 def profile(quick: bool) -> dict[str, Any]:
@@ -174,6 +174,7 @@ def run_cloud(
             "esm_settings": BENCH_CLOUD_ENV if started else "LocalStack defaults (1 s poll, <= 10 s backoff)",
         }
         fp32: tuple[str, str, int] | None = None
+        floors: list[str] = []
         baseline: tuple[str, str] | None = None
         st = None
         try:
@@ -310,7 +311,9 @@ def run_cloud(
                 say(f"   the naive peer could not be built or deployed, left out: {exc!r}"[:400])
             fp32 = coldstarts.fp32_function(st)
             baseline = coldstarts.baseline_function(st, INIT_BASELINE)
+            floors += [coldstarts.floor_function(st, kind) for kind in coldstarts.FLOOR_HANDLERS]
             variants = {"ours_int8": st.predict_fn, "baseline": baseline[0], "fp32": fp32[0]}
+            variants |= dict(zip(coldstarts.FLOOR_HANDLERS, floors, strict=True))
             if naive_fn:
                 variants["naive"] = naive_fn
             if st.image_fn:
@@ -345,6 +348,8 @@ def run_cloud(
                 for twin in (fp32, baseline):
                     if st is not None and twin is not None:
                         coldstarts.delete_twin(st, twin[0], twin[1])
+                for name in floors:
+                    coldstarts.delete_function(st, name)
                 delete_stack(NAIVE_STACK)
                 delete_stack(STACK)
 

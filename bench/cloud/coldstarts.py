@@ -107,19 +107,72 @@ def baseline_function(st: Stack, rev: str) -> tuple[str, str]:
         )  # fmt: skip
         staging.rename(layer_dir)
     layer_arn, layers = swap_layer(
-        st, "ServingLayer", "topicserve-bench-baseline-serving", _zip_dir(layer_dir)
+        st, "ServingLayer", "topicserve-bench-baseline-serving", _zip_dir(layer_dir, bytecode=True)
     )
     code = _zip_dir(tree / "functions" / "predict")
     return twin_function(st, "baseline", layers, code), layer_arn
 
 
-def _zip_dir(folder: Path) -> bytes:
+#: The floor of this design, as two handlers deployed beside ours with its layers and environment: what
+#: every cold start pays before any code of ours runs (the runtime's own start, an empty handler), and what
+#: any predict function that answers from an ONNX encoder must do (import numpy, onnxruntime and
+#: tokenizers, build the encoder's session and tokenizer at init; tokenize and encode the first text). Our
+#: init minus the second is what the library, Powertools and the heads add; the second is what cannot go
+#: while the encoder is loaded at init (a deploy-time snapshot, SnapStart on AWS, is what would remove it).
+FLOOR_HANDLERS = {
+    "floor_empty": 'def handler(event, context):\n    return {"statusCode": 200, "body": "{}"}\n',
+    "floor_encoder": """import json
+from pathlib import Path
+
+import topicserve_encoder
+from topicserve.encoder import Encoder
+
+folder = Path(topicserve_encoder.__file__).parent
+info = json.loads((folder / "encoder.json").read_text())
+encoder = Encoder(
+    folder / "model.onnx",
+    folder / "tokenizer.json",
+    max_length=256,
+    version=info.get("sha256"),
+    pre_optimized=bool(info.get("graph_optimization")),
+)
+
+
+def handler(event, context):
+    body = json.loads(event.get("body") or "{}") if isinstance(event, dict) else {}
+    encoder.encode([body.get("text") or "a warm-up"])
+    return {"statusCode": 200, "body": "{}"}
+""",
+}
+
+
+def floor_function(st: Stack, kind: str) -> str:
+    """A :data:`FLOOR_HANDLERS` twin of the logreg predict function (same layers and environment)."""
+    config = st.lam.get_function_configuration(FunctionName=st.predict_fn)
+    layers = [layer["Arn"] for layer in config["Layers"]]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("app.py", FLOOR_HANDLERS[kind])
+    return twin_function(st, kind.replace("_", "-"), layers, buffer.getvalue())
+
+
+def _zip_dir(folder: Path, *, bytecode: bool = False) -> bytes:
+    """``bytecode``: keep ``__pycache__`` (a layer, whose .pyc files the layer's Makefile compiles so that no
+    cold start compiles the library: a baseline layer without them would pay that and look slower than
+    the release was); a function's code ships without, as ``sam build`` packs it."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         for path in sorted(folder.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
+            if path.is_file() and (bytecode or "__pycache__" not in path.parts):
                 zf.write(path, path.relative_to(folder))
     return buffer.getvalue()
+
+
+def delete_function(st: Stack, name: str) -> None:
+    try:
+        st.lam.delete_function(FunctionName=name)
+    except Exception as exc:  # cleanup must go on
+        say(f"cleanup: {exc!r}")
 
 
 def delete_twin(st: Stack, name: str, layer_arn: str) -> None:
@@ -130,10 +183,7 @@ def delete_twin(st: Stack, name: str, layer_arn: str) -> None:
     """
     layer = layer_arn.split(":")[-2]
     current = int(layer_arn.split(":")[-1])
-    try:
-        st.lam.delete_function(FunctionName=name)
-    except Exception as exc:  # cleanup must go on
-        say(f"cleanup: {exc!r}")
+    delete_function(st, name)
     try:
         for v in st.lam.list_layer_versions(LayerName=layer)["LayerVersions"]:
             if v["Version"] != current:
