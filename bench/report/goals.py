@@ -173,6 +173,9 @@ def encoder_and_compute_goals(
     )
     stats = s.get("cold_starts", {}).get("stats", {})
     if stats:
+        floor_init = stats.get("floor_encoder", {}).get("init_ms", {}).get("p50")
+        floor_first = stats.get("floor_encoder", {}).get("first_response_ms", {}).get("p50")
+        empty_init = stats.get("floor_empty", {}).get("init_ms", {}).get("p50")
         zip_p50 = stats.get("ours_int8", {}).get("init_ms", {}).get("p50")
         image_p50 = stats.get("image", {}).get("init_ms", {}).get("p50")
         others = {m: stats[m]["init_ms"].get("p50") for m in MODEL_NAMES if m in stats}
@@ -189,9 +192,21 @@ def encoder_and_compute_goals(
                     if others
                     else ""
                 ),
-                "met" if all(v is not None and v <= 350 for v in every) else "not met",
+                floor_verdict(max((v for v in every if v is not None), default=None), 350, floor_init),
             )
         )
+        if floor_init is not None:
+            rows.append(
+                (
+                    "(the design's floor on this machine: what the 0.35 s goal is measured against)",
+                    f"an empty handler's init {fmt(empty_init, 0)} ms; an encoder-only handler's (numpy, "
+                    f"onnxruntime, tokenizers, the session and tokenizer) {fmt(floor_init, 0)} ms, first "
+                    f"response {fmt(floor_first, 0)} ms; ours above it: {fmt(zip_p50 - floor_init, 0)} ms"
+                    if zip_p50 is not None
+                    else "-",
+                    "-",
+                )
+            )
         base_p50 = stats.get("baseline", {}).get("init_ms", {}).get("p50")
         if base_p50 is not None and zip_p50 is not None:
             rows.append(
@@ -206,8 +221,13 @@ def encoder_and_compute_goals(
             rows.append(
                 (
                     "first answer through the API after a cold start p50 <= 0.6 s",
-                    f"{fmt(first, 0)} ms",
-                    "met" if first <= 600 else "not met",
+                    f"{fmt(first, 0)} ms"
+                    + (
+                        f" (the encoder-only floor's first response, no API: {fmt(floor_first, 0)} ms)"
+                        if floor_first is not None
+                        else ""
+                    ),
+                    floor_verdict(first, 600, floor_first),
                 )
             )
     usd = usd_per_million(s)
@@ -325,3 +345,13 @@ def cost_goals(data: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"{fmt(d.get('dynamodb_write_units_per_unique_text'), 3)} WRU",
         ),
     ]
+
+
+def floor_verdict(measured: float | None, goal: float, floor: float | None) -> str:
+    """met / not met, or blocked where the design's own floor on this machine is already above the goal
+    (no change above the floor can meet it here: only a faster machine or another design)."""
+    if measured is not None and measured <= goal:
+        return "met"
+    if floor is not None and floor > goal:
+        return f"not met; blocked here: the floor is {fmt(floor, 0)} ms"
+    return "not met"
