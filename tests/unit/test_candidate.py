@@ -12,9 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import numpy as np
+import pytest
 
 from tests.unit.conftest import BUCKET, TABLE, artifact
 from topicserve.registry import Registry, Stage
