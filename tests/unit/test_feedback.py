@@ -341,6 +341,38 @@ def test_unknown_ids_are_rejected_and_a_call_of_only_bad_items_is_a_4xx(tables: 
     assert "no served answer recorded" in str(bad.value)
 
 
+def test_a_call_confusing_every_class_pair_is_written_in_parts(tables: dict[str, Any]) -> None:
+    """1,000 labels of a poor version can confuse ~380 class pairs: one update of all its counters would
+    be an expression over DynamoDB's 4 KB (and past moto's parser); the store writes them in parts."""
+    from topicserve.feedback.model import FeedbackSums
+    from topicserve.feedback.store import MAX_ADDS
+
+    q = QualitySums()
+    for t in LABELS:
+        for p in LABELS:
+            q.add(ServedAnswer("9", "canary", p, 0.55, True), t)  # every pair, right on the diagonal
+    assert len(q.to_values()) > 3 * MAX_ADDS
+    calls: list[str] = []
+    ddb = tables["ddb"]
+
+    class Counting:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(ddb, name)
+
+        def update_item(self, **kwargs: Any) -> Any:
+            calls.append(kwargs["UpdateExpression"])
+            return ddb.update_item(**kwargs)
+
+    store = FeedbackStore("monitor", "results", Counting())
+    store.add(FeedbackSums(quality={("w", "logreg", "9"): q}))
+    assert len(calls) == 2 * -(-len(q.to_values()) // MAX_ADDS)  # the window's and the all-windows' item
+    assert max(len(c) for c in calls) < 2_000
+    for window in ("w", "all"):
+        back = store.quality(window)[("logreg", "9")]
+        assert (back.n, back.correct, back.confusion) == (400, 20, q.confusion)
+        assert back.summary()["ece"] == pytest.approx(q.summary()["ece"])
+
+
 def test_ledger_write_failure_keeps_entries_for_the_next_flush(
     fake_encoder: FakeEncoder, tables: dict[str, Any]
 ) -> None:

@@ -57,6 +57,7 @@ logger = logging.getLogger(__name__)
 
 ALL_WINDOWS = "all"
 CLAIMS_IN_FLIGHT = 8
+MAX_ADDS = 100  # counters one quality update adds (its expression stays well under DynamoDB's 4 KB)
 
 
 class FeedbackStore:
@@ -132,24 +133,29 @@ class FeedbackStore:
         return written
 
     def _add_quality(self, window: str, model: str, version: str, q: QualitySums) -> None:
-        values = q.to_values()
-        names = {f"#a{i}": k for i, k in enumerate(values)}
-        attr: dict[str, Any] = {f":a{i}": {"N": str(v)} for i, v in enumerate(values.values())}
-        attr |= {
-            ":m": {"S": model},
-            ":v": {"S": version},
-            ":s": {"S": q.stage},
-            ":ttl": {"N": str(self._ttl())},
-        }
-        self.ddb.update_item(
-            TableName=self.table,
-            Key={"pk": {"S": f"quality#{window}"}, "sk": {"S": f"{model}#{version}"}},
-            UpdateExpression="ADD "
-            + ", ".join(f"#a{i} :a{i}" for i in range(len(values)))
-            + " SET model = :m, version = :v, stage = :s, #t = :ttl",
-            ExpressionAttributeNames={**names, "#t": "ttl"},
-            ExpressionAttributeValues=attr,
-        )
+        """The sums' ``ADD``s, at most :data:`MAX_ADDS` counters per update: a call of 1,000 labels for a
+        poor version can hold ~400 confused class pairs, an expression over DynamoDB's 4 KB limit in one
+        update. The first part carries ``n``, ``correct`` and the confidence bins (to_values' order)."""
+        values = list(q.to_values().items())
+        for start in range(0, len(values), MAX_ADDS):
+            part = values[start : start + MAX_ADDS]
+            names = {f"#a{i}": k for i, (k, _) in enumerate(part)}
+            attr: dict[str, Any] = {f":a{i}": {"N": str(v)} for i, (_, v) in enumerate(part)}
+            attr |= {
+                ":m": {"S": model},
+                ":v": {"S": version},
+                ":s": {"S": q.stage},
+                ":ttl": {"N": str(self._ttl())},
+            }
+            self.ddb.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": f"quality#{window}"}, "sk": {"S": f"{model}#{version}"}},
+                UpdateExpression="ADD "
+                + ", ".join(f"#a{i} :a{i}" for i in range(len(part)))
+                + " SET model = :m, version = :v, stage = :s, #t = :ttl",
+                ExpressionAttributeNames={**names, "#t": "ttl"},
+                ExpressionAttributeValues=attr,
+            )
 
     def quality(self, window: str = ALL_WINDOWS) -> dict[tuple[str, str], QualitySums]:
         """(model, version) -> its quality sums in one window (or over all windows)."""
