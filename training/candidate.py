@@ -158,13 +158,17 @@ def build_encoder(manifest: dict[str, Any] | None = None) -> Encoder:
 
 
 def train_sample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Sorted positions of a stratified sample of ``n`` of the labels ``y`` (each class keeps its share)."""
+    """Sorted positions of a stratified sample of ``n`` of the labels ``y`` (each class keeps its share;
+    nearly all of them: a random few left out, too few to stratify)."""
     from sklearn.model_selection import train_test_split
 
     if not isinstance(n, int) or isinstance(n, bool) or not len(set(y.tolist())) <= n <= len(y):
         raise ValueError(f"train_texts must be an int in [{len(set(y.tolist()))}, {len(y)}], got {n!r}")
     if n == len(y):
         return np.arange(len(y))
+    if len(y) - n < len(set(y.tolist())):  # too few left out to stratify them: leave out random ones
+        dropped = np.random.default_rng(seed).choice(len(y), len(y) - n, replace=False)
+        return np.setdiff1d(np.arange(len(y)), dropped)
     keep, _ = train_test_split(np.arange(len(y)), train_size=n, stratify=y, random_state=seed)
     return np.sort(keep)
 

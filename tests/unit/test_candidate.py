@@ -118,6 +118,9 @@ def test_train_sample_is_stratified_seeded_and_checked() -> None:
     assert np.array_equal(keep, candidate.train_sample(y, 50, 1))
     assert not np.array_equal(keep, candidate.train_sample(y, 50, 2))
     assert np.array_equal(candidate.train_sample(y, 100, 1), np.arange(100))
+    nearly = candidate.train_sample(y, 95, 1)  # 5 left out: fewer than the classes, so not stratified
+    assert len(nearly) == 95 and len(set(nearly.tolist())) == 95 and np.all(np.diff(nearly) > 0)
+    assert not np.array_equal(nearly, candidate.train_sample(y, 95, 2))
     for bad in (3, 101, 2.5):
         with pytest.raises(ValueError, match="train_texts must be an int"):
             candidate.train_sample(y, bad, 1)  # type: ignore[arg-type]
