@@ -22,7 +22,7 @@ IAM_CHECKS := CKV_AWS_40,CKV_AWS_60,CKV_AWS_61,CKV_AWS_62,CKV_AWS_63,CKV_AWS_107
 LOCAL_AWS := AWS_ENDPOINT_URL=http://127.0.0.1:$(or $(LOCALCLOUD_PORT),4566) AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
              AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
 
-.PHONY: help venv models models-if-missing test test-slow test-unit lint audit fmt localcloud up down status deploy demo clean distclean \
+.PHONY: help venv models models-if-missing test test-slow test-gate test-unit lint audit fmt localcloud up down status deploy demo clean distclean \
         bench bench-quick images
 
 help:  ## list the targets
@@ -56,6 +56,9 @@ test-slow: $(STAMP) models-if-missing localcloud  ## the long runs: 10,000 prope
 	@seed=$${HYPOTHESIS_SEED:-$$($(PY) -c 'import secrets; print(secrets.randbits(32))')}; \
 	echo "Hypothesis seed $$seed (rerun with: make test-slow HYPOTHESIS_SEED=$$seed)"; \
 	$(PY) -m pytest tests -m slow -s --hypothesis-profile=fresh --hypothesis-seed=$$seed
+
+test-gate: $(STAMP) models-if-missing localcloud  ## label feedback closes the loop (~15 min): every 20NG test text served and labelled, live accuracy per version, the gate rolling back a worse canary and promoting an equal one on labels
+	$(PY) -m pytest tests/e2e/app/test_gate_on_labels.py -m slow -s
 
 test-unit: $(STAMP)  ## fast unit tests only
 	$(PY) -m pytest tests/unit

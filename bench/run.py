@@ -349,7 +349,8 @@ def run_cloud(
                     if st is not None and twin is not None:
                         coldstarts.delete_twin(st, twin[0], twin[1])
                 for name in floors:
-                    coldstarts.delete_function(st, name)
+                    if st is not None:
+                        coldstarts.delete_function(st, name)
                 delete_stack(NAIVE_STACK)
                 delete_stack(STACK)
 

@@ -297,6 +297,7 @@ def build_ensemble(
         "max_abs_proba_diff": res["max_abs_proba_diff"],
         "metrics": res["metrics"]
         | {
+            "n_test": len(ds.test.y),
             "best_single_head": {
                 "name": best,
                 "accuracy": best_m["accuracy"],

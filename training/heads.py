@@ -572,7 +572,8 @@ def build_heads(
             if name == "rf"
             else ENCODING[name],
             "agreement_with_native": res["agreement_with_native"],
-            "metrics": res["metrics"],
+            # n_test beside the (cached) metrics: the live-accuracy alarm's reference interval needs it
+            "metrics": {**res["metrics"], "n_test": len(y_test)},
             "hyperparameters": res["hyperparameters"],
             "validation_accuracy": res["validation_accuracy"],
             "selection": res["selection"],

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tests.unit.conftest import BUCKET, TABLE, artifact
@@ -26,8 +27,13 @@ def trained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, A
     calls: list[dict[str, Any]] = []
     path = artifact(tmp_path, "logreg-C3.0.onnx", b"onnx bytes")
 
-    def train(name: str, params: dict[str, Any], *, permute_seed: int | None = None) -> dict[str, Any]:
-        calls.append({"name": name, "params": params, "permute_seed": permute_seed})
+    def train(
+        name: str, params: dict[str, Any], *, permute_seed: int | None = None, **extra: Any
+    ) -> dict[str, Any]:
+        calls.append({"name": name, "params": params, "permute_seed": permute_seed, **extra})
+        subset = None
+        if "train_texts" in extra:
+            subset = {"n": extra["train_texts"], "of": 11314, "seed": extra["train_seed"]}
         return {
             "path": path,
             "sha256": "0" * 64,
@@ -37,6 +43,7 @@ def trained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, A
             "dataset": {"sha256": "d" * 64},
             "encoder": {"variant": "int8", "sha256": "e" * 64},
             "permuted_labels": permute_seed is not None,
+            "train_subset": subset,
         }
 
     stack = tmp_path / "stack.json"
@@ -86,3 +93,34 @@ def test_register_without_a_stack_says_what_to_do(
     monkeypatch.setattr(candidate, "STACK_JSON", tmp_path / "missing.json")
     with pytest.raises(SystemExit, match=r"REGISTRY_BUCKET/REGISTRY_TABLE.*make deploy"):
         candidate.main(["logreg", "--register"])
+
+
+def test_fewer_training_texts_are_asked_for_and_recorded(
+    registry: Registry, trained: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = _run(["logreg", "--train-texts", "4000", "--train-seed", "3", "--register"], capsys)
+    assert trained[-1] | {"params": {}} == {
+        "name": "logreg",
+        "params": {},
+        "permute_seed": None,
+        "train_texts": 4000,
+        "train_seed": 3,
+    }
+    record = registry.show("logreg", out["registered"]["version"])
+    assert record.description.endswith("(on 4000 of 11314 training texts, seed 3)")
+
+
+def test_train_sample_is_stratified_seeded_and_checked() -> None:
+    y = np.repeat(np.arange(4), [40, 30, 20, 10])
+    keep = candidate.train_sample(y, 50, 1)
+    assert len(keep) == 50 and np.all(np.diff(keep) > 0)
+    assert np.bincount(y[keep]).tolist() == [20, 15, 10, 5]  # every class in its share
+    assert np.array_equal(keep, candidate.train_sample(y, 50, 1))
+    assert not np.array_equal(keep, candidate.train_sample(y, 50, 2))
+    assert np.array_equal(candidate.train_sample(y, 100, 1), np.arange(100))
+    nearly = candidate.train_sample(y, 95, 1)  # 5 left out: fewer than the classes, so not stratified
+    assert len(nearly) == 95 and len(set(nearly.tolist())) == 95 and np.all(np.diff(nearly) > 0)
+    assert not np.array_equal(nearly, candidate.train_sample(y, 95, 2))
+    for bad in (3, 101, 2.5):
+        with pytest.raises(ValueError, match="train_texts must be an int"):
+            candidate.train_sample(y, bad, 1)  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ import pytest
 from tests.helpers import RESULTS_KEYS, create_table
 from tests.unit.conftest import FakeEncoder, FakeHead
 from tests.unit.test_rollout import ROLLOUT_KEYS, Fixed, Permuted
+from topicserve.batcher import process_records
 from topicserve.errors import InvalidInputError, InvalidRequestError, TooManyTextsError
 from topicserve.feedback.ledger import ServedLedger, ledger_item, served_entries
 from topicserve.feedback.model import (
@@ -22,16 +23,18 @@ from topicserve.feedback.model import (
     aggregate,
     parse_feedback,
     parse_item,
+    served_from_result,
     wilson,
 )
 from topicserve.feedback.quality import quality_lines, quality_report, references_from_metrics
 from topicserve.feedback.store import FeedbackStore, submit_feedback
 from topicserve.monitoring.capture import Capture, MonitorStore
-from topicserve.requests import NothingValidError
-from topicserve.results import ResultChunk, ResultsStore
+from topicserve.requests import NothingValidError, QueuedChunk, QueuedRequest
+from topicserve.results import PRIVATE_ANSWER_KEYS, ResultChunk, ResultsStore
 from topicserve.rollout.records import RolloutStore
 from topicserve.rollout.routing import Route
 from topicserve.service import InferenceService
+from topicserve.settings import Settings
 from topicserve.text import text_hash
 
 TEXTS = [f"document number {i} about things" for i in range(200)]
@@ -214,6 +217,89 @@ def test_feedback_by_text_joins_counts_once_and_feeds_the_gate(
     assert store.quality()[("logreg", "1")].n == len(TEXTS) - canary_texts  # nothing counted twice
 
 
+def test_feedback_by_batch_request_feeds_the_gate_and_callers_never_see_the_comparison(
+    fake_encoder: FakeEncoder, tables: dict[str, Any]
+) -> None:
+    """A queued request answered during a rollout keeps, in its stored result, the answers its canary or
+    shadow was compared with, so its label joined by ``batch_id + request_id`` adds to the candidate's
+    paired counters like a label joined by text; ``GET /v1/batches`` shows the answer without them."""
+    prod = labelled_head("1")
+    route = Route(
+        prod,
+        canary=Permuted(prod, "2"),
+        canary_weight=0.3,
+        canary_epoch=7,
+        shadow=Permuted(prod, "3"),
+        shadow_sample=0.5,
+        shadow_epoch=4,
+    )
+    svc = InferenceService(fake_encoder, Fixed({"logreg": route}))
+    requests = [QueuedRequest("b1", f"r{i}", t, ["logreg"]) for i, t in enumerate(TEXTS[:30])]
+    chunks = [QueuedChunk("b1", c, requests[c * 15 : (c + 1) * 15]) for c in range(2)]
+    results = ResultsStore("results", client=tables["ddb"])
+    results.create_batch("b1", len(requests))
+    records = [{"messageId": f"m{c.chunk}", "body": c.to_message()} for c in chunks]
+    outcome = process_records(records, svc, results.write, Settings(models=("logreg",)))
+    assert outcome.failed_message_ids == [] and outcome.results == len(requests)
+
+    page = results.get_page("b1", limit=100)
+    assert page is not None and len(page.results) == len(requests)
+    for shown in page.results:  # what callers get: the answer, nothing about candidates
+        assert not PRIVATE_ANSWER_KEYS & shown["models"]["logreg"].keys(), shown
+    stored = tables["store"].batch_results("b1", 300)[1]
+    answers = {rid: r["models"]["logreg"] for rid, r in stored.items()}
+    by_stage = {
+        stage: [rid for rid, a in answers.items() if a["stage"] == stage]
+        for stage in ("canary", "production")
+    }
+    assert by_stage["canary"] and by_stage["production"]
+    rows = {rid: {row[1]: row for row in a.get("compared", [])} for rid, a in answers.items()}
+    for rid in by_stage["canary"]:  # production's answer beside the canary's, and the canary's epoch
+        assert answers[rid]["epoch"] == 7 and rows[rid]["production"][:2] == ["1", "production"]
+    for rid in by_stage["production"]:
+        assert "epoch" not in answers[rid] and "production" not in rows[rid]
+    shadowed = [rid for rid in answers if "shadow" in rows[rid]]  # its sample, whoever answered
+    assert shadowed and all(rows[rid]["shadow"][:2] == ["3", "shadow"] for rid in shadowed)
+    assert all(rows[rid]["shadow"][5] == 4 for rid in shadowed)  # the shadow's epoch
+
+    # the true label: what production answered (so production is right, the permuted candidates wrong)
+    prod_label = {
+        rid: a["label"] if a["stage"] == "production" else rows[rid]["production"][2]
+        for rid, a in answers.items()
+    }
+    items = [{"batch_id": "b1", "request_id": rid, "label": label} for rid, label in prod_label.items()]
+    answer = submit_feedback(parse(items), tables["store"], ["logreg"], window_seconds=300).to_dict()
+    assert (answer["accepted"], answer["duplicates"], answer["rejected"]) == (len(items), 0, [])
+    canary = tables["rollout"].get("logreg", "canary", "2", 7)
+    disagree = sum(answers[rid]["label"] != prod_label[rid] for rid in by_stage["canary"])
+    assert canary.labelled == len(by_stage["canary"])
+    assert (canary.candidate_only_correct, canary.production_only_correct) == (0, disagree)
+    shadow = tables["rollout"].get("logreg", "shadow", "3", 4)
+    assert shadow.labelled == len(shadowed) and shadow.candidate_only_correct == 0
+    quality = tables["store"].quality()
+    assert quality[("logreg", "2")].n == len(by_stage["canary"])
+    assert quality[("logreg", "1")].n == quality[("logreg", "1")].correct == len(by_stage["production"])
+
+
+def test_a_batch_result_without_a_rollout_keeps_the_plain_answer(
+    fake_encoder: FakeEncoder, tables: dict[str, Any]
+) -> None:
+    svc = InferenceService(fake_encoder, {"logreg": labelled_head("1")})
+    chunk = QueuedChunk(
+        "b2", 0, [QueuedRequest("b2", f"r{i}", t, ["logreg"]) for i, t in enumerate(TEXTS[:5])]
+    )
+    results = ResultsStore("results", client=tables["ddb"])
+    results.create_batch("b2", 5)
+    process_records([{"messageId": "m", "body": chunk.to_message()}], svc, results.write, Settings())
+    stored = tables["store"].batch_results("b2", 300)[1]
+    assert all(not PRIVATE_ANSWER_KEYS & r["models"]["logreg"].keys() for r in stored.values())
+    served = served_from_result("logreg", "w", stored["r0"])
+    assert served is not None and len(served.answers) == 1 and served.answering is not None
+    # a stored row this code cannot read is skipped: the answer still counts, without a comparison
+    odd = {**stored["r0"], "models": {"logreg": {**stored["r0"]["models"]["logreg"], "compared": [["x"]]}}}
+    assert len(served_from_result("logreg", "w", odd).answers) == 1  # type: ignore[union-attr]
+
+
 def test_unknown_ids_are_rejected_and_a_call_of_only_bad_items_is_a_4xx(tables: dict[str, Any]) -> None:
     results = ResultsStore("results", client=tables["ddb"])
     answer = {
@@ -253,6 +339,38 @@ def test_unknown_ids_are_rejected_and_a_call_of_only_bad_items_is_a_4xx(tables: 
             parse([{"text": "never served", "label": "sci.space"}]), store, ["logreg"], window_seconds=300
         )
     assert "no served answer recorded" in str(bad.value)
+
+
+def test_a_call_confusing_every_class_pair_is_written_in_parts(tables: dict[str, Any]) -> None:
+    """1,000 labels of a poor version can confuse ~380 class pairs: one update of all its counters would
+    be an expression over DynamoDB's 4 KB (and past moto's parser); the store writes them in parts."""
+    from topicserve.feedback.model import FeedbackSums
+    from topicserve.feedback.store import MAX_ADDS
+
+    q = QualitySums()
+    for t in LABELS:
+        for p in LABELS:
+            q.add(ServedAnswer("9", "canary", p, 0.55, True), t)  # every pair, right on the diagonal
+    assert len(q.to_values()) > 3 * MAX_ADDS
+    calls: list[str] = []
+    ddb = tables["ddb"]
+
+    class Counting:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(ddb, name)
+
+        def update_item(self, **kwargs: Any) -> Any:
+            calls.append(kwargs["UpdateExpression"])
+            return ddb.update_item(**kwargs)
+
+    store = FeedbackStore("monitor", "results", Counting())
+    store.add(FeedbackSums(quality={("w", "logreg", "9"): q}))
+    assert len(calls) == 2 * -(-len(q.to_values()) // MAX_ADDS)  # the window's and the all-windows' item
+    assert max(len(c) for c in calls) < 2_000
+    for window in ("w", "all"):
+        back = store.quality(window)[("logreg", "9")]
+        assert (back.n, back.correct, back.confusion) == (400, 20, q.confusion)
+        assert back.summary()["ece"] == pytest.approx(q.summary()["ece"])
 
 
 def test_ledger_write_failure_keeps_entries_for_the_next_flush(

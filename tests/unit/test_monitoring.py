@@ -13,7 +13,7 @@ from tests.helpers import create_table
 from tests.unit.conftest import FakeEncoder, FakeHead
 from topicserve.monitoring.capture import Capture, MonitorStore, WindowSums, window_start
 from topicserve.monitoring.drift import domain_auc, mean_shift, psi, roc_auc
-from topicserve.monitoring.monitor import DriftThresholds, evaluate_window, render_png
+from topicserve.monitoring.monitor import DriftThresholds, accuracy_rows, evaluate_window, render_png
 from topicserve.monitoring.reference import Reference, from_probabilities
 from topicserve.service import InferenceService
 
@@ -77,6 +77,43 @@ def test_a_window_is_judged_on_each_statistic() -> None:
 
     image = matplotlib.image.imread(io.BytesIO(png), format="png")
     assert image.shape[0] > 200 and image.shape[1] > 500
+
+
+def test_the_png_shows_live_accuracy_per_version_against_its_reference(tmp_path: Path) -> None:
+    """The report's live quality (label feedback) as its own panel: production first in each model, each
+    version's interval, the offline accuracy and the alarm's line; a PNG without labels has no panel."""
+    from topicserve.feedback.model import QualitySums, ServedAnswer
+    from topicserve.feedback.quality import quality_report
+
+    def sums(correct: int, n: int, version: str, stage: str) -> QualitySums:
+        q = QualitySums()
+        for i in range(n):
+            q.add(ServedAnswer(version, stage, "a" if i < correct else "b", 0.8, True), "a")
+        return q
+
+    quality = quality_report(
+        {
+            ("logreg", "10"): sums(450, 1000, "10", "canary"),
+            ("logreg", "9"): sums(300, 1000, "9", "production"),
+            ("rf", "1"): QualitySums(),
+        },
+        {("logreg", "9"): (0.72, 7532), ("logreg", "10"): (0.70, 7532)},
+        {"logreg": "9"},
+    )
+    rows = accuracy_rows(quality)
+    assert [r["name"] for r in rows] == ["logreg v9 (production, n=1000)", "logreg v10 (canary, n=1000)"]
+    assert rows[0]["below"] and rows[0]["low"] < 0.3 < rows[0]["high"] and rows[0]["reference"] == 0.72
+    assert rows[0]["reference_low"] < 0.72
+    ref, t = reference(), DriftThresholds()
+    report = evaluate_window("w", {("logreg", "9"): sums_like(ref, 400)}, unit_rows(200), ref, t)
+    import matplotlib.image
+
+    plain = matplotlib.image.imread(io.BytesIO(render_png(report, ref)), format="png")
+    labelled = render_png({**report, "quality": quality}, ref)
+    (tmp_path / "report.png").write_bytes(labelled)
+    image = matplotlib.image.imread(io.BytesIO(labelled), format="png")
+    assert image.shape[0] > plain.shape[0] + 50  # the panel's room
+    assert accuracy_rows({}) == []
 
 
 def test_reference_round_trip(tmp_path: Path) -> None:

@@ -133,6 +133,25 @@ def test_register_manifest_is_idempotent_and_links_lineage(registry: Registry, t
     assert rf.labels == ["a", "b"]
 
 
+def test_register_manifest_records_the_test_count_the_accuracy_was_measured_on(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """The live-accuracy alarm compares with the lower end of the offline accuracy's interval at
+    ``n_test`` (topicserve.feedback.quality): a head's own count wins, a manifest from before the build
+    recorded one gives the dataset's."""
+    from topicserve.feedback.quality import reference_low, references_from_metrics
+
+    manifest = fake_manifest(tmp_path)
+    manifest["dataset"]["n_test"] = 7532
+    manifest["heads"]["rf"]["metrics"] = {"accuracy": 0.5, "n_test": 500}
+    register_manifest(registry, manifest, root=tmp_path, log=lambda s: None)
+    logreg, rf = registry.resolve("logreg"), registry.resolve("rf")
+    assert logreg.metrics["n_test"] == 7532 and rf.metrics["n_test"] == 500
+    refs = references_from_metrics({("logreg", "1"): logreg.metrics, ("rf", "1"): rf.metrics})
+    assert refs == {("logreg", "1"): (0.5, 7532), ("rf", "1"): (0.5, 500)}
+    assert reference_low(refs[("rf", "1")]) < reference_low(refs[("logreg", "1")]) < 0.5
+
+
 def test_cli_roundtrip(registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = artifact(tmp_path, "mlp.onnx", b"net")
     base = ["--bucket", BUCKET, "--table", TABLE]

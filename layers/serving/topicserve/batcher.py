@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from topicserve.errors import BackendUnavailableError, MalformedMessageError
+from topicserve.feedback.ledger import LedgerKey, served_entries
+from topicserve.feedback.model import Served, comparison_fields
 from topicserve.isolation import isolate
 from topicserve.requests import MessageError, ParsedChunk, QueuedRequest, parse_message
 from topicserve.responses import error_result, request_result
@@ -39,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 Stored = ResultRow | ResultChunk  # what one answered message writes
 #: a request's stored result from the pass that served it: (request, result, its position in the pass)
-Shape = Callable[[QueuedRequest, BatchResult, int], dict[str, Any]]
+Shape = Callable[[QueuedRequest, BatchResult, int, Mapping[LedgerKey, Served] | None], dict[str, Any]]
 
 
 @dataclass
@@ -59,12 +61,28 @@ class BatchOutcome:
         return {"batchItemFailures": [{"itemIdentifier": m} for m in self.failed_message_ids]}
 
 
-def shape_answer(q: QueuedRequest, result: BatchResult, i: int) -> dict[str, Any]:
+def shape_answer(
+    q: QueuedRequest, result: BatchResult, i: int, compared: Mapping[LedgerKey, Served] | None = None
+) -> dict[str, Any]:
     """The stored result of request ``q``; serialised here, so a result that cannot be stored as UTF-8
-    JSON fails this message alone, not the write of the whole batch."""
+    JSON fails this message alone, not the write of the whole batch. ``compared``: what each model served
+    on each text of a pass in which a candidate was compared (:func:`compared_answers`); a model's answer
+    then keeps the answers it was compared with, so feedback by ``batch_id + request_id`` feeds the gate
+    (:func:`topicserve.feedback.model.comparison_fields`; ``GET /v1/batches`` does not show them)."""
     answer = request_result(q.models, result, i)
+    if compared:
+        for model, shown in answer["models"].items():
+            served = compared.get((model, result.hashes[i]))
+            if served is not None:
+                shown.update(comparison_fields(served))
     json.dumps(answer, ensure_ascii=False).encode("utf-8")
     return answer
+
+
+def compared_answers(result: BatchResult) -> dict[LedgerKey, Served]:
+    """Every answer of a pass with the answers compared with it, when a candidate (canary or shadow) was
+    compared in it; nothing otherwise (no rollout: nothing to keep)."""
+    return served_entries(result, "", 1.0) if result.rollout else {}
 
 
 @dataclass
@@ -168,7 +186,8 @@ def _serve(
     def run(group: list[int]) -> list[dict[str, Any]]:
         requests = [valid[i][2] for i in group]
         result = service.predict([q.text for q in requests], models, cut=[q.truncated for q in requests])
-        answers = [shape(q, result, k) for k, q in enumerate(requests)]
+        compared = compared_answers(result)
+        answers = [shape(q, result, k, compared) for k, q in enumerate(requests)]
         stats.append(result.stats)
         outcome.rollout.extend(result.rollout)
         outcome.served.append(result)

@@ -145,16 +145,16 @@ class StageFaults:
         raise InjectedFault(f"injected {stage} fault ({marker})")
 
     def wrap_shape(
-        self, shape: Callable[[Request, Result, int], dict[str, Any]]
-    ) -> Callable[[Request, Result, int], dict[str, Any]]:
+        self, shape: Callable[[Request, Result, int, Any], dict[str, Any]]
+    ) -> Callable[[Request, Result, int, Any], dict[str, Any]]:
         """The batcher's result shaping (:func:`topicserve.batcher.shape_answer`), failing for a request whose
         text carries the ``shape`` marker; ``shape`` itself without one."""
         if "shape" not in self.markers:
             return shape
 
-        def faulty_shape(request: Request, result: Result, i: int) -> dict[str, Any]:
+        def faulty_shape(request: Request, result: Result, i: int, compared: Any = None) -> dict[str, Any]:
             self.check("shape", [request.text])
-            return shape(request, result, i)
+            return shape(request, result, i, compared)
 
         return faulty_shape
 

@@ -45,6 +45,11 @@ if TYPE_CHECKING:  # the boto3 stubs: development environment only
 
 META = "#meta"
 CHUNK_PREFIX = "c#"
+#: what a stored answer may carry for label feedback only (topicserve.feedback.model.comparison_fields): the
+#: answers a candidate was compared with on that text, and the answering candidate's epoch. Kept in the
+#: item, so feedback by batch_id + request_id feeds the gate; left out of what ``GET /v1/batches`` returns
+COMPARED_KEY, EPOCH_KEY = "compared", "epoch"
+PRIVATE_ANSWER_KEYS = frozenset({COMPARED_KEY, EPOCH_KEY})
 #: a page position: a result item's sort key and how many results of it were already returned
 _POSITION = re.compile(r"(?P<key>[^|]+)(?:\|(?P<skip>[0-9]{1,4}))?")
 
@@ -258,7 +263,7 @@ class ResultsStore:
                 expanded = _expand(item)[skip:]
                 done_before, skip = _size(item) - len(expanded), 0
                 room = limit - len(results)
-                results.extend(expanded[:room])
+                results.extend(public(r) for r in expanded[:room])
                 if len(expanded) > room:
                     return results, f"{key}|{done_before + room}"
                 if len(results) == limit:
@@ -309,6 +314,20 @@ def _expand(item: dict[str, Any]) -> list[dict[str, Any]]:
     if "r" in item:
         return [{"request_id": r, **res} for r, res in unpack_results(bytes(item["r"]["B"]))]
     return [{"request_id": item["request_id"]["S"], **json.loads(item["result"]["S"])}]
+
+
+def public(result: dict[str, Any]) -> dict[str, Any]:
+    """A stored result as callers see it: each model's answer without :data:`PRIVATE_ANSWER_KEYS`."""
+    models = result.get("models")
+    if not isinstance(models, dict) or not any(
+        isinstance(a, dict) and PRIVATE_ANSWER_KEYS & a.keys() for a in models.values()
+    ):
+        return result
+    shown = {
+        m: {k: v for k, v in a.items() if k not in PRIVATE_ANSWER_KEYS} if isinstance(a, dict) else a
+        for m, a in models.items()
+    }
+    return {**result, "models": shown}
 
 
 def _size(item: dict[str, Any]) -> int:

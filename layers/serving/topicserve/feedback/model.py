@@ -28,11 +28,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from topicserve.errors import InvalidInputError, InvalidRequestError, TooManyTextsError
 from topicserve.requests import _ID, Rejected, load_json_object
+from topicserve.results import COMPARED_KEY, EPOCH_KEY
 from topicserve.rollout.routing import CANARY, PRODUCTION, SHADOW
 from topicserve.rollout.tally import Tally
 from topicserve.text import text_hash, validate_text
@@ -226,21 +227,47 @@ class Joined:
     served: Served
 
 
+def comparison_fields(served: Served) -> dict[str, Any]:
+    """What a queued request's stored answer keeps for label feedback beside what the caller sees: the
+    answers a candidate was compared with on that text (production's beside a canary's answer, a shadow's
+    beside production's; :class:`ServedAnswer` rows) and the answering candidate's epoch, so feedback by
+    ``batch_id + request_id`` adds to the gate's paired counters as feedback by text does. Nothing when
+    no candidate was compared (the usual case: no cost outside a rollout); ``GET /v1/batches`` leaves
+    these keys out (:data:`topicserve.results.PRIVATE_ANSWER_KEYS`)."""
+    others = [a.to_list() for a in served.answers if not a.answered]
+    if not others:
+        return {}
+    answering = served.answering
+    fields: dict[str, Any] = {COMPARED_KEY: others}
+    if answering is not None and answering.epoch:
+        fields[EPOCH_KEY] = answering.epoch
+    return fields
+
+
 def served_from_result(model: str, window: str, result: Mapping[str, Any]) -> Served | None:
-    """A stored batch result's answer of ``model`` (only the answering version: a queued result keeps no
-    comparison, so batch feedback adds to live accuracy, not to the gate's paired counters)."""
+    """A stored batch result's answer of ``model``: the answering version, and the versions compared with
+    it on that text when the batcher stored them (:func:`comparison_fields`), so batch feedback adds to
+    live accuracy and, during a rollout, to the gate's paired counters."""
     answer = result.get("models", {}).get(model) if result.get("status") == "ok" else None
     if not isinstance(answer, dict):
         return None
     top = answer.get("top") or [{}]
+    epoch = answer.get(EPOCH_KEY, 0)
     served = ServedAnswer(
         version=str(answer.get("model_version", "")),
         stage=str(answer.get("stage", PRODUCTION)),
         label=str(answer.get("label", "")),
         confidence=float(top[0].get("probability", 0.0)),
         answered=True,
+        epoch=epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else 0,
     )
-    return Served(model, window, (served,))
+    compared = []
+    for row in answer.get(COMPARED_KEY) or []:
+        try:
+            compared.append(replace(ServedAnswer.from_list(row), answered=False))
+        except (TypeError, ValueError):
+            continue  # not a row this code wrote: the answer still counts, without the comparison
+    return Served(model, window, (served, *compared))
 
 
 # -- the sums --------------------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ logger = logging.getLogger(__name__)
 
 ALL_WINDOWS = "all"
 CLAIMS_IN_FLIGHT = 8
+MAX_ADDS = 100  # counters one quality update adds (its expression stays well under DynamoDB's 4 KB)
 
 
 class FeedbackStore:
@@ -126,6 +127,9 @@ class FeedbackStore:
         return written
 
     def _add_quality(self, window: str, model: str, version: str, q: QualitySums) -> None:
+        """The sums' ``ADD``s, at most :data:`MAX_ADDS` counters per update: a call of 1,000 labels for a
+        poor version can hold ~400 confused class pairs, an expression over DynamoDB's 4 KB limit in one
+        update. The first part carries ``n``, ``correct`` and the confidence bins (to_values' order)."""
         key = {"pk": {"S": f"quality#{window}"}, "sk": {"S": f"{model}#{version}"}}
         sets = {
             "model": {"S": model},
@@ -133,7 +137,9 @@ class FeedbackStore:
             "stage": {"S": q.stage},
             "ttl": {"N": str(self._ttl())},
         }
-        add_numbers(self.ddb, self.table, key, q.to_values(), sets)
+        values = list(q.to_values().items())
+        for start in range(0, len(values), MAX_ADDS):
+            add_numbers(self.ddb, self.table, key, dict(values[start : start + MAX_ADDS]), sets)
 
     def quality(self, window: str = ALL_WINDOWS) -> dict[tuple[str, str], QualitySums]:
         """(model, version) -> its quality sums in one window (or over all windows)."""

@@ -126,17 +126,87 @@ def evaluate_window(
     }
 
 
+def accuracy_rows(quality: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The live-accuracy panel's bars: one per (model, version) with labels in the window, production's
+    first in each model, with its interval and the offline (reference) accuracy. Pure."""
+    rows = []
+    for model, entry in sorted(quality.items()):
+        versions = entry.get("versions", {})
+        order = sorted(versions, key=lambda v: (v != entry.get("production"), _version_key(v)))
+        for version in order:
+            q = versions[version]
+            if q.get("accuracy") is None:
+                continue
+            rows.append(
+                {
+                    "name": f"{model} v{version} ({q.get('stage') or '-'}, n={q['labelled']})",
+                    "accuracy": q["accuracy"],
+                    "low": q["accuracy_low"],
+                    "high": q["accuracy_high"],
+                    "reference": q.get("reference_accuracy"),
+                    "reference_low": q.get("reference_low"),
+                    "below": bool(q.get("below_reference")),
+                }
+            )
+    return rows
+
+
+def _version_key(version: str) -> tuple[int, str]:
+    return (int(version), "") if version.isdigit() else (1 << 62, version)
+
+
+def _accuracy_panel(ax: Any, rows: list[dict[str, Any]]) -> None:
+    """Live accuracy per version with its 95 % interval, the offline accuracy (and its interval's lower
+    end, the alarm's line) as markers; a version below its reference in red."""
+    y = np.arange(len(rows))[::-1]
+    acc = np.array([r["accuracy"] for r in rows])
+    err = np.array([[r["accuracy"] - r["low"] for r in rows], [r["high"] - r["accuracy"] for r in rows]])
+    colors = ["#d9534f" if r["below"] else "#337ab7" for r in rows]
+    ax.barh(y, acc, xerr=err, color=colors, height=0.6, capsize=3, label="live accuracy (95 % interval)")
+    with_ref = [(yi, r) for yi, r in zip(y, rows, strict=True) if r["reference"] is not None]
+    if with_ref:
+        ax.scatter(
+            [r["reference"] for _, r in with_ref],
+            [yi for yi, _ in with_ref],
+            marker="D",
+            color="k",
+            s=18,
+            zorder=3,
+            label="offline accuracy",
+        )
+        ax.scatter(
+            [r["reference_low"] for _, r in with_ref],
+            [yi for yi, _ in with_ref],
+            marker="|",
+            color="k",
+            s=120,
+            zorder=3,
+            label="offline lower bound (alarm)",
+        )
+    ax.set_yticks(y, [r["name"] for r in rows], fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.legend(fontsize=7, loc="lower right")
+    below = [r["name"] for r in rows if r["below"]]
+    verdict = "BELOW REFERENCE: " + ", ".join(below) if below else "ok"
+    ax.set_title(f"live accuracy from label feedback, per version  {verdict}", fontsize=9)
+
+
 def render_png(report: dict[str, Any], reference: Reference) -> bytes:
-    """The report as a picture: per model, reference vs window class proportions (with PSI), and the
-    embedding test. matplotlib is imported here only (the monitor's own layer; the CLI's venv)."""
+    """The report as a picture: per model, reference vs window class proportions (with PSI), the
+    embedding test, and the live accuracy per version where labels came back (``report["quality"]``).
+    matplotlib is imported here only (the monitor's own layer; the CLI's venv)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     models = [m for m, v in report["models"].items() if "classes" in v]
-    rows = len(models) + 1
-    fig, axes = plt.subplots(rows, 1, figsize=(11, 2.3 * rows), squeeze=False)
+    accuracy = accuracy_rows(report.get("quality") or {})
+    heights = [2.3] * (len(models) + 1) + ([1.4 + 0.35 * len(accuracy)] if accuracy else [])
+    rows = len(heights)
+    fig, axes = plt.subplots(
+        rows, 1, figsize=(11, sum(heights)), squeeze=False, gridspec_kw={"height_ratios": heights}
+    )
     x = np.arange(len(report["labels"]))
     for ax, model in zip(axes[:, 0], models, strict=False):
         m = report["models"][model]
@@ -158,7 +228,9 @@ def render_png(report: dict[str, Any], reference: Reference) -> bytes:
         )
         ax.set_xticks(x, [".".join(lbl.split(".")[-2:]) for lbl in report["labels"]], fontsize=6, rotation=45)
         ax.legend(fontsize=7, loc="upper right")
-    ax = axes[-1, 0]
+    if accuracy:
+        _accuracy_panel(axes[-1, 0], accuracy)
+    ax = axes[len(models), 0]
     e = report["embeddings"]
     values = [
         e.get("auc") or 0.0,

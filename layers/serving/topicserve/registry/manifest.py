@@ -82,7 +82,7 @@ def register_manifest(
             root / entry["path"],
             sha256=entry["sha256"],
             format=entry.get("format", "onnx"),
-            metrics={**entry.get("metrics", {}), "agreement_with_native": entry.get("agreement_with_native")},
+            metrics=head_metrics(entry, dataset),
             hyperparameters=entry.get("hyperparameters", {}),
             labels=manifest.get("labels", []),
             lineage=Lineage(
@@ -115,6 +115,18 @@ def register_manifest(
             log=log,
         )
     return records
+
+
+def head_metrics(entry: dict[str, Any], dataset: dict[str, Any]) -> dict[str, Any]:
+    """A head's registry metrics: its test metrics, its agreement with the native model, and ``n_test``,
+    the number of test texts its accuracy was measured on (the build records it; a manifest from before
+    takes the dataset's), so the live-accuracy alarm compares with the lower end of the accuracy's
+    interval at that count, not with the point value (:mod:`topicserve.feedback.quality`)."""
+    metrics = {**entry.get("metrics", {}), "agreement_with_native": entry.get("agreement_with_native")}
+    n_test = metrics.get("n_test", dataset.get("n_test"))
+    if isinstance(n_test, int) and not isinstance(n_test, bool) and n_test > 0:
+        metrics["n_test"] = n_test
+    return metrics
 
 
 def _members(head: str, members: dict[str, str], records: dict[str, ModelVersion]) -> dict[str, Any]:
