@@ -295,7 +295,7 @@ def test_main_runs_the_selected_encoder_and_says_so(
     }.items():
         monkeypatch.setenv(var, value)
     monkeypatch.delenv("WORKER_ENCODER", raising=False)
-    assert worker_mod.main() == 0
+    assert worker_mod.main([]) == 0
     (worker,) = ran
     assert worker.queue_url == "http://q"  # BULK_QUEUE_URL
     assert worker.service is not runtime_service  # the toy INT8 file, not the runtime's fake encoder
@@ -307,3 +307,17 @@ def test_main_runs_the_selected_encoder_and_says_so(
     assert flushed == [True]
     (blob,) = emf(capsys.readouterr().out)
     assert blob["Provider"] == CPU and blob["precision"] == "int8"
+
+
+def test_help_lists_the_variables_it_reads(capsys: pytest.CaptureFixture[str]) -> None:
+    """``topicserve-worker --help`` answers (the command takes no arguments) and names its variables."""
+    from topicserve_worker import worker as worker_mod
+
+    with pytest.raises(SystemExit) as exited:
+        worker_mod.main(["--help"])
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith("usage: topicserve-worker") and "WORKER_ENCODER" in shown
+    with pytest.raises(SystemExit) as refused:
+        worker_mod.main(["--bogus"])
+    assert refused.value.code == 2

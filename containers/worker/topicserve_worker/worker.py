@@ -25,6 +25,8 @@ its CPU is visible, not only slow. On a GPU the encoder gets larger sub-batches
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import logging
 import signal
 import threading
@@ -295,9 +297,29 @@ def report_encoder(choice: EncoderChoice, batch_size: int, kind: str = "worker")
     blob.flush_metrics()
 
 
-def main() -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command's help: it takes no arguments (a container's entrypoint is configured by its
+    environment, as the batcher function is), so ``--help`` lists the variables it reads."""
+    rows = [
+        f"  {f.metadata['env']}: {f.metadata['why']}"
+        for cls in (WorkerSettings,)
+        for f in dataclasses.fields(cls)
+        if f.metadata.get("env")
+    ]
+    return argparse.ArgumentParser(
+        prog="topicserve-worker",
+        description="Drain the bulk queue until SIGTERM: the batcher's runtime (registry routing, caches, "
+        "results) with the encoder the accelerator module picks (GPU where one is usable).",
+        epilog="Configured by the environment (and every serving setting the batcher reads, "
+        "docs/SETTINGS.md):\n" + "\n".join(rows),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     """``topicserve-worker``: the same runtime as the batcher (registry routing, caches, results), run as a
     long-lived process until SIGTERM, with the encoder :mod:`topicserve_worker.accelerator` picks."""
+    parser().parse_args(argv)
     from topicserve.bootstrap import build_worker
     from topicserve.encoder import Encoder
     from topicserve.faults import unwrapped
