@@ -21,12 +21,11 @@ trailing-slash tolerance, ``exception_handler`` by exception class, ``not_found`
 
 from __future__ import annotations
 
-import base64
 import decimal
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -80,13 +79,6 @@ class ProxyEvent:
     body: str | None
     is_base64_encoded: bool
     query_string_parameters: dict[str, str] | None
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def decoded_body(self) -> str | None:
-        if self.body is None or not self.is_base64_encoded:
-            return self.body
-        return base64.b64decode(self.body).decode("utf-8")
 
     @classmethod
     def of(cls, event: dict[str, Any]) -> ProxyEvent:
@@ -101,7 +93,6 @@ class ProxyEvent:
             body=event.get("body"),
             is_base64_encoded=bool(event.get("isBase64Encoded")),
             query_string_parameters=event.get("queryStringParameters"),
-            headers=dict(event.get("headers") or {}),
         )
 
 
