@@ -64,6 +64,11 @@ def gb_seconds(billed: float, memory_mb: float) -> float:
     return billed / 1000 * memory_mb / 1024
 
 
+def compute_usd_per_million(billed: float, memory_mb: float, prices: Prices = PRICES) -> float:
+    """$ per million invocations (or texts) of ``billed`` ms each at ``memory_mb``: duration only."""
+    return gb_seconds(billed, memory_mb) * prices.lambda_gb_second * 1e6
+
+
 def sqs_requests(call_payload_bytes: Iterable[int]) -> int:
     """Billed SQS requests of some calls: each call is one request per started 64 KiB chunk (min 1)."""
     return sum(max(1, math.ceil(b / SQS_CHUNK_BYTES)) for b in call_payload_bytes)

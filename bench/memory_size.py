@@ -21,14 +21,10 @@ import time
 from typing import Any
 
 from bench.common import REPO, save, say
-from bench.cost import PRICES
+from bench.cost import compute_usd_per_million
 from bench.texts import test_texts
 
 SIZES = {1: 1769, 2: 3538}  # intra-op threads -> the memory (MB) that buys as many vCPUs
-
-
-def usd_per_million(ms: float, memory_mb: int) -> float:
-    return ms / 1000 * memory_mb / 1024 * PRICES.lambda_gb_second * 1e6
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes[str(memory)] = {
             "vcpus": threads,
             "ms_per_text": round(ms, 2),
-            "usd_per_million_texts": round(usd_per_million(ms, memory), 4),
+            "usd_per_million_texts": round(compute_usd_per_million(ms, memory), 4),
         }
     one, two = sizes[str(SIZES[1])], sizes[str(SIZES[2])]
     result = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.common import ratio
-from bench.cost import PRICES, Fixed
+from bench.cost import Fixed, compute_usd_per_million
 from bench.report.figures import adaptive_sweep, encoder_figures, held_up_to, usd_per_million, zipf_compute
 from bench.report.markdown import fmt, pct
 from topicserve.catalogue import MODEL_NAMES
@@ -316,8 +316,8 @@ def cost_goals(data: dict[str, Any]) -> list[tuple[str, str, str]]:
         return goal, text, "met" if ok else "not met"
 
     unique, fair = usd.get("sqs_unique"), usd.get("naive_fair")
-    floor = encoder_floor_usd(data)
     encode_ms = (data["sections"].get("efficiency") or {}).get("encoder_in_process_ms_per_text")
+    floor = encoder_floor_usd(encode_ms)
     bulk = row("bulk, unique texts, one model <= $0.50 / M", unique, 0.50, f"${fmt(unique, 3)} / M")
     if floor is not None and bulk[2] == "not met":
         bulk = (bulk[0], bulk[1], floor_verdict(unique, 0.50, floor, unit="$/M"))
@@ -374,10 +374,10 @@ def floor_verdict(measured: float | None, goal: float, floor: float | None, unit
     return "not met"
 
 
-def encoder_floor_usd(data: dict[str, Any]) -> float | None:
-    """$ per million texts of the encoder's own in-process compute, at the model functions' memory size:
-    what a prediction costs here before any front door, queue, write or emulator share."""
-    ms = (data["sections"].get("efficiency") or {}).get("encoder_in_process_ms_per_text")
-    if ms is None:
+def encoder_floor_usd(encode_ms: float | None) -> float | None:
+    """$ per million texts of the encoder's own in-process compute (``encode_ms`` per text), at the model
+    functions' memory size: what a prediction costs here before any front door, queue, write or emulator
+    share."""
+    if encode_ms is None:
         return None
-    return float(ms) / 1000 * Fixed().model_memory_mb / 1024 * PRICES.lambda_gb_second * 1e6
+    return compute_usd_per_million(float(encode_ms), Fixed().model_memory_mb)
