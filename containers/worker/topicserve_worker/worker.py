@@ -26,7 +26,6 @@ its CPU is visible, not only slow. On a GPU the encoder gets larger sub-batches
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import signal
 import threading
@@ -38,7 +37,7 @@ from typing import TYPE_CHECKING
 from topicserve.batcher import BatchOutcome, Stored, process_records
 from topicserve.protocols import EncoderLike
 from topicserve.service import InferenceService
-from topicserve.settings import FromEnv, Settings, setting
+from topicserve.settings import FromEnv, Settings, declared, setting
 from topicserve_worker.accelerator import MODES, EncoderChoice, Mode
 
 if TYPE_CHECKING:  # the boto3 stubs: development environment only
@@ -300,12 +299,7 @@ def report_encoder(choice: EncoderChoice, batch_size: int, kind: str = "worker")
 def parser() -> argparse.ArgumentParser:
     """The command's help: it takes no arguments (a container's entrypoint is configured by its
     environment, as the batcher function is), so ``--help`` lists the variables it reads."""
-    rows = [
-        f"  {f.metadata['env']}: {f.metadata['why']}"
-        for cls in (WorkerSettings,)
-        for f in dataclasses.fields(cls)
-        if f.metadata.get("env")
-    ]
+    rows = [f"  {env}: {why}" for _, env, _, _, _, why in declared(WorkerSettings)]
     return argparse.ArgumentParser(
         prog="topicserve-worker",
         description="Drain the bulk queue until SIGTERM: the batcher's runtime (registry routing, caches, "
