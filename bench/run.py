@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -67,6 +68,7 @@ def profile(quick: bool) -> dict[str, Any]:
             "saturation_variants": ["+dedup", "+prediction_cache"],
             "cost_http_requests": 20,
             "cost_submit_texts": 1000,  # bulk submissions of 1,000 texts, the API's limit
+            "five_model_rounds": 4,  # one model against five, the same texts, order rotated per round
             "naive_warm_requests": 5,
             "efficiency_rounds": 3,
         }
@@ -101,6 +103,7 @@ def profile(quick: bool) -> dict[str, Any]:
         # baseline (BatchSize 1) drains ~1 text/s under LocalStack's 1 s poll interval: in the sweep only
         "saturation_variants": ["+batching", "+dedup", "+embedding_cache", "+prediction_cache"],
         "cost_http_requests": 60,
+        "five_model_rounds": 6,
         "cost_submit_texts": 1000,  # bulk submissions of 1,000 texts, the API's limit
         "naive_warm_requests": 20,
         "efficiency_rounds": 5,
@@ -200,10 +203,15 @@ def run_cloud(
             sqs_cap = sqs_path.sqs_capacity(st, cap_texts, cfg["drain_s"] * 4, [MODEL])
             say("== efficiency: the batcher's billed ms per text against the encoder's, same texts")
             sections["efficiency"] = efficiency(st, sqs_cap, cap_texts, best, cfg["efficiency_rounds"])
-            say("== the same path with all five models per text (a text answered by every model)")
-            five_texts = salted(unique[: cfg["capacity_texts"] // 2], f"five{time.time_ns()}")
+            say("== one model against all five per text: the same texts, interleaved rounds")
             sqs_path.warm_batcher(st, list(MODEL_NAMES))
-            sqs_five = sqs_path.sqs_capacity(st, five_texts, cfg["drain_s"] * 4, list(MODEL_NAMES))
+            five_models = sqs_path.paired_models(
+                st,
+                unique[: cfg["capacity_texts"] // 2],
+                cfg["five_model_rounds"],
+                cfg["drain_s"] * 4,
+                {"one": [MODEL], "five": list(MODEL_NAMES)},
+            )
             st.configure_predict("all")
             http_path.prewarm(st, 4)
             http_texts = salted(unique, f"hc{time.time_ns()}")
@@ -254,15 +262,19 @@ def run_cloud(
             checkpoint()
 
             say("== cost probes: the synchronous path with caches on, the api function's POST and GET")
+            sync_texts = salted(unique, f"ch{time.time_ns()}")
             measured: dict[str, Any] = {
-                "http": billing.http_probe(
-                    st, salted(unique, f"ch{time.time_ns()}"), cfg["cost_http_requests"]
-                ),
+                "sync": {
+                    str(k): billing.sync_probe(
+                        st, sync_texts[i * 2000 :], cfg["cost_http_requests"], k, list(MODEL_NAMES)
+                    )
+                    for i, k in enumerate((1, 16))
+                },
                 "api": billing.api_probe(st, salted(unique, f"ca{time.time_ns()}"), cfg["cost_submit_texts"]),
             }
+            measured["http"] = measured["sync"]["1"][MODEL]
             for name, run, note in (
                 ("sqs_unique", sqs_cap, "capacity run: unique texts, BatchSize 100, window 1 s, caches on"),
-                ("sqs_unique_5", sqs_five, "unique texts, all five models per text (USD per M texts)"),
                 ("sqs_zipf_cached", sat.get("+prediction_cache"), "Zipf(1.1) saturation run, caches on"),
                 ("sqs_zipf_uncached", sat.get("+dedup"), "Zipf(1.1) saturation run, caches off"),
             ):
@@ -274,8 +286,19 @@ def run_cloud(
                         "batches": bt["batches"],
                         "message_bytes": run["message_bytes"],
                         "completed": run["completed"],
+                        "latency_ms": run["latency_ms"],
                         "note": note,
                     }
+            for name, note in (
+                ("one", "one model per text, interleaved with five on the same texts"),
+                ("five", "all five models per text, interleaved with one on the same texts"),
+            ):
+                run = five_models[name]
+                sizes = [billing.chunk_item_bytes(st, b) for b in run.pop("batch_ids")]
+                run["result_chunk_bytes"] = statistics.median([s for s in sizes if s] or [0.0]) or None
+                run["note"] = note
+            measured["five_models"] = five_models
+            measured["sqs_unique_5"] = five_models["five"]
             unique_batches = sqs_cap["batcher_time"]["batches"]
             encoded = sum(b.get("encoded") or 0 for b in unique_batches)
             measured.update(

@@ -12,6 +12,8 @@ import contextlib
 import json
 import statistics
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bench.cloud.stack import MODEL, Stack
@@ -26,16 +28,24 @@ if TYPE_CHECKING:  # the boto3 stubs: development environment only
 LOG_DELIVERY_S = 2.0  # the local executor ships logs asynchronously
 
 
-def function_log(
-    fn: str, since_ms: int, until_ms: int | None = None
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The REPORT lines (parsed) and the JSON "batch processed" lines of ``fn`` in [since_ms, until_ms)."""
+@dataclass
+class FunctionLog:
+    """What a function logged in a window: its REPORT lines (parsed), its JSON "batch processed" lines, and
+    the bytes of every event (what CloudWatch Logs bills as ingested: the REPORT and START/END lines, the
+    structured logs and the EMF metrics alike)."""
+
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    batches: list[dict[str, Any]] = field(default_factory=list)
+    log_bytes: int = 0
+
+
+def function_log(fn: str, since_ms: int, until_ms: int | None = None) -> FunctionLog:
+    """The log of ``fn`` in [since_ms, until_ms)."""
     logs = client("logs", **BENCH_CLIENT)
     kwargs: dict[str, Any] = {"logGroupName": f"/aws/lambda/{fn}", "startTime": since_ms}
     if until_ms is not None:
         kwargs["endTime"] = until_ms
-    reports: list[dict[str, Any]] = []
-    batches: list[dict[str, Any]] = []
+    out = FunctionLog()
     for _ in range(50):
         try:
             page = logs.filter_log_events(**kwargs)
@@ -43,15 +53,16 @@ def function_log(
             break
         for event in page.get("events", []):
             message = event["message"]
+            out.log_bytes += len(message.encode())
             if message.startswith("REPORT"):
-                reports.append(parse_report(message))
+                out.reports.append(parse_report(message))
             elif "batch processed" in message:
                 with contextlib.suppress(ValueError):
-                    batches.append(json.loads(message))
+                    out.batches.append(json.loads(message))
         if "nextToken" not in page:
             break
         kwargs["nextToken"] = page["nextToken"]
-    return reports, batches
+    return out
 
 
 def memory_mb(fn: str) -> float:
@@ -59,9 +70,10 @@ def memory_mb(fn: str) -> float:
     return float(client("lambda", **BENCH_CLIENT).get_function_configuration(FunctionName=fn)["MemorySize"])
 
 
-def bill(fn: str, reports: list[dict[str, Any]]) -> dict[str, Any]:
+def bill(fn: str, reports: list[dict[str, Any]], log_bytes: int | None = None) -> dict[str, Any]:
     """Billed figures of ``reports``: invocations, summed billed ms (init included), the part that was
-    init, and the configured memory (JSON-able: bench/cost.py reads it back)."""
+    init, the configured memory and, when known, the bytes the function logged meanwhile (JSON-able:
+    bench/cost.py reads it back)."""
     billed = [
         r["billed_ms"] if r["billed_ms"] is not None else billed_ms(r["duration_ms"] or 0.0, r["init_ms"])
         for r in reports
@@ -73,12 +85,14 @@ def bill(fn: str, reports: list[dict[str, Any]]) -> dict[str, Any]:
         "cold_starts": sum(r["init_ms"] is not None for r in reports),
         "billed_ms_per_invocation": summary(billed),
         "memory_mb": memory_mb(fn),
+        "log_bytes": log_bytes,
     }
 
 
 def window_bill(fn: str, since_ms: int, until_ms: int | None = None) -> dict[str, Any]:
     time.sleep(LOG_DELIVERY_S)
-    return bill(fn, function_log(fn, since_ms, until_ms)[0])
+    log = function_log(fn, since_ms, until_ms)
+    return bill(fn, log.reports, log.log_bytes)
 
 
 def now_ms() -> int:
@@ -111,18 +125,43 @@ def chunk_item_bytes(st: Stack, batch_id: str) -> float | None:
 
 
 # -- probes --------------------------------------------------------------------------------------------------
-def http_probe(st: Stack, texts: list[str], n: int) -> dict[str, Any]:
-    """``n`` sequential POST /v1/predict/logreg of unique texts with the caches on (the deployed
-    configuration), one caller: billed duration per request of the synchronous path."""
-    st.configure_predict("")
-    st.http.predict(MODEL, [f"warm-up {time.time_ns()}"])  # the new environment's cold start, not counted
+def sync_probe(
+    st: Stack, texts: list[str], n: int, per_request: int, models: Sequence[str]
+) -> dict[str, Any]:
+    """``n`` POST /v1/predict/{model} of ``per_request`` unique texts each through the REST API, caches on
+    (the deployed configuration), one caller, for every model in ``models``. Each model is its own predict
+    function, so a text answered by five models on this path is five requests to five functions; the
+    models take turns request by request, so they share the machine's state. Per model: the billed
+    duration and log bytes of its function over the probe, and the client's latency per request."""
+    fns = {m: st.info["functions"]["predict"][m] for m in models}
+    for m in models:  # each function's environment up (a cold start is not a warm request's cost)
+        st.http.predict(m, [f"warm-up {m} {time.time_ns()}"])
     since = now_ms()
-    ok = sum(st.http.predict(MODEL, [t])[0] == 200 for t in texts[:n])
-    b = window_bill(st.predict_fn, since)
-    say(
-        f"   cost probe, HTTP: {ok}/{n} ok, {b['billed_ms'] / max(1, b['invocations']):.0f} billed ms/request"
-    )
-    return {"requests": n, "ok": ok, "bill": b}
+    ok = dict.fromkeys(models, 0)
+    latency: dict[str, list[float]] = {m: [] for m in models}
+    for i in range(n):
+        chunk = texts[i * per_request : (i + 1) * per_request]
+        for m in models:
+            started = time.perf_counter()
+            ok[m] += st.http.predict(m, chunk)[0] == 200
+            latency[m].append((time.perf_counter() - started) * 1000)
+    until = now_ms()
+    out: dict[str, Any] = {}
+    for m in models:
+        b = window_bill(fns[m], since, until + 1)
+        out[m] = {
+            "requests": n,
+            "texts_per_request": per_request,
+            "ok": ok[m],
+            "bill": b,
+            "latency_ms": summary(latency[m]),
+        }
+        say(
+            f"   cost probe, sync {m} x{per_request}: {ok[m]}/{n} ok, "
+            f"{b['billed_ms'] / max(1, b['invocations']):.0f} billed ms/request, "
+            f"p50 {out[m]['latency_ms']['p50']:.0f} ms"
+        )
+    return out
 
 
 def api_probe(st: Stack, texts: list[str], k: int) -> dict[str, Any]:

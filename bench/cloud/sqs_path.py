@@ -10,6 +10,7 @@ from bench.cloud.arrivals import poisson
 from bench.cloud.billing import LOG_DELIVERY_S, bill, function_log
 from bench.cloud.stack import Stack
 from bench.common import ratio, summary
+from bench.texts import salted
 from topicserve.queue import send_all
 from topicserve.requests import QueuedRequest, new_batch_id, pack_chunks
 from topicserve.settings import Settings
@@ -97,7 +98,8 @@ def batcher_breakdown(st: Stack, since_ms: int) -> dict[str, Any]:
     lookups + writes, and the batch counts the cost model needs) against the invocations' durations and
     billed durations from their REPORT lines (the rest: parsing, tokenising, result writes)."""
     time.sleep(LOG_DELIVERY_S)
-    reports, batches = function_log(st.batcher, since_ms)
+    log = function_log(st.batcher, since_ms)
+    reports, batches = log.reports, log.batches
     total = sum(r["duration_ms"] or 0.0 for r in reports)
     parts = {k: sum(b.get(k, 0) or 0 for b in batches) for k in ("encode_ms", "heads_ms", "cache_ms")}
     counts = (
@@ -119,7 +121,7 @@ def batcher_breakdown(st: Stack, since_ms: int) -> dict[str, Any]:
         "other_ms": total - sum(parts.values()),
         "shares": {k: ratio(v, total) for k, v in parts.items()}
         | {"other_ms": ratio(total - sum(parts.values()), total)},
-        "bill": bill(st.batcher, reports),
+        "bill": bill(st.batcher, reports, log.log_bytes),
         "batches": [{k: b.get(k) for k in counts} for b in batches],
     }
 
@@ -142,6 +144,7 @@ def sqs_capacity(st: Stack, texts: list[str], drain_s: float, models: list[str])
     if len(rows) < len(requests):
         st.drain_queue()
     times = sorted({r["completed_ms"] for r in rows})
+    waits = sorted(int(r["completed_ms"] - since_ms) for r in rows)
     n_batches = len(times)
     span = (times[-1] - times[0]) / 1000 if n_batches > 1 else float("nan")
     per_batch = span / (n_batches - 1) if n_batches > 1 else float("nan")
@@ -155,6 +158,9 @@ def sqs_capacity(st: Stack, texts: list[str], drain_s: float, models: list[str])
     return {
         "batch_id": batch_id,
         "texts": len(texts),
+        # from the first send to each result's write: what a bulk caller waits, backlog included
+        "latency_ms": summary(waits),
+        "latencies_ms": waits,
         "message_bytes": [len(m.encode()) for m in messages],
         "completed": len(rows),
         "send_seconds": sent - started,
@@ -163,4 +169,47 @@ def sqs_capacity(st: Stack, texts: list[str], drain_s: float, models: list[str])
         "batches": n_batches,
         "mean_batch_size": len(rows) / max(1, n_batches),
         "batcher_time": batcher_breakdown(st, since_ms),
+    }
+
+
+def paired_models(
+    st: Stack, texts: list[str], rounds: int, drain_s: float, variants: dict[str, list[str]]
+) -> dict[str, Any]:
+    """The same ``texts`` drained through the batcher once per variant (a list of models per text) in
+    each of ``rounds`` rounds, the variants' order rotated per round, so what one variant costs against
+    another is not the machine's drift nor the texts' lengths. Each run is salted apart (a tag of the
+    same length), so no run hits another's cache records. Returns each variant's runs pooled in the
+    shape of :func:`sqs_capacity`'s (what bench/cost.py prices) and the batcher's billed ms per text of
+    every round."""
+    names = list(variants)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    per_round: list[dict[str, float]] = []
+    for r in range(rounds):
+        row: dict[str, float] = {}
+        for k in range(len(names)):
+            name = names[(k + r) % len(names)]
+            run = sqs_capacity(st, salted(texts, f"{k}{r}{time.time_ns()}"), drain_s, variants[name])
+            runs[name].append(run)
+            row[f"{name}_ms_per_text"] = run["batcher_time"]["bill"]["billed_ms"] / max(1, run["completed"])
+        per_round.append(row)
+    return {"rounds": rounds, **{name: pooled(runs[name]) for name in names}, "per_round": per_round}
+
+
+def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several :func:`sqs_capacity` runs as one: counts and billed ms summed, batches and messages joined."""
+    bills = [run["batcher_time"]["bill"] for run in runs]
+    per_invocation = [b["billed_ms"] / max(1, b["invocations"]) for b in bills]
+    bill_sum = {
+        key: sum(b.get(key) or 0 for b in bills)
+        for key in ("invocations", "billed_ms", "init_ms", "cold_starts", "log_bytes")
+    }
+    return {
+        "batch_ids": [run["batch_id"] for run in runs],
+        "texts": sum(run["texts"] for run in runs),
+        "completed": sum(run["completed"] for run in runs),
+        "message_bytes": [b for run in runs for b in run["message_bytes"]],
+        "latency_ms": summary([w for run in runs for w in run["latencies_ms"]]),
+        "bill": bill_sum
+        | {"memory_mb": bills[0]["memory_mb"], "billed_ms_per_invocation": summary(per_invocation)},
+        "batches": [b for run in runs for b in run["batcher_time"]["batches"]],
     }

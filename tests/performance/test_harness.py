@@ -114,3 +114,25 @@ def test_the_committed_report_is_what_the_code_writes_from_the_committed_results
     shutil.copytree(common.RESULTS, results)  # the report also writes its plots and summary there
     report.write(found.group(1), results=results, report=tmp_path / "REPORT.md")
     assert (tmp_path / "REPORT.md").read_text() == committed
+
+
+def test_pooled_runs_sum_their_bills_and_join_their_batches_and_waits() -> None:
+    from bench.cloud.sqs_path import pooled
+
+    def run(batch_id: str, billed: float, waits: list[int], texts: int) -> dict[str, Any]:
+        bill = {"invocations": 2, "billed_ms": billed, "init_ms": 0.0, "cold_starts": 0, "log_bytes": 100}
+        return {
+            "batch_id": batch_id,
+            "texts": texts,
+            "completed": texts,
+            "message_bytes": [10] * texts,
+            "latencies_ms": waits,
+            "batcher_time": {"bill": bill | {"memory_mb": 1769.0}, "batches": [{"texts": texts}]},
+        }
+
+    p = pooled([run("a", 300.0, [1, 2, 3], 3), run("b", 500.0, [4, 5], 2)])
+    assert p["batch_ids"] == ["a", "b"] and p["texts"] == p["completed"] == 5
+    assert p["bill"]["billed_ms"] == 800.0 and p["bill"]["invocations"] == 4 and p["bill"]["log_bytes"] == 200
+    assert p["bill"]["memory_mb"] == 1769.0 and p["bill"]["billed_ms_per_invocation"]["p50"] == 200.0
+    assert p["latency_ms"]["n"] == 5 and p["latency_ms"]["p50"] == 3
+    assert len(p["message_bytes"]) == 5 and p["batches"] == [{"texts": 3}, {"texts": 2}]
