@@ -69,6 +69,7 @@ def profile(quick: bool) -> dict[str, Any]:
             "cost_http_requests": 20,
             "cost_submit_texts": 1000,  # bulk submissions of 1,000 texts, the API's limit
             "five_model_rounds": 4,  # one model against five, the same texts, order rotated per round
+            "storage_rounds": 3,
             "naive_warm_requests": 5,
             "efficiency_rounds": 3,
         }
@@ -104,6 +105,7 @@ def profile(quick: bool) -> dict[str, Any]:
         "saturation_variants": ["+batching", "+dedup", "+embedding_cache", "+prediction_cache"],
         "cost_http_requests": 60,
         "five_model_rounds": 6,
+        "storage_rounds": 5,
         "cost_submit_texts": 1000,  # bulk submissions of 1,000 texts, the API's limit
         "naive_warm_requests": 20,
         "efficiency_rounds": 5,
@@ -160,7 +162,7 @@ def run_cloud(
     keep: bool,
     checkpoint: Callable[[], None],
 ) -> None:
-    from bench import admission, cost, init_breakdown
+    from bench import admission, cost, init_breakdown, results_storage
     from bench.cloud import billing, coldstarts, http_path, sqs_path
     from bench.cloud.efficiency import efficiency
     from bench.cloud.stack import MODEL, Stack
@@ -294,12 +296,34 @@ def run_cloud(
                 ("five", "all five models per text, interleaved with one on the same texts"),
             ):
                 run = five_models[name]
-                sizes = [billing.chunk_item_bytes(st, b) for b in run.pop("batch_ids")]
+                sizes = [billing.chunk_item_bytes(st, b) for b in run["batch_ids"]]
                 run["result_chunk_bytes"] = statistics.median([s for s in sizes if s] or [0.0]) or None
                 run["note"] = note
             measured["five_models"] = five_models
             measured["sqs_unique_5"] = five_models["five"]
             unique_batches = sqs_cap["batcher_time"]["batches"]
+            say("== results stored as grouped items against S3 objects per chunk, on the same streams")
+            table = st.info["tables"]["results"]
+            measured["results_storage"] = {
+                name: results_storage.run(
+                    st.ddb,
+                    st.s3,
+                    table,
+                    st.info["bucket"],
+                    [c for b in batch_ids for c in results_storage.read_chunks(st.ddb, table, b)],
+                    cfg["storage_rounds"],
+                    # as the batcher writes them: its invocations' chunks, one #meta update each
+                    chunks_per_write=max(
+                        1, round(statistics.median(b["batch_size"] or 1 for b in unique_batches))
+                    ),
+                )
+                # one batch each (chunk numbers are a batch's own): the API probe's submission of
+                # cost_submit_texts texts, and a five-model round's
+                for name, batch_ids in (
+                    ("one_model", [measured["api"].get("batch_id") or sqs_cap["batch_id"]]),
+                    ("five_models", five_models["five"]["batch_ids"][:1]),
+                )
+            }
             encoded = sum(b.get("encoded") or 0 for b in unique_batches)
             measured.update(
                 emulator_ms_per_text=sections["efficiency"].get("emulator_ms_per_text"),

@@ -184,7 +184,7 @@ def api_probe(st: Stack, texts: list[str], k: int) -> dict[str, Any]:
         f"   cost probe, API: POST {post['billed_ms']:.0f} billed ms ({post['invocations']} invocations), "
         f"GET {get['billed_ms']:.0f} ms for {got} results"
     )
-    return {"texts": k, "ok": get_status == 200 and got == k, "post": post, "get": get}
+    return {"texts": k, "batch_id": batch_id, "ok": get_status == 200 and got == k, "post": post, "get": get}
 
 
 def naive_warm(lam: LambdaClient, fn: str, texts: list[str], n: int) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from bench.common import REPO, RESULTS
-from bench.report import capacity, cold_starts, cost, efficiency, inprocess, sweep, warmers
+from bench.report import capacity, cold_starts, cost, efficiency, inprocess, results_storage, sweep, warmers
 from bench.report.figures import zipf_compute
 from bench.report.goals import cost_goals, encoder_and_compute_goals, serving_goals
 from bench.report.markdown import fmt, table
@@ -59,6 +59,8 @@ def write(name: str, *, results: Path = RESULTS, report: Path = REPORT) -> Path:
         lines += cost.section(s["cost"])
         if s["cost"].get("recomputed"):
             lines += [f"Note: {s['cost']['recomputed']}", ""]
+        if s["cost"]["measured"].get("results_storage"):
+            lines += results_storage.section(s["cost"]["measured"]["results_storage"])
     if s.get("efficiency") or zipf_compute(s):
         lines += efficiency.section(s.get("efficiency"), zipf_compute(s))
     ceiling = s.get("inprocess", {}).get("ceiling", {}).get("ceiling_texts_per_s")

@@ -251,3 +251,14 @@ def test_the_choice_is_the_cheaper_way_and_says_when_latency_is_not_comparable()
     slow = rs.choose({"grouped_items": figures(2.0, 10, 10), "s3_objects": figures(1.0, 10, 30)})
     assert slow["variant"] == "s3_objects" and not slow["latency_comparable"]
     assert "page read p50 is over 2x slower" in slow["reason"]
+
+
+def test_the_report_shows_both_ways_of_each_stream_and_the_choice(tables: tuple[Any, Any]) -> None:
+    from bench.report.results_storage import section
+
+    ddb, s3 = tables
+    out = rs.run(ddb, s3, "results", BUCKET, stream(30, 15), rounds=1)
+    text = "\n".join(section({"one_model": out}))
+    assert "one model per text: grouped DynamoDB items (served)" in text
+    assert "one model per text: S3 object per chunk" in text
+    assert f"**{out['choice']['variant']}**" in text and "8,192 B a chunk" in text
