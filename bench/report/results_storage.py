@@ -13,6 +13,12 @@ _VARIANTS = {"grouped_items": "grouped DynamoDB items (served)", "s3_objects": "
 
 def section(measured: dict[str, Any]) -> list[str]:
     """A table per variant and stream: units and dollars per million texts, write and page latency."""
+    failed = [
+        f"- {_STREAMS.get(k, k)}: not measured ({r['error']})" for k, r in measured.items() if "error" in r
+    ]
+    measured = {k: r for k, r in measured.items() if "variants" in r}
+    if not measured:
+        return ["### Results: grouped items against S3 objects per chunk", "", *failed, ""]
     rows = []
     for stream, runs in measured.items():
         for key, name in _VARIANTS.items():
