@@ -264,13 +264,16 @@ def run_cloud(
             checkpoint()
 
             say("== cost probes: the synchronous path with caches on, the api function's POST and GET")
-            sync_texts = salted(unique, f"ch{time.time_ns()}")
             measured: dict[str, Any] = {
                 "sync": {
                     str(k): billing.sync_probe(
-                        st, sync_texts[i * 2000 :], cfg["cost_http_requests"], k, list(MODEL_NAMES)
+                        st,
+                        salted(unique, f"c{k}-{time.time_ns()}"),
+                        cfg["cost_http_requests"],
+                        k,
+                        list(MODEL_NAMES),
                     )
-                    for i, k in enumerate((1, 16))
+                    for k in (1, 16)
                 },
                 "api": billing.api_probe(st, salted(unique, f"ca{time.time_ns()}"), cfg["cost_submit_texts"]),
             }

@@ -133,6 +133,10 @@ def sync_probe(
     function, so a text answered by five models on this path is five requests to five functions; the
     models take turns request by request, so they share the machine's state. Per model: the billed
     duration and log bytes of its function over the probe, and the client's latency per request."""
+    if len(texts) < n * per_request:  # an empty request would be a 400, not a measurement
+        raise ValueError(
+            f"{n} requests of {per_request} texts need {n * per_request} texts, got {len(texts)}"
+        )
     fns = {m: st.info["functions"]["predict"][m] for m in models}
     for m in models:  # each function's environment up (a cold start is not a warm request's cost)
         st.http.predict(m, [f"warm-up {m} {time.time_ns()}"])
