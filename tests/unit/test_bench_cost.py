@@ -560,3 +560,35 @@ def test_admission_simulation_counts_the_real_cache_code() -> None:
     assert on.answer_hit_rate == pytest.approx(every.answer_hit_rate, abs=0.01)
     two = simulate(stream, batch_size=50, environments=2)
     assert two.reads_per_request >= on.reads_per_request  # a second environment reads what the first shared
+
+
+def test_the_report_renders_old_and_new_runs() -> None:
+    """The cost section, summary.json and the goal rows from an older run (new rows n/a) and from one with
+    the new inputs (paired five-model rounds stated); summary.json keeps its keys."""
+    from bench.report import cost as section
+    from bench.report.goals import cost_goals
+    from bench.report.summary import summary_json
+
+    new = {**OLD, "five_models": {"rounds": 2, "one": _sqs_run_json(), "five": _sqs_run_json(2500, 2100)}}
+    for measured in (OLD, new):
+        data = {
+            "sections": {"cost": {"measured": measured, "paths": {"stale": None}}},
+            "machine": {"loadavg_at_start": [1.0, 1.0, 1.0]},
+            "command": "test",
+        }
+        section.complete_cost(data)  # the cost model as it stands, applied to the measured inputs
+        c = data["sections"]["cost"]
+        assert "stale" not in c["paths"] and "recomputed" not in c
+        text = "\n".join(section.section(c))
+        assert "| sync_http_16 | n/a |" in text and "| gpu_worker | n/a |" in text
+        assert "| log B / pred. |" in text and "| monitoring |" in text
+        assert ("interleaved rounds on the same texts" in text) == (measured is new)
+        summary = summary_json(data)
+        usd = summary["usd_per_million"]
+        for key in ("sync_http", "sqs_unique", "sqs_unique_5", "naive_fair", "sqs_zipf_steady_cached"):
+            assert usd[key] is not None and summary["usd_per_million_as_measured"][key] is not None
+        assert usd["gpu_worker"] is None and usd["sync_http_5"] is None
+        assert summary["usd_per_million_texts"]["sqs_unique_5"] == pytest.approx(5 * usd["sqs_unique_5"])
+        assert summary["five_models_cost_ratio"] > 1 and summary["dynamodb_write_units_per_unique_text"] > 0
+        five = next(g for g in cost_goals(data) if "five models" in g[0])
+        assert ("interleaved" in five[1]) == (measured is new)
