@@ -6,32 +6,20 @@ from __future__ import annotations
 from typing import Any
 
 from bench.common import ratio
+from bench.cost import PATHS
 
-SERVICES = ("lambda", "api_gateway", "sqs", "dynamodb")
-
-
-USD_KEYS = (
-    "sync_http",
-    "sync_http_function_url",
-    "sqs_unique",
-    "sqs_unique_5",
-    "sqs_zipf_cached",
-    "sqs_zipf_uncached",
-    "sqs_zipf_steady_cached",
-    "sqs_zipf_steady_uncached",
-    "naive_lambda",
-    "naive_front_door",
-    "naive_fair",
-    "naive_fair_cold",
-    "gpu_worker",
-)
+#: the paths summary.json names, in the cost table's order (the keys of older runs among them)
+USD_KEYS = PATHS
 
 
-def usd_per_million(s: dict[str, Any], which: str = "paths") -> dict[str, float | None]:
+def usd_per_million(
+    s: dict[str, Any], which: str = "paths", figure: str = "usd_per_million"
+) -> dict[str, float | None]:
     """USD per million predictions per path: ``paths`` with the emulator's measured share taken out of
-    the batcher's billed ms (as AWS would bill the function's own work), ``paths_as_measured`` raw."""
+    the batcher's billed ms (as AWS would bill the function's own work), ``paths_as_measured`` raw;
+    ``figure="usd_per_million_texts"`` per million texts (all the models a text was asked of)."""
     paths = s.get("cost", {}).get(which) or {}
-    return {k: (paths.get(k) or {}).get("usd_per_million") for k in USD_KEYS}
+    return {k: (paths.get(k) or {}).get(figure) for k in USD_KEYS}
 
 
 def encoder_figures(s: dict[str, Any]) -> dict[str, Any]:

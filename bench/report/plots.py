@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.report.figures import SERVICES
+from bench.cost import COLUMNS
 
 
 def plots(name: str, data: dict[str, Any], results: Path) -> list[str]:
@@ -104,17 +104,26 @@ def init_breakdown_plot(name: str, b: dict[str, Any], plt: Any, results: Path) -
 
 
 def cost_plot(name: str, paths: dict[str, Any], plt: Any, results: Path) -> str:
-    """Dollars per million predictions per path, stacked by service (linear: a stacked bar on a log axis
-    would hide its first segment)."""
+    """Dollars per million predictions per path, stacked by the cost table's columns (linear: a stacked bar
+    on a log axis would hide its first segment). A bar over three times the next largest (the naive peer's
+    cold starts) is cut at the axis, its total written at the edge, so the others stay readable."""
     measured = [(k, v) for k, v in paths.items() if v]
     fig, ax = plt.subplots(figsize=(10, 0.6 * len(measured) + 1.8))
     left = [0.0] * len(measured)
-    for service in SERVICES:
-        widths = [v["by_service"].get(service, 0.0) for _, v in measured]
-        ax.barh([k for k, _ in measured], widths, left=left, label=service)
+    for column, title in COLUMNS.items():
+        widths = [v["by_column"].get(column, 0.0) for _, v in measured]
+        ax.barh([k for k, _ in measured], widths, left=left, label=title)
         left = [a + b for a, b in zip(left, widths, strict=True)]
+    totals = sorted((v["usd_per_million"] for _, v in measured), reverse=True)
+    edge = 1.3 * totals[1] if len(totals) > 1 and totals[0] > 3 * totals[1] else None
+    if edge is not None:
+        ax.set_xlim(0, edge)
     for i, (_, v) in enumerate(measured):
-        ax.text(v["usd_per_million"] * 1.05, i, f"${v['usd_per_million']:,.2f}", va="center", fontsize=8)
+        usd = v["usd_per_million"]
+        cut = edge is not None and usd > edge
+        x, align = (edge * 0.99, "right") if cut and edge else (usd * 1.02, "left")
+        label = f"${usd:,.2f}" + (" (cut)" if cut else "")
+        ax.text(x, i, label, va="center", ha=align, fontsize=8, color="white" if cut else "black")
     ax.set_xlabel("USD per million predictions (AWS us-east-1 list prices)")
     ax.set_title("What a million predictions cost, from the billed durations measured here")
     ax.invert_yaxis()

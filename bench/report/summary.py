@@ -28,11 +28,14 @@ def summary_json(data: dict[str, Any]) -> dict[str, Any]:
         "zipf_compute_reduction": zc["reduction"] if zc else None,
         "usd_per_million": usd_per_million(s),
         "usd_per_million_as_measured": usd_per_million(s, "paths_as_measured"),
+        "usd_per_million_texts": usd_per_million(s, figure="usd_per_million_texts"),
         **{
             k: (s.get("cost", {}).get("derived") or {}).get(k)
             for k in (
                 "dynamodb_write_units_per_unique_text",
                 "five_models_cost_ratio",
+                "five_models_paired",
+                "five_models_batcher_ms_ratio_median",
                 "x_cheaper_than_naive_fair",
                 "zipf_steady_cached_over_uncached",
                 "break_even_hits_per_write",
