@@ -664,12 +664,6 @@ def batcher_ddb_items(stats: BatchStats, sizes: ItemSizes, *, prices: Prices = P
     ]
 
 
-def write_units_per_text(stats: BatchStats, sizes: ItemSizes) -> float:
-    """DynamoDB write units per text of the bulk path, all tables (results, #meta, cache records)."""
-    items = batcher_ddb_items(stats, sizes)
-    return sum(i.per_text for i in items if i.unit == "WRU")
-
-
 @dataclass(frozen=True)
 class ApiBill:
     """The API function's side of the SQS path, per client submission of ``texts_per_submit`` texts:
@@ -1163,12 +1157,10 @@ def derived(m: Mapping[str, Any], paths: Mapping[str, PathCost | None]) -> dict[
     run = m.get("sqs_unique")
     if run and run.get("result_chunk_bytes"):
         sizes = dataclasses.replace(sizes, result_chunk=run["result_chunk_bytes"])
-    out["dynamodb_write_units_per_unique_text"] = (
-        write_units_per_text(BatchStats.from_log(run["batches"]), sizes)
-        + write_units(sizes.meta) / max(1, int((m.get("api") or {}).get("texts") or 1))
-        if run
-        else None
-    )
+    unique = paths.get("sqs_unique")
+    # every table the path writes: the batch's #meta, result chunks, progress, cache records, and what
+    # serving writes for monitoring and label feedback (the ledger, sampled embeddings, window sums)
+    out["dynamodb_write_units_per_unique_text"] = unique.units()["wru"] * unique.models if unique else None
     five = m.get("five_models")
     one = paths.get("sqs_unique_paired" if five else "sqs_unique")
     five_path = paths.get("sqs_unique_5")
