@@ -41,7 +41,7 @@ def api() -> Iterator[Any]:
                     ServedAnswer("1", "production", label, 0.8),
                 ),
             )
-            ddb.put_item(TableName="monitor", Item=ledger_item(text_hash(normalise(text)), served, ttl))
+            ddb.put_item(TableName="monitor", Item=ledger_item(text_hash(normalise(text)), [served], ttl))
         yield load_module("functions.api.app")
 
 

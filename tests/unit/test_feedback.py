@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.helpers import RESULTS_KEYS, create_table
 from tests.unit.conftest import FakeEncoder, FakeHead
 from tests.unit.test_rollout import ROLLOUT_KEYS, Fixed, Permuted
 from topicserve.batcher import process_records
-from topicserve.errors import InvalidInputError, InvalidRequestError, TooManyTextsError
-from topicserve.feedback.ledger import ServedLedger, ledger_item, served_entries
+from topicserve.catalogue import MODEL_NAMES
+from topicserve.errors import (
+    BackendUnavailableError,
+    InvalidInputError,
+    InvalidRequestError,
+    TooManyTextsError,
+)
+from topicserve.feedback.ledger import ServedLedger, ledger_item, sampled, served_entries
 from topicserve.feedback.model import (
     LABELS,
     MAX_ITEMS,
@@ -145,8 +154,8 @@ def test_aggregate_counts_the_answering_version_and_the_discordant_pairs() -> No
 
 
 # -- the ledger and the join, through the service ------------------------------------------------------
-def labelled_head(version: str, seed: int = 0) -> FakeHead:
-    head = FakeHead("logreg", version, seed=seed)
+def labelled_head(version: str, seed: int = 0, name: str = "logreg") -> FakeHead:
+    head = FakeHead(name, version, seed=seed)
     head.labels = list(LABELS)
     return head
 
@@ -166,6 +175,44 @@ def test_ledger_pairs_candidate_and_production_answers(fake_encoder: FakeEncoder
             production = served.of_stage("production")
             assert production is not None and production.version == "1" and not production.answered
     assert 0.05 < len(served_entries(result, "w", sample=0.1)) / len(TEXTS) < 0.2  # a hash sample
+
+
+class Recording:
+    """The moto client, recording every UpdateItem request. ``fail_pk``: the updates of that partition key
+    fail (a non-retryable error); ``together``: an update waits until that many are in flight at once."""
+
+    def __init__(self, ddb: Any, fail_pk: str = "", together: int = 1) -> None:
+        self.ddb, self.fail_pk = ddb, fail_pk
+        self.updates: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.barrier = threading.Barrier(together, timeout=30)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ddb, name)
+
+    def update_item(self, **kwargs: Any) -> Any:
+        with self.lock:
+            self.updates.append(kwargs)
+        self.barrier.wait()
+        if kwargs["Key"]["pk"]["S"] == self.fail_pk:
+            raise ClientError({"Error": {"Code": "ValidationException", "Message": "no"}}, "UpdateItem")
+        return self.ddb.update_item(**kwargs)
+
+
+def ledger_items(ddb: Any) -> list[dict[str, Any]]:
+    items = ddb.scan(TableName="monitor")["Items"]
+    return [i for i in items if i["pk"]["S"].startswith("served#")]
+
+
+def rows(served: Iterable[Served]) -> list[tuple[str, str, list[list[Any]]]]:
+    """Entries as the ledger stores them (a confidence to four places)."""
+    return [(s.model, s.window, [a.to_list() for a in s.answers]) for s in served]
+
+
+def item_bytes(item: dict[str, Any]) -> int:
+    """An item's size as DynamoDB bills it (names and values in UTF-8; a number counted as its digits, at
+    least what DynamoDB counts)."""
+    return sum(len(k.encode()) + len(next(iter(v.values())).encode()) for k, v in item.items())
 
 
 @pytest.fixture
@@ -352,19 +399,10 @@ def test_a_call_confusing_every_class_pair_is_written_in_parts(tables: dict[str,
         for p in LABELS:
             q.add(ServedAnswer("9", "canary", p, 0.55, True), t)  # every pair, right on the diagonal
     assert len(q.to_values()) > 3 * MAX_ADDS
-    calls: list[str] = []
-    ddb = tables["ddb"]
-
-    class Counting:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(ddb, name)
-
-        def update_item(self, **kwargs: Any) -> Any:
-            calls.append(kwargs["UpdateExpression"])
-            return ddb.update_item(**kwargs)
-
-    store = FeedbackStore("monitor", "results", Counting())
+    client = Recording(tables["ddb"])
+    store = FeedbackStore("monitor", "results", client)
     store.add(FeedbackSums(quality={("w", "logreg", "9"): q}))
+    calls = [u["UpdateExpression"] for u in client.updates]
     assert len(calls) == 2 * -(-len(q.to_values()) // MAX_ADDS)  # the window's and the all-windows' item
     assert max(len(c) for c in calls) < 2_000
     for window in ("w", "all"):
@@ -384,6 +422,102 @@ def test_ledger_write_failure_keeps_entries_for_the_next_flush(
     assert len(ledger.pending) == 5
     ledger.table = "monitor"
     assert ledger.flush() == 5 and not ledger.pending
+
+
+def test_a_text_answered_by_five_models_is_one_item_written_once(
+    fake_encoder: FakeEncoder, tables: dict[str, Any]
+) -> None:
+    """The bulk path answers every model for a text in one pass: its sampled texts cost one UpdateItem
+    (one write unit: the item stays under 1 KB) each, as a text answered by one model does."""
+    heads = {m: labelled_head("12", seed=i, name=m) for i, m in enumerate(MODEL_NAMES)}
+    assert len(heads) == 5
+    result = InferenceService(fake_encoder, heads).predict(TEXTS, list(heads))
+    chosen = {h for h in result.hashes if sampled(h, 0.1)}
+    assert 0 < len(chosen) < len(TEXTS) / 5
+    client = Recording(tables["ddb"])
+    ledger = ServedLedger("monitor", client, sample=0.1)
+    ledger.observe(result, "2026-12-06T23:00:00Z")
+    assert len(ledger.pending) == 5 * len(chosen)
+    assert ledger.flush() == len(chosen) == len(client.updates) and not ledger.pending
+    assert all(u["UpdateExpression"].count("=") == 6 for u in client.updates)  # five entries and the ttl
+    items = ledger_items(tables["ddb"])
+    assert {i["pk"]["S"] for i in items} == {f"served#{h}" for h in chosen}
+    for item in items:
+        assert item["sk"]["S"] == "answers" and "ttl" in item
+        assert sorted(a for a in item if a.startswith("m_")) == sorted(f"m_{m}" for m in MODEL_NAMES)
+        assert item_bytes(item) <= 1024
+    found = tables["store"].served_texts(list(chosen), list(MODEL_NAMES))
+    entries = served_entries(result, "2026-12-06T23:00:00Z", 0.1)
+    assert {h: rows(served) for h, served in found.items()} == {
+        h: rows(entries[(m, h)] for m in MODEL_NAMES) for h in chosen
+    }
+
+
+def test_two_writers_of_one_text_keep_each_others_answers(
+    fake_encoder: FakeEncoder, tables: dict[str, Any]
+) -> None:
+    """Each synchronous model has a predict function of its own: two ledgers write the same texts' item,
+    each its own model's entry, and neither erases the other's (a new answer replaces only its own)."""
+    texts = TEXTS[:5]
+    logreg = InferenceService(fake_encoder, {"logreg": labelled_head("1")}).predict(texts, ["logreg"])
+    rf = InferenceService(fake_encoder, {"rf": labelled_head("4", 1, "rf")}).predict(texts, ["rf"])
+    first, second = (ServedLedger("monitor", tables["ddb"], sample=1.0) for _ in range(2))
+    first.observe(logreg, "w1")
+    second.observe(rf, "w2")
+    assert first.flush() == second.flush() == len(texts)
+    newer = InferenceService(fake_encoder, {"logreg": labelled_head("2", 3)}).predict(texts, ["logreg"])
+    first.observe(newer, "w3")  # logreg serves the texts again under a new version
+    assert first.flush() == len(texts)
+    assert len(ledger_items(tables["ddb"])) == len(texts)
+    found = tables["store"].served_texts(list(logreg.hashes) * 2, ["logreg", "rf", "mlp"])
+    assert set(found) == set(logreg.hashes)
+    for served in found.values():  # mlp never answered: absent
+        assert [(s.model, s.window, a.version) for s in served if (a := s.answering)] == [
+            ("logreg", "w3", "2"),
+            ("rf", "w2", "4"),
+        ]
+
+
+def test_an_unchanged_answer_writes_nothing_and_the_old_layout_is_not_read(
+    fake_encoder: FakeEncoder, tables: dict[str, Any]
+) -> None:
+    result = InferenceService(fake_encoder, {"logreg": labelled_head("1")}).predict(TEXTS[:5], ["logreg"])
+    client = Recording(tables["ddb"])
+    ledger = ServedLedger("monitor", client, sample=1.0)
+    ledger.observe(result, "w")
+    assert ledger.flush() == 5 and len(client.updates) == 5
+    ledger.observe(result, "w")  # answered again the same way
+    assert not ledger.pending and ledger.flush() == 0 and len(client.updates) == 5
+
+    old = text_hash("answered before the change")  # one item per (text, model): expires by its TTL
+    item = {"pk": {"S": f"served#{old}"}, "sk": {"S": "logreg"}, "w": {"S": "w"}, "a": {"S": "[]"}}
+    tables["ddb"].put_item(TableName="monitor", Item=item)
+    assert tables["store"].served_texts([old], ["logreg"]) == {}
+
+
+def test_a_failed_update_keeps_exactly_that_texts_entries_for_the_next_flush(
+    fake_encoder: FakeEncoder, tables: dict[str, Any]
+) -> None:
+    """A flush's updates are in flight together (every one waits until all five are); the one that fails
+    keeps its text's entries pending, the others are written and remembered."""
+    heads = {"logreg": labelled_head("1"), "rf": labelled_head("4", 1, "rf")}
+    result = InferenceService(fake_encoder, heads).predict(TEXTS[:5], list(heads))
+    bad = result.hashes[2]
+    client = Recording(tables["ddb"], fail_pk=f"served#{bad}", together=5)
+    ledger = ServedLedger("monitor", client, sample=1.0)
+    ledger.observe(result, "w")
+    with pytest.raises(BackendUnavailableError, match="ValidationException"):
+        ledger.flush()
+    assert not client.barrier.broken and len(client.updates) == 5
+    assert set(ledger.pending) == {("logreg", bad), ("rf", bad)}
+    assert {i["pk"]["S"] for i in ledger_items(tables["ddb"])} == {f"served#{h}" for h in result.hashes} - {
+        f"served#{bad}"
+    }
+    ledger.ddb = retry = Recording(tables["ddb"])
+    ledger.observe(result, "w")  # the written ones are remembered: only the failed text is written again
+    assert ledger.flush() == 1 == len(retry.updates) and not ledger.pending
+    found = tables["store"].served_texts(result.hashes, list(heads))
+    assert all([s.model for s in found[h]] == ["logreg", "rf"] for h in result.hashes)
 
 
 # -- live quality ----------------------------------------------------------------------------------------
@@ -475,7 +609,7 @@ def test_feedback_messages_through_the_queue(tables: dict[str, Any], s3: Any) ->
 
     ttl = 2_000_000_000
     served = Served("logreg", "w", (ServedAnswer("1", "production", "sci.med", 0.9, True),))
-    tables["ddb"].put_item(TableName="monitor", Item=ledger_item(text_hash("a text"), served, ttl))
+    tables["ddb"].put_item(TableName="monitor", Item=ledger_item(text_hash("a text"), [served], ttl))
     s3.create_bucket(Bucket="artifacts")
     records = [
         ("m1", data),

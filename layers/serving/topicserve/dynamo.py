@@ -26,7 +26,9 @@ GET_CHUNK = 100
 WRITE_CHUNK = 25
 #: BatchWriteItem calls in flight per environment (one process-wide pool, made at first use)
 WRITE_CONCURRENCY = 4
-_pool: ThreadPoolExecutor | None = None
+#: UpdateItem calls in flight per environment (:func:`set_attributes`; a pool of its own, made at first use)
+UPDATE_CONCURRENCY = 8
+_pools: dict[str, ThreadPoolExecutor] = {}
 _pool_lock = threading.Lock()
 T = TypeVar("T")
 
@@ -61,11 +63,13 @@ def add_numbers(
     *,
     number: Callable[[Any], str] = str,
     if_absent: Mapping[str, Mapping[str, Any]] | None = None,
+    retry: RetryPolicy | None = None,
 ) -> None:
     """One UpdateItem of the item at ``key``: ``ADD`` each of ``numbers`` (attribute -> a number, which
     ``number`` writes as DynamoDB's string), atomic, so any number of environments add to the same item
     without reading it; ``SET`` each of ``sets`` (attribute -> a typed value), and each of ``if_absent``
-    where the item has none yet. Every attribute goes by a placeholder, so reserved words need no care."""
+    where the item has none yet. Every attribute goes by a placeholder, so reserved words need no care.
+    With ``retry``, retried as the batch calls are (what fails after it: :class:`BackendUnavailableError`)."""
     names: dict[str, str] = {}
     values: dict[str, Any] = {}
 
@@ -78,12 +82,22 @@ def add_numbers(
     assigned = ["{} = {}".format(*slot(a, v)) for a, v in sets.items()]
     assigned += ["{0} = if_not_exists({0}, {1})".format(*slot(a, v)) for a, v in (if_absent or {}).items()]
     clauses = [f"ADD {', '.join(added)}" if added else "", f"SET {', '.join(assigned)}" if assigned else ""]
-    client.update_item(
-        TableName=table,
-        Key=dict(key),
-        UpdateExpression=" ".join(c for c in clauses if c),
-        ExpressionAttributeNames=names,
-        ExpressionAttributeValues=values,
+    request: dict[str, Any] = {
+        "TableName": table,
+        "Key": dict(key),
+        "UpdateExpression": " ".join(c for c in clauses if c),
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
+    if retry is None:
+        client.update_item(**request)
+        return
+    _call_until_done(
+        lambda req: client.update_item(**req),
+        request,
+        table=table,
+        unprocessed_field="UnprocessedItems",  # an UpdateItem answer has none: done when it answers
+        retry=retry,
     )
 
 
@@ -173,12 +187,26 @@ def batch_get(
     return items
 
 
-def _writers() -> ThreadPoolExecutor:
-    global _pool
+def _each(pool: str, size: int, work: Callable[[T], None], items: Sequence[T]) -> list[BaseException | None]:
+    """``work`` on every one of ``items``, up to ``size`` at once in the process-wide pool ``pool`` (inline
+    for a single item), every one attempted whatever the others do: each one's failure, None where it
+    succeeded."""
+    if len(items) <= 1:
+        failures: list[BaseException | None] = []
+        for item in items:
+            try:
+                work(item)
+            except Exception as exc:
+                failures.append(exc)
+            else:
+                failures.append(None)
+        return failures
     with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(WRITE_CONCURRENCY, thread_name_prefix="dynamodb-write")
-        return _pool
+        if pool not in _pools:
+            _pools[pool] = ThreadPoolExecutor(size, thread_name_prefix=f"dynamodb-{pool}")
+        executor = _pools[pool]
+    futures = [executor.submit(work, item) for item in items]
+    return [f.exception() for f in futures]
 
 
 def batch_put(
@@ -204,12 +232,26 @@ def batch_put(
             retry=retry,
         )
 
-    parts = list(chunks(items, WRITE_CHUNK))
-    if len(parts) <= 1:
-        for part in parts:
-            put(part)
-        return
-    futures = [_writers().submit(put, part) for part in parts]
-    errors = [exc for f in futures if (exc := f.exception()) is not None]
+    failures = _each("write", WRITE_CONCURRENCY, put, list(chunks(items, WRITE_CHUNK)))
+    errors = [exc for exc in failures if exc is not None]
     if errors:
         raise errors[0]
+
+
+def set_attributes(
+    client: DynamoDBClient,
+    table: str,
+    updates: Sequence[tuple[Mapping[str, Any], Mapping[str, Mapping[str, Any]]]],
+    *,
+    retry: RetryPolicy,
+) -> list[BaseException | None]:
+    """One UpdateItem per ``(key, attributes)``: ``SET`` those attributes (typed values) and no others, so
+    what other writers set on the same item stays; retried as the batch calls are, up to
+    ``UPDATE_CONCURRENCY`` in flight (UpdateItem cannot be batched, and one after the other the round trips
+    are billed Lambda time). Every update is attempted: each one's failure (a
+    :class:`BackendUnavailableError`) comes back in order, None where it was written."""
+
+    def update(one: tuple[Mapping[str, Any], Mapping[str, Mapping[str, Any]]]) -> None:
+        add_numbers(client, table, one[0], {}, one[1], retry=retry)
+
+    return _each("update", UPDATE_CONCURRENCY, update, updates)

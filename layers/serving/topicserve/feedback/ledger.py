@@ -3,36 +3,53 @@
 A synchronous answer has no id, so feedback names it by its text; serving records, for a deterministic
 sample of distinct texts (``share("feedback", text hash) < sample``: the same texts in every environment,
 chosen independently of whether a head was right, so accuracy over them is unbiased), one small item per
-(text, model): the answering version with its stage, label and confidence, and every version compared on
-that text (production beside a canary, a shadow beside production) with its rollout epoch. That is what
-lets a label credit the version that answered, however late it comes, and feed the gate's paired test.
+text holding each model's entry: the answering version with its stage, label and confidence, and every
+version compared on that text (production beside a canary, a shadow beside production) with its rollout
+epoch. That is what lets a label credit the version that answered, however late it comes, and feed the
+gate's paired test.
 
-Cost: one write (one item of ~150 B, one write unit) per sampled distinct text per model, and only when
-the entry changed: a text answered again the same way writes nothing (``remembered`` per environment).
-``FeedbackLedgerSample`` sets the share; at 0.1 it adds ~0.1 write unit per distinct text, the order of
-today's bulk path (0.08, docs/COST.md), and 0 turns it off. A text served again under another routing
-overwrites its entry: the latest answer is the one feedback joins to.
+Cost: one write per sampled distinct text, however many models answered it, and only when an entry
+changed: a text answered again the same way writes nothing (``ServedLedger.written``, per environment and
+model). A flush writes each text once, an ``UpdateItem`` that ``SET``s the model entries it has: a batcher
+pass that answered five models for a text writes once, and the item (~190 B for one model, ~550 B for
+five, ~800 B with a candidate compared on every model) stays one write unit while it is <= 1 KB (an
+update is billed on the larger of the item's sizes before and after), so a text answered by five models
+costs what a text answered by one does. On the synchronous path each model's function writes its own
+entry of the same item (one write per text and function that served it); a ``SET`` leaves the other
+models' entries as they are. UpdateItem cannot be batched: a flush's updates go out several at a time
+(:func:`topicserve.dynamo.set_attributes`). ``FeedbackLedgerSample`` sets the share; at 0.1 it adds ~0.1
+write unit per distinct text, the order of today's bulk path (0.08, docs/COST.md), and 0 turns it off. A
+text served again under another routing overwrites that model's entry: the latest answer is the one
+feedback joins to.
 
 Item layout (in ``MonitorTable``, TTL ``ttl``, so feedback may come as late as the table keeps it):
-``pk = served#<text hash>``, ``sk = <model>``, ``w`` = the serving window, ``a`` = JSON
-``[[version, stage, label, confidence, answered 0/1, epoch], ...]``.
+``pk = served#<text hash>``, ``sk = answers``, and per model that answered the text ``m_<model>`` = JSON
+``[window, [[version, stage, label, confidence, answered 0/1, epoch], ...]]`` (the serving window, then the
+answers as :meth:`~topicserve.feedback.model.ServedAnswer.to_list` writes them).
+
+Migration: items of the earlier layout (one per text and model: ``sk = <model>``, ``w``, ``a``) are not
+read; they expire by their TTL (14 days). Until then a label for a text served only before the change is
+refused as not recorded, as one for an expired entry is.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from topicserve.aws import AwsClient
-from topicserve.dynamo import RetryPolicy, batch_put
+from topicserve.dynamo import RetryPolicy, set_attributes
 from topicserve.feedback.model import Served, ServedAnswer
 from topicserve.rollout.routing import PRODUCTION, SHADOW, share
 from topicserve.rollout.tally import Observation
 
 MAX_REMEMBERED = 50_000  # entries an environment remembers as written (a repeat of one writes nothing)
 LedgerKey = tuple[str, str]  # model, text hash
+PREFIX = "served#"  # the partition key of a text's item: PREFIX + its hash
+SORT_KEY = "answers"  # the one item per text
+ENTRY = "m_"  # a model's entry: attribute ENTRY + model
 
 
 class ServedLike(Protocol):
@@ -76,22 +93,48 @@ def served_entries(result: ServedLike, window: str, sample: float) -> dict[Ledge
     return out
 
 
-def ledger_item(h: str, served: Served, ttl: int) -> dict[str, Any]:
+def ledger_key(h: str) -> dict[str, Any]:
+    """The key of text ``h``'s item."""
+    return {"pk": {"S": f"{PREFIX}{h}"}, "sk": {"S": SORT_KEY}}
+
+
+def ledger_attributes(entries: Iterable[Served]) -> dict[str, dict[str, str]]:
+    """Each model's entry as the attribute of its own (``m_<model>``) that a write sets. Pure."""
     return {
-        "pk": {"S": f"served#{h}"},
-        "sk": {"S": served.model},
-        "w": {"S": served.window},
-        "a": {"S": json.dumps([a.to_list() for a in served.answers], separators=(",", ":"))},
-        "ttl": {"N": str(ttl)},
+        f"{ENTRY}{s.model}": {
+            "S": json.dumps([s.window, [a.to_list() for a in s.answers]], separators=(",", ":"))
+        }
+        for s in entries
     }
 
 
-def served_from_item(item: Mapping[str, Any]) -> Served:
-    return Served(
-        model=item["sk"]["S"],
-        window=item["w"]["S"],
-        answers=tuple(ServedAnswer.from_list(row) for row in json.loads(item["a"]["S"])),
-    )
+def ledger_item(h: str, entries: Iterable[Served], ttl: int) -> dict[str, Any]:
+    """The whole item of text ``h`` with ``entries`` (what the writes leave; a test puts it directly)."""
+    return {**ledger_key(h), **ledger_attributes(entries), "ttl": {"N": str(ttl)}}
+
+
+def text_of_item(item: Mapping[str, Any]) -> str:
+    """The text hash of a ledger item."""
+    return str(item["pk"]["S"]).removeprefix(PREFIX)
+
+
+def served_from_item(item: Mapping[str, Any]) -> list[Served]:
+    """Every model's entry of a ledger item (the models that answered the text)."""
+    out = []
+    for attribute, value in item.items():
+        if attribute.startswith(ENTRY):
+            window, rows = json.loads(value["S"])
+            answers = tuple(ServedAnswer.from_list(row) for row in rows)
+            out.append(Served(attribute.removeprefix(ENTRY), str(window), answers))
+    return out
+
+
+def by_text(entries: Mapping[LedgerKey, Served]) -> dict[str, dict[LedgerKey, Served]]:
+    """The entries grouped by text, in the order they come: one write each. Pure."""
+    out: dict[str, dict[LedgerKey, Served]] = {}
+    for key, served in entries.items():
+        out.setdefault(key[1], {})[key] = served
+    return out
 
 
 class ServedLedger:
@@ -113,20 +156,25 @@ class ServedLedger:
                 self.pending[key] = served
 
     def flush(self) -> int:
-        """Write what is pending (raises on failure: the caller keeps it for the next flush)."""
+        """Write what is pending, one UpdateItem per text (several in flight); returns the writes. Raises
+        when one failed: what it did not write stays pending for the next flush, what it wrote is done."""
         if not self.pending:
             return 0
-        ttl = int(time.time()) + self.ttl_seconds
-        batch = dict(self.pending)
-        batch_put(
-            self.ddb,
-            self.table,
-            [ledger_item(h, served, ttl) for (_, h), served in batch.items()],
-            retry=RetryPolicy(),
-        )
-        for key, served in batch.items():
+        ttl = {"ttl": {"N": str(int(time.time()) + self.ttl_seconds)}}
+        texts = by_text(self.pending)
+        updates = [(ledger_key(h), ledger_attributes(e.values()) | ttl) for h, e in texts.items()]
+        failures = set_attributes(self.ddb, self.table, updates, retry=RetryPolicy())
+        for entries, failure in zip(texts.values(), failures, strict=True):
+            if failure is None:
+                self._written(entries)
+        errors = [f for f in failures if f is not None]
+        if errors:
+            raise errors[0]
+        return len(updates)
+
+    def _written(self, entries: Mapping[LedgerKey, Served]) -> None:
+        for key, served in entries.items():
             self.pending.pop(key, None)
             if len(self.written) >= MAX_REMEMBERED:
                 self.written.clear()
             self.written[key] = served.answers
-        return len(batch)

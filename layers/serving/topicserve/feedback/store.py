@@ -2,8 +2,9 @@
 
 One call of ``POST /v1/feedback`` (up to 1,000 items):
 
-1. join: feedback by text reads the served-answers ledger (one BatchGetItem key per (text, served model),
-   100 keys a call); feedback by batch request reads that batch's result items once (a Query per batch);
+1. join: feedback by text reads the served-answers ledger (one BatchGetItem key per distinct text: its
+   one item holds every model's entry; 100 keys a call); feedback by batch request reads that batch's
+   result items once (a Query per batch);
 2. claim: one conditional put per joined item (``pk = fb#<key>#<answering versions>``,
    ``attribute_not_exists``): an item whose marker exists was counted before and is reported as a
    duplicate, so a retried call counts nothing twice (:func:`claim_key`);
@@ -35,7 +36,7 @@ from botocore.exceptions import ClientError
 from topicserve.aws import AwsClient
 from topicserve.dynamo import RetryPolicy, add_numbers, batch_get, partition
 from topicserve.errors import RegistryError
-from topicserve.feedback.ledger import served_from_item
+from topicserve.feedback.ledger import ledger_key, served_from_item, text_of_item
 from topicserve.feedback.model import (
     FeedbackItem,
     FeedbackSums,
@@ -79,10 +80,13 @@ class FeedbackStore:
     # -- join ------------------------------------------------------------------------------------------
     def served_texts(self, hashes: Sequence[str], models: Sequence[str]) -> dict[str, list[Served]]:
         """text hash -> what each model served for it (models that never answered it are absent)."""
-        keys = [{"pk": {"S": f"served#{h}"}, "sk": {"S": m}} for h in dict.fromkeys(hashes) for m in models]
+        keys = [ledger_key(h) for h in dict.fromkeys(hashes)]
         found: dict[str, list[Served]] = {}
         for item in batch_get(self.ddb, self.table, keys, retry=RetryPolicy()):
-            found.setdefault(item["pk"]["S"].removeprefix("served#"), []).append(served_from_item(item))
+            by_model = {s.model: s for s in served_from_item(item)}
+            served = [by_model[m] for m in dict.fromkeys(models) if m in by_model]
+            if served:
+                found[text_of_item(item)] = served
         return found
 
     def batch_results(self, batch_id: str, window_seconds: int) -> tuple[str, dict[str, dict[str, Any]]]:

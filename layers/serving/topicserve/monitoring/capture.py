@@ -15,8 +15,9 @@ Table layout (``MonitorTable``: partition key ``pk`` S, sort key ``sk`` S, TTL `
 * ``pk = sums#<window>``, ``sk = <model>#<version>``: ``n``, ``conf_sum``, ``c0``..``c19`` (class counts),
   ``h0``..``h9`` (confidence histogram);
 * ``pk = emb#<window>``, ``sk = <text hash>``: ``e`` (384 float32, little-endian bytes);
-* ``pk = served#<text hash>``, ``sk = <model>``: the served-answers ledger label feedback joins to, for
-  the ``ledger_sample`` share of distinct texts (:mod:`topicserve.feedback.ledger`);
+* ``pk = served#<text hash>``, ``sk = answers``: ``m_<model>`` per model that answered the text (its serving
+  window and answers) and ``ttl``: the served-answers ledger label feedback joins to, one item per text
+  for the ``ledger_sample`` share of distinct texts (:mod:`topicserve.feedback.ledger`);
 * ``pk = quality#<window>`` / ``quality#all``, ``sk = <model>#<version>``: label feedback's sums, and
   ``pk = fb#<feedback key>``: its idempotency markers (:mod:`topicserve.feedback.store`).
 """
