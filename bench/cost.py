@@ -103,8 +103,10 @@ class Monitoring:
     """What serving writes for monitoring per text at the template's defaults (MonitorTable is set on every
     serving function), read from topicserve.monitoring.capture and topicserve.feedback.ledger:
 
-    * the served-answers ledger: one ~150-byte item per sampled distinct text and model
-      (FeedbackLedgerSample of the texts, by hash), written once per environment;
+    * the served-answers ledger: one item per sampled distinct text (FeedbackLedgerSample of the texts, by
+      hash) and writer, ~190 bytes with one model's answer and ~90 more per other model a writer answered
+      it with (a batcher pass answering five models writes it once: one write unit), written once per
+      environment;
     * a sampled embedding: one item of 384 float32 (~1.6 KB, 2 write units) for MonitorEmbeddingSample of
       the distinct texts whose embedding the request had in hand (encoded, or an embedding hit); the
       per-window cap (MonitorEmbeddingCap per environment) only lowers it, so this is an upper bound;
@@ -121,7 +123,8 @@ class Monitoring:
     embedding_sample: float = _DEFAULTS.monitor_embedding_sample
     flush_seconds: float = _DEFAULTS.monitor_flush_seconds
     sync_requests_per_second: float = 1.0
-    ledger_item_bytes: float = 150.0
+    ledger_item_bytes: float = 190.0
+    ledger_model_bytes: float = 90.0
     embedding_item_bytes: float = 1_600.0
     sums_item_bytes: float = 300.0
 
@@ -519,12 +522,11 @@ def monitoring_items(
 ) -> list[LineItem]:
     """What serving writes for monitoring per text (see :class:`Monitoring`), and those items' storage."""
     m, p, keep = basis.monitoring, basis.prices, basis.retention.monitor_seconds
-    ledger = m.ledger_sample * distinct * models
+    ledger = m.ledger_sample * distinct  # one item per text, whatever the models (feedback.ledger)
+    ledger_bytes = m.ledger_item_bytes + (models - 1) * m.ledger_model_bytes
     sampled = m.embedding_sample * embeddings
     return [
-        write_item(
-            "served-answers ledger writes (WRU)", ledger * write_units(m.ledger_item_bytes), p, "monitoring"
-        ),
+        write_item("served-answers ledger writes (WRU)", ledger * write_units(ledger_bytes), p, "monitoring"),
         write_item(
             "sampled embedding writes (WRU)", sampled * write_units(m.embedding_item_bytes), p, "monitoring"
         ),
@@ -533,7 +535,7 @@ def monitoring_items(
         ),
         storage_item(
             "ledger entries and sampled embeddings kept",
-            [(ledger, m.ledger_item_bytes), (sampled, m.embedding_item_bytes)],
+            [(ledger, ledger_bytes), (sampled, m.embedding_item_bytes)],
             keep,
             p,
             "monitoring",

@@ -181,11 +181,12 @@ def test_monitoring_writes_per_text() -> None:
         for i in cost.monitoring_items(models=5, distinct=0.5, embeddings=0.4, flushes=0.01, basis=basis)
     }
     assert all(i.column == "monitoring" for i in items.values())
-    assert items["served-answers ledger writes (WRU)"].per_text == pytest.approx(0.1 * 0.5 * 5)  # per model
+    # one ledger item per text whatever the models (190 B + 90 B per other model: one write unit)
+    assert items["served-answers ledger writes (WRU)"].per_text == pytest.approx(0.1 * 0.5)
     assert items["sampled embedding writes (WRU)"].per_text == pytest.approx(0.05 * 0.4 * 2)  # 2 KiB units
     assert items["window sums ADDs (WRU)"].per_text == pytest.approx(0.01 * 5)
     kept = items["ledger entries and sampled embeddings kept"].per_text
-    assert kept == pytest.approx((0.25 * 250 + 0.02 * 1700) / 1e9 * 14 / 30)
+    assert kept == pytest.approx((0.05 * (190 + 4 * 90 + 100) + 0.02 * 1700) / 1e9 * 14 / 30)
     assert cost.Monitoring(sync_requests_per_second=0.05).sync_flushes_per_request == 1.0  # at most one
     assert cost.Monitoring(sync_requests_per_second=2.0).sync_flushes_per_request == pytest.approx(0.05)
 
@@ -306,9 +307,10 @@ def test_sqs_path_at_five_models_is_per_prediction() -> None:
     one = cost.sqs_path("one", _run())
     five = cost.sqs_path("five", _run(models=5))
     assert five.usd_per_million == pytest.approx(five.usd_per_million_texts / 5)
-    # the same measured run: only monitoring's per-model writes differ per text (ledger, sums)
+    # the same measured run: only monitoring differs per text: a window sums ADD per model, and the one
+    # ledger item per text holds four more answers (bigger, still one write unit)
     m = cost.Monitoring()
-    extra = 4 * (m.ledger_sample + 2 / 100) * 0.625 + 4 * m.ledger_sample * 250 / 1e9 * 14 / 30 * 0.25 * 1e6
+    extra = 4 * 2 / 100 * 0.625 + m.ledger_sample * 4 * m.ledger_model_bytes / 1e9 * 14 / 30 * 0.25 * 1e6
     assert five.usd_per_million_texts - one.usd_per_million_texts == pytest.approx(extra)
 
 

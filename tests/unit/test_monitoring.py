@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.helpers import create_table
 from tests.unit.conftest import FakeEncoder, FakeHead
@@ -191,3 +192,29 @@ def test_every_window_of_1000_distinct_texts_keeps_its_share_of_embeddings() -> 
     for i in range(1000):
         reservoir.offer("w", text_hash(str(i)), vector)
     assert len(reservoir.due(final=True)) == 3 and reservoir.due(final=True) == {}  # the cap, nothing twice
+
+
+def test_a_five_model_flush_adds_every_models_sums_and_keeps_only_a_failed_one(
+    ddb: Any, fake_encoder: FakeEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_table(ddb, "monitor", [("pk", "S", "HASH"), ("sk", "S", "RANGE")])
+    store = MonitorStore("monitor", ddb)
+    clock = Clock(1_800_000_000.0)
+    capture = Capture(store, window_seconds=60, sample=0.0, cap=0, flush_seconds=0, clock=clock)
+    models = ["logreg", "rf", "hgb", "mlp", "ensemble"]
+    service = InferenceService(fake_encoder, {m: FakeHead(m, "1") for m in models})
+    capture.observe(service.predict([f"text {i}" for i in range(20)], models))
+    real = ddb.update_item
+
+    def rf_fails(**kwargs: Any) -> Any:
+        if kwargs["Key"]["sk"]["S"] == "rf#1":
+            raise ClientError({"Error": {"Code": "ValidationException", "Message": "no"}}, "UpdateItem")
+        return real(**kwargs)
+
+    monkeypatch.setattr(ddb, "update_item", rf_fails)
+    assert capture.maybe_flush() == 4  # the others were added, in flight together
+    window = window_start(clock.now, 60)
+    assert set(store.window_sums(window)) == {(m, "1") for m in models if m != "rf"}
+    monkeypatch.setattr(ddb, "update_item", real)
+    assert capture.maybe_flush() == 1  # rf's sums were kept, and added once
+    assert {k: s.n for k, s in store.window_sums(window).items()} == {(m, "1"): 20 for m in models}

@@ -238,6 +238,24 @@ def batch_put(
         raise errors[0]
 
 
+#: one UpdateItem: the item's key, the numbers to ``ADD``, the typed attributes to ``SET``
+Update = tuple[Mapping[str, Any], Mapping[str, Any], Mapping[str, Mapping[str, Any]]]
+
+
+def update_each(
+    client: DynamoDBClient, table: str, updates: Sequence[Update], *, retry: RetryPolicy
+) -> list[BaseException | None]:
+    """One UpdateItem per :data:`Update` (:func:`add_numbers`), retried as the batch calls are, up to
+    ``UPDATE_CONCURRENCY`` in flight: UpdateItem cannot be batched, and one after the other the round trips
+    are billed Lambda time (a five-model batch flushes five window sums). Every update is attempted: each
+    one's failure (a :class:`BackendUnavailableError`) comes back in order, None where it was written."""
+
+    def update(one: Update) -> None:
+        add_numbers(client, table, one[0], one[1], one[2], retry=retry)
+
+    return _each("update", UPDATE_CONCURRENCY, update, updates)
+
+
 def set_attributes(
     client: DynamoDBClient,
     table: str,
@@ -245,13 +263,6 @@ def set_attributes(
     *,
     retry: RetryPolicy,
 ) -> list[BaseException | None]:
-    """One UpdateItem per ``(key, attributes)``: ``SET`` those attributes (typed values) and no others, so
-    what other writers set on the same item stays; retried as the batch calls are, up to
-    ``UPDATE_CONCURRENCY`` in flight (UpdateItem cannot be batched, and one after the other the round trips
-    are billed Lambda time). Every update is attempted: each one's failure (a
-    :class:`BackendUnavailableError`) comes back in order, None where it was written."""
-
-    def update(one: tuple[Mapping[str, Any], Mapping[str, Mapping[str, Any]]]) -> None:
-        add_numbers(client, table, one[0], {}, one[1], retry=retry)
-
-    return _each("update", UPDATE_CONCURRENCY, update, updates)
+    """:func:`update_each` that only ``SET``s: those attributes and no others, so what other writers set on
+    the same item stays."""
+    return update_each(client, table, [(key, {}, attributes) for key, attributes in updates], retry=retry)

@@ -35,7 +35,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from topicserve.aws import AwsClient
-from topicserve.dynamo import RetryPolicy, add_numbers, batch_put, partition
+from topicserve.dynamo import RetryPolicy, batch_put, partition, update_each
 from topicserve.feedback.ledger import ServedLedger, ServedLike
 from topicserve.monitoring.drift import histogram
 from topicserve.rollout.routing import share
@@ -192,10 +192,14 @@ class Capture:
         self._take_sample(final=window_start(self.clock(), self.window_seconds) != self.reservoir.window)
         written = 0
         try:
-            for key in list(self.sums):
-                self.store.add_sums(*key, self.sums[key])
-                del self.sums[key]
-                written += 1
+            keys = list(self.sums)
+            failures = self.store.add_sums({key: self.sums[key] for key in keys})
+            for key, failure in zip(keys, failures, strict=True):
+                if failure is None:  # a failed one stays summed for the next flush
+                    del self.sums[key]
+                    written += 1
+            if errors := [f for f in failures if f is not None]:
+                raise errors[0]
             for window in list(self.samples):
                 self.store.put_embeddings(window, self.samples.pop(window))
                 written += 1
@@ -280,10 +284,23 @@ class MonitorStore:
         self.ddb = client
         self.ttl_seconds = ttl_seconds
 
-    def add_sums(self, window: str, model: str, version: str, sums: WindowSums) -> None:
-        key = {"pk": {"S": f"sums#{window}"}, "sk": {"S": f"{model}#{version}"}}
-        sets = {"model": {"S": model}, "version": {"S": version}, "ttl": {"N": str(self._ttl())}}
-        add_numbers(self.ddb, self.table, key, sums.to_values(), sets)
+    def add_sums(self, sums: Mapping[SumsKey, WindowSums]) -> list[BaseException | None]:
+        """Each (window, model, version)'s sums added to its item, all at once (one UpdateItem each, in
+        flight together): each one's failure in order, None where it was added."""
+        ttl = {"N": str(self._ttl())}
+        return update_each(
+            self.ddb,
+            self.table,
+            [
+                (
+                    {"pk": {"S": f"sums#{window}"}, "sk": {"S": f"{model}#{version}"}},
+                    s.to_values(),
+                    {"model": {"S": model}, "version": {"S": version}, "ttl": ttl},
+                )
+                for (window, model, version), s in sums.items()
+            ],
+            retry=RetryPolicy(),
+        )
 
     def put_embeddings(self, window: str, vectors: Mapping[str, np.ndarray]) -> None:
         ttl = str(self._ttl())
