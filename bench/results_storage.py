@@ -50,10 +50,14 @@ from botocore.exceptions import ClientError
 
 from bench.common import say
 from bench.cost import (
+    DDB_ITEM_OVERHEAD_BYTES,
     DDB_READ_UNIT_BYTES,
     DDB_WRITE_UNIT_BYTES,
+    GB,
     MILLION,
+    MONTH_SECONDS,
     PRICES,
+    Prices,
     ddb_item_bytes,
     query_read_units,
     read_units,
@@ -83,31 +87,11 @@ if TYPE_CHECKING:  # the boto3 stubs: development environment only
 GROUPED, S3 = "grouped_items", "s3_objects"
 VARIANTS = (GROUPED, S3)
 #: DynamoDB bills each stored item 100 bytes of index overhead on top of its own size
-DDB_ITEM_OVERHEAD_BYTES = 100
-#: AWS storage is billed per GB-month of 2^30 bytes; a month is 730 hours
-GIB = 1024**3
-MONTH_SECONDS = 730 * 3600
 #: the cheaper way must not be more than this many times slower at p50 (write or page read) to be chosen
 #: on cost alone; beyond it the reason says so
 LATENCY_TOLERANCE = 2.0
 #: the largest DynamoDB item: where the break-even search stops
 DDB_MAX_ITEM_BYTES = 400 * 1024
-
-
-@dataclass(frozen=True)
-class StoragePrices:
-    """USD per unit, us-east-1 list prices: DynamoDB on demand (bench.cost.PRICES) and S3 Standard."""
-
-    ddb_write_unit: float = PRICES.ddb_write_unit
-    ddb_read_unit: float = PRICES.ddb_read_unit
-    ddb_gb_month: float = 0.25
-    s3_put: float = 0.005 / 1000  # PUT, COPY, POST
-    s3_list: float = 0.005 / 1000  # LIST is billed as a PUT
-    s3_get: float = 0.0004 / 1000
-    s3_gb_month: float = 0.023
-
-
-STORAGE_PRICES = StoragePrices()
 
 
 # -- pure arithmetic -----------------------------------------------------------------------------------------
@@ -134,13 +118,11 @@ class Units:
 
 
 def storage_usd(stored_bytes: float, gb_month: float, ttl_seconds: float) -> float:
-    """What ``stored_bytes`` kept for ``ttl_seconds`` cost (GB-months of 2^30 bytes, 730-hour months)."""
-    return stored_bytes / GIB * gb_month * ttl_seconds / MONTH_SECONDS
+    """What ``stored_bytes`` kept for ``ttl_seconds`` cost (GB-months, as bench.cost counts them)."""
+    return stored_bytes / GB * gb_month * ttl_seconds / MONTH_SECONDS
 
 
-def usd_per_million(
-    per_text: Units, ttl_seconds: float, prices: StoragePrices = STORAGE_PRICES
-) -> dict[str, float]:
+def usd_per_million(per_text: Units, ttl_seconds: float, prices: Prices = PRICES) -> dict[str, float]:
     """$ per million texts of ``per_text`` units: writes (WRU, PUTs), one full read (RRU, GETs, LISTs) and
     storage for the results' lifetime."""
     writes = per_text.wru * prices.ddb_write_unit + per_text.s3_put * prices.s3_put
@@ -149,15 +131,15 @@ def usd_per_million(
         + per_text.s3_get * prices.s3_get
         + per_text.s3_list * prices.s3_list
     )
-    storage = storage_usd(per_text.ddb_bytes, prices.ddb_gb_month, ttl_seconds) + storage_usd(
-        per_text.s3_bytes, prices.s3_gb_month, ttl_seconds
+    storage = storage_usd(per_text.ddb_bytes, prices.ddb_storage_gb_month, ttl_seconds) + storage_usd(
+        per_text.s3_bytes, prices.s3_storage_gb_month, ttl_seconds
     )
     out = {"writes": writes * MILLION, "reads": reads * MILLION, "storage": storage * MILLION}
     out["total"] = sum(out.values())
     return out
 
 
-def break_even_chunk_bytes(prices: StoragePrices = STORAGE_PRICES) -> float:
+def break_even_chunk_bytes(prices: Prices = PRICES) -> float:
     """Chunk bytes at which one S3 PUT costs what the chunk's DynamoDB item write costs: a PUT is worth
     ``s3_put / ddb_write_unit`` write units of 1 KiB each (8 at list prices: 8,192 bytes). Smaller
     chunks are cheaper to write as items, larger ones as objects (both ways pay the same ``#meta``
@@ -165,9 +147,7 @@ def break_even_chunk_bytes(prices: StoragePrices = STORAGE_PRICES) -> float:
     return prices.s3_put / prices.ddb_write_unit * DDB_WRITE_UNIT_BYTES
 
 
-def chunk_usd(
-    chunk_bytes: int, ttl_seconds: float, prices: StoragePrices = STORAGE_PRICES
-) -> dict[str, float]:
+def chunk_usd(chunk_bytes: int, ttl_seconds: float, prices: Prices = PRICES) -> dict[str, float]:
     """One chunk's own cost each way, written once, read once, kept for ``ttl_seconds``: the item's write
     units, its share of a Query (which sums the items it reads before rounding to 4 KiB) and its storage
     with DynamoDB's per-item overhead; or one PUT, one GET and the object's storage. The ``#meta`` item
@@ -175,13 +155,13 @@ def chunk_usd(
     item = (
         write_units(chunk_bytes) * prices.ddb_write_unit
         + chunk_bytes / DDB_READ_UNIT_BYTES * prices.ddb_read_unit
-        + storage_usd(chunk_bytes + DDB_ITEM_OVERHEAD_BYTES, prices.ddb_gb_month, ttl_seconds)
+        + storage_usd(chunk_bytes + DDB_ITEM_OVERHEAD_BYTES, prices.ddb_storage_gb_month, ttl_seconds)
     )
-    obj = prices.s3_put + prices.s3_get + storage_usd(chunk_bytes, prices.s3_gb_month, ttl_seconds)
+    obj = prices.s3_put + prices.s3_get + storage_usd(chunk_bytes, prices.s3_storage_gb_month, ttl_seconds)
     return {GROUPED: item, S3: obj}
 
 
-def break_even_total_bytes(ttl_seconds: float, prices: StoragePrices = STORAGE_PRICES) -> int | None:
+def break_even_total_bytes(ttl_seconds: float, prices: Prices = PRICES) -> int | None:
     """The smallest chunk size (bytes, to the byte) from which an S3 object costs no more than a grouped
     item over a chunk's life (:func:`chunk_usd`); None if none up to DynamoDB's 400 KB item limit."""
 
@@ -616,7 +596,7 @@ def run(
     ttl_seconds: int | None = None,
     prefix: str = "bench-results-storage",
     cleanup: bool = True,
-    prices: StoragePrices = STORAGE_PRICES,
+    prices: Prices = PRICES,
 ) -> dict[str, Any]:
     """Store the stream ``chunks`` (one batch's, any batch id) both ways ``rounds`` times, alternating
     which goes first, after one unmeasured warm-up round of each; read every page back (``limit``
@@ -687,7 +667,7 @@ def summarise(
     limit: int,
     chunks_per_write: int,
     ttl_seconds: int,
-    prices: StoragePrices = STORAGE_PRICES,
+    prices: Prices = PRICES,
 ) -> dict[str, Any]:
     """The returned dict: per way, p50 wall ms, units and $ per text; the stream; the break-evens; the
     choice."""

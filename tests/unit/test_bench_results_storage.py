@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bench import results_storage as rs
-from bench.cost import ddb_item_bytes
+from bench.cost import PRICES, Prices, ddb_item_bytes
 from tests.helpers import RESULTS_KEYS, create_table
 from tests.unit.test_results_queue import answer
 from topicserve.results import BatchPage, ResultChunk, ResultsStore, public
@@ -217,17 +217,17 @@ def test_dollars_per_million_texts_by_hand() -> None:
     per_text = rs.Units(
         wru=0.15, rru=1 / 30, s3_put=0.1, s3_get=0.2, s3_list=0.05, ddb_bytes=1000, s3_bytes=2000
     )
-    usd = rs.usd_per_million(per_text, ttl_seconds=730 * 3600)  # one month
+    usd = rs.usd_per_million(per_text, ttl_seconds=30 * 24 * 3600)  # one month, as bench.cost counts it
     assert usd["writes"] == pytest.approx(0.15 * 0.625 + 0.1 * 5.0)
     assert usd["reads"] == pytest.approx(0.125 / 30 + 0.2 * 0.4 + 0.05 * 5.0)
-    assert usd["storage"] == pytest.approx((1000 * 0.25 + 2000 * 0.023) / 2**30 * 1e6)
+    assert usd["storage"] == pytest.approx((1000 * 0.25 + 2000 * 0.023) / 1e9 * 1e6)
     assert usd["total"] == pytest.approx(usd["writes"] + usd["reads"] + usd["storage"])
-    assert rs.storage_usd(2**30, 0.25, 730 * 3600 / 30) == pytest.approx(0.25 / 30)
+    assert rs.storage_usd(1e9, 0.25, 24 * 3600) == pytest.approx(0.25 / 30)  # a GB for a day
 
 
 def test_break_even_chunk_bytes() -> None:
     assert rs.break_even_chunk_bytes() == 8192  # a PUT ($5 per M) is 8 write units ($0.625 per M)
-    ten = rs.StoragePrices(s3_put=10 * rs.STORAGE_PRICES.ddb_write_unit)
+    ten = Prices(s3_put=10 * PRICES.ddb_write_unit)
     assert rs.break_even_chunk_bytes(ten) == 10 * 1024
     # with a GET and a day's storage: up to 8 KiB an item (8 WRU + 2 RRU = $5.25 per M) beats PUT + GET
     # ($5.40); from 8,193 B it takes 9 WRU ($5.875)
@@ -235,8 +235,8 @@ def test_break_even_chunk_bytes() -> None:
     assert rs.break_even_total_bytes(day) == 8193
     assert rs.chunk_usd(8192, day)["grouped_items"] < rs.chunk_usd(8192, day)["s3_objects"]
     assert rs.chunk_usd(8193, day)["s3_objects"] < rs.chunk_usd(8193, day)["grouped_items"]
-    assert rs.break_even_total_bytes(day, rs.StoragePrices(s3_put=1.0)) is None
-    assert rs.break_even_total_bytes(day, rs.StoragePrices(s3_put=0.0, s3_get=0.0)) == 1
+    assert rs.break_even_total_bytes(day, Prices(s3_put=1.0)) is None
+    assert rs.break_even_total_bytes(day, Prices(s3_put=0.0, s3_get=0.0)) == 1
 
 
 def figures(total: float, write_ms: float, read_ms: float) -> dict[str, Any]:
