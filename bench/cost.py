@@ -107,9 +107,10 @@ class Monitoring:
       hash) and writer, ~190 bytes with one model's answer and ~90 more per other model a writer answered
       it with (a batcher pass answering five models writes it once: one write unit), written once per
       environment;
-    * a sampled embedding: one item of 384 float32 (~1.6 KB, 2 write units) for MonitorEmbeddingSample of
-      the distinct texts whose embedding the request had in hand (encoded, or an embedding hit); the
-      per-window cap (MonitorEmbeddingCap per environment) only lowers it, so this is an upper bound;
+    * a sampled embedding: one item of 384 half-precision floats (~0.9 KB, 1 write unit) for
+      MonitorEmbeddingSample of the distinct texts whose embedding the request had in hand (encoded, or an
+      embedding hit); the per-window cap (MonitorEmbeddingCap per environment) only lowers it, so this is
+      an upper bound;
     * the window sums: one ADD per model version per flush; the batcher flushes after every batch
       (MONITOR_FLUSH_SECONDS 0), a predict function every MonitorFlushSeconds, which per request depends on
       its rate: ``sync_requests_per_second`` per environment is an assumption;
@@ -125,7 +126,7 @@ class Monitoring:
     sync_requests_per_second: float = 1.0
     ledger_item_bytes: float = 190.0
     ledger_model_bytes: float = 90.0
-    embedding_item_bytes: float = 1_600.0
+    embedding_item_bytes: float = 880.0  # 384 half-precision floats + key, format and TTL
     sums_item_bytes: float = 300.0
 
     @property

@@ -218,3 +218,25 @@ def test_a_five_model_flush_adds_every_models_sums_and_keeps_only_a_failed_one(
     monkeypatch.setattr(ddb, "update_item", real)
     assert capture.maybe_flush() == 1  # rf's sums were kept, and added once
     assert {k: s.n for k, s in store.window_sums(window).items()} == {(m, "1"): 20 for m in models}
+
+
+def test_a_sampled_embedding_is_one_write_unit_and_old_float32_items_still_read(ddb: Any) -> None:
+    from bench.cost import ddb_item_bytes
+    from topicserve.monitoring.capture import encode_vector
+
+    create_table(ddb, "monitor", [("pk", "S", "HASH"), ("sk", "S", "RANGE")])
+    store = MonitorStore("monitor", ddb)
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(3, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    window = "2026-12-07T06:00:00Z"
+    store.put_embeddings(window, {f"{i:032x}": v for i, v in enumerate(vectors[:2])})
+    old = {"pk": {"S": f"emb#{window}"}, "sk": {"S": "f" * 32}, "e": {"B": vectors[2].tobytes()}}
+    ddb.put_item(TableName="monitor", Item=old)  # written before half precision: float32, no "f"
+    items = ddb.scan(TableName="monitor")["Items"]
+    assert max(ddb_item_bytes(i) for i in items if "f" in i) <= 1024  # one write unit
+    back = store.window_embeddings(window)
+    assert back.dtype == np.float32 and back.shape == (3, 384)
+    assert np.array_equal(back[2], vectors[2])  # the old item, exact
+    assert np.abs(back[:2] - vectors[:2]).max() < 1e-3  # half precision
+    assert len(encode_vector(vectors[0])) == 768

@@ -14,7 +14,8 @@ All of it is summed in memory and written at most every ``flush_seconds``: the c
 Table layout (``MonitorTable``: partition key ``pk`` S, sort key ``sk`` S, TTL ``ttl``):
 * ``pk = sums#<window>``, ``sk = <model>#<version>``: ``n``, ``conf_sum``, ``c0``..``c19`` (class counts),
   ``h0``..``h9`` (confidence histogram);
-* ``pk = emb#<window>``, ``sk = <text hash>``: ``e`` (384 float32, little-endian bytes);
+* ``pk = emb#<window>``, ``sk = <text hash>``: ``e`` (384 half-precision floats, little-endian bytes; ``f`` =
+  ``f2``, absent on float32 items written before);
 * ``pk = served#<text hash>``, ``sk = answers``: ``m_<model>`` per model that answered the text (its serving
   window and answers) and ``ttl``: the served-answers ledger label feedback joins to, one item per text
   for the ``ledger_sample`` share of distinct texts (:mod:`topicserve.feedback.ledger`);
@@ -48,16 +49,23 @@ BINS = 10
 MAX_SEEN = 50_000  # text hashes remembered per window and model version, for the distinct count
 SumsKey = tuple[str, str, str]  # window, model, version
 
-_VECTOR = np.dtype("<f4")
+#: a sampled embedding is stored in half precision: 768 bytes for 384 dimensions, so the item with its key
+#: stays under 1 KiB (one write unit; float32's 1,536 bytes took two, the larger part of what monitoring
+#: cost a text). The drift statistics (mean shift, the domain classifier) need ~3 digits, not float32's 7:
+#: half precision moves a unit vector's components by ~1e-5. Items written before carry no ``f`` and are
+#: float32.
+_VECTOR, _FORMAT = np.dtype("<f2"), "f2"
+_FLOAT32 = np.dtype("<f4")
 
 
 def encode_vector(vector: np.ndarray) -> bytes:
-    """Raw little-endian float32: a sampled embedding is kept exact for the drift tests."""
+    """Raw little-endian half-precision floats."""
     return np.ascontiguousarray(vector, dtype=_VECTOR).tobytes()
 
 
-def decode_vector(blob: bytes) -> np.ndarray:
-    return np.frombuffer(blob, dtype=_VECTOR)
+def decode_vector(blob: bytes, stored: str | None = _FORMAT) -> np.ndarray:
+    """A stored embedding as float32 (``stored``: the item's ``f``; None for float32 items written before)."""
+    return np.frombuffer(blob, dtype=_VECTOR if stored == _FORMAT else _FLOAT32).astype(np.float32)
 
 
 @dataclass
@@ -312,6 +320,7 @@ class MonitorStore:
                     "pk": {"S": f"emb#{window}"},
                     "sk": {"S": h},
                     "e": {"B": encode_vector(v)},
+                    "f": {"S": _FORMAT},
                     "ttl": {"N": ttl},
                 }
                 for h, v in vectors.items()
@@ -326,7 +335,7 @@ class MonitorStore:
         }
 
     def window_embeddings(self, window: str) -> np.ndarray:
-        rows = [decode_vector(i["e"]["B"]) for i in self._query(f"emb#{window}")]
+        rows = [decode_vector(i["e"]["B"], i.get("f", {}).get("S")) for i in self._query(f"emb#{window}")]
         return np.vstack(rows) if rows else np.zeros((0, 384), dtype=np.float32)
 
     def _query(self, pk: str) -> list[dict[str, Any]]:
