@@ -243,12 +243,14 @@ Update = tuple[Mapping[str, Any], Mapping[str, Any], Mapping[str, Mapping[str, A
 
 
 def update_each(
-    client: DynamoDBClient, table: str, updates: Sequence[Update], *, retry: RetryPolicy
+    client: DynamoDBClient, table: str, updates: Sequence[Update], *, retry: RetryPolicy | None
 ) -> list[BaseException | None]:
-    """One UpdateItem per :data:`Update` (:func:`add_numbers`), retried as the batch calls are, up to
-    ``UPDATE_CONCURRENCY`` in flight: UpdateItem cannot be batched, and one after the other the round trips
-    are billed Lambda time (a five-model batch flushes five window sums). Every update is attempted: each
-    one's failure (a :class:`BackendUnavailableError`) comes back in order, None where it was written."""
+    """One UpdateItem per :data:`Update` (:func:`add_numbers`), up to ``UPDATE_CONCURRENCY`` in flight:
+    UpdateItem cannot be batched, and one after the other the round trips are billed Lambda time (a
+    five-model batch flushes five window sums). With ``retry``, each is retried as the batch calls are;
+    without, it is tried once (for writes that wait for the next flush anyway: retries against a backend
+    that is down would hold the request). Every update is attempted: each one's failure comes back in
+    order, None where it was written."""
 
     def update(one: Update) -> None:
         add_numbers(client, table, one[0], one[1], one[2], retry=retry)

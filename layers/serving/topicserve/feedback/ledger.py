@@ -18,7 +18,7 @@ costs what a text answered by one does. On the synchronous path each model's fun
 entry of the same item (one write per text and function that served it); a ``SET`` leaves the other
 models' entries as they are. UpdateItem cannot be batched: a flush's updates go out several at a time
 (:func:`topicserve.dynamo.set_attributes`). ``FeedbackLedgerSample`` sets the share; at 0.1 it adds ~0.1
-write unit per distinct text, the order of today's bulk path (0.08, docs/COST.md), and 0 turns it off. A
+write unit per distinct text (of the bulk path's ~0.25 over every table, docs/COST.md), and 0 turns it off. A
 text served again under another routing overwrites that model's entry: the latest answer is the one
 feedback joins to.
 

@@ -294,7 +294,9 @@ class MonitorStore:
 
     def add_sums(self, sums: Mapping[SumsKey, WindowSums]) -> list[BaseException | None]:
         """Each (window, model, version)'s sums added to its item, all at once (one UpdateItem each, in
-        flight together): each one's failure in order, None where it was added."""
+        flight together), each tried once: a failed one stays summed for the next flush, and retries
+        against a DynamoDB that is down would hold the request that flushes. Each one's failure in order,
+        None where it was added."""
         ttl = {"N": str(self._ttl())}
         return update_each(
             self.ddb,
@@ -307,7 +309,7 @@ class MonitorStore:
                 )
                 for (window, model, version), s in sums.items()
             ],
-            retry=RetryPolicy(),
+            retry=None,
         )
 
     def put_embeddings(self, window: str, vectors: Mapping[str, np.ndarray]) -> None:
