@@ -86,7 +86,6 @@ if TYPE_CHECKING:  # the boto3 stubs: development environment only
 
 GROUPED, S3 = "grouped_items", "s3_objects"
 VARIANTS = (GROUPED, S3)
-#: DynamoDB bills each stored item 100 bytes of index overhead on top of its own size
 #: the cheaper way must not be more than this many times slower at p50 (write or page read) to be chosen
 #: on cost alone; beyond it the reason says so
 LATENCY_TOLERANCE = 2.0
@@ -371,13 +370,7 @@ class S3ChunkStore:
             )
 
         list(self.pool.map(put, unique) if len(unique) > 1 else map(put, unique))
-        by_batch: dict[str, list[ResultChunk]] = {}
-        for c in unique:
-            by_batch.setdefault(c.batch_id, []).append(c)
-        for batch_id, group in by_batch.items():
-            if not self.meta._count(batch_id, group):  # one of them was counted before: one at a time
-                for c in group:
-                    self.meta._count(batch_id, [c])
+        self.meta.count_chunks(unique)
 
     def _get(self, batch_id: str, chunk: int) -> bytes:
         body: bytes = self.s3.get_object(Bucket=self.bucket, Key=self.key(batch_id, chunk))["Body"].read()

@@ -184,8 +184,14 @@ class ResultsStore:
         batch_put(
             self.client, self.table, [self._chunk_item(c, ttl) for c in unique.values()], retry=self.retry
         )
+        self.count_chunks(list(unique.values()))
+
+    def count_chunks(self, chunks: Sequence[ResultChunk]) -> None:
+        """Each written chunk's number and size added to its batch's ``#meta`` item: one conditional update
+        per batch, and one per chunk when one of them was counted before (a redelivery), so none counts
+        twice. Apart from the write so another way of storing the chunks keeps the same progress."""
         by_batch: dict[str, list[ResultChunk]] = {}
-        for c in unique.values():
+        for c in chunks:
             by_batch.setdefault(c.batch_id, []).append(c)
         for batch_id, group in by_batch.items():
             if not self._count(batch_id, group):  # one of them was counted before: one at a time
