@@ -26,7 +26,7 @@ GET_CHUNK = 100
 WRITE_CHUNK = 25
 #: BatchWriteItem calls in flight per environment (one process-wide pool, made at first use)
 WRITE_CONCURRENCY = 4
-#: UpdateItem calls in flight per environment (:func:`set_attributes`; a pool of its own, made at first use)
+#: UpdateItem calls in flight per environment (:func:`update_each`; a pool of its own, made at first use)
 UPDATE_CONCURRENCY = 8
 _pools: dict[str, ThreadPoolExecutor] = {}
 _pool_lock = threading.Lock()
@@ -232,10 +232,14 @@ def batch_put(
             retry=retry,
         )
 
-    failures = _each("write", WRITE_CONCURRENCY, put, list(chunks(items, WRITE_CHUNK)))
-    errors = [exc for exc in failures if exc is not None]
-    if errors:
-        raise errors[0]
+    raise_first(_each("write", WRITE_CONCURRENCY, put, list(chunks(items, WRITE_CHUNK))))
+
+
+def raise_first(failures: Sequence[BaseException | None]) -> None:
+    """Raise the first failure of work that was all attempted (None: that part succeeded)."""
+    for failure in failures:
+        if failure is not None:
+            raise failure
 
 
 #: one UpdateItem: the item's key, the numbers to ``ADD``, the typed attributes to ``SET``

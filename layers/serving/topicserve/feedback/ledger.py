@@ -40,7 +40,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from topicserve.aws import AwsClient
-from topicserve.dynamo import RetryPolicy, set_attributes
+from topicserve.dynamo import RetryPolicy, raise_first, set_attributes
 from topicserve.feedback.model import Served, ServedAnswer
 from topicserve.rollout.routing import PRODUCTION, SHADOW, share
 from topicserve.rollout.tally import Observation
@@ -167,9 +167,7 @@ class ServedLedger:
         for entries, failure in zip(texts.values(), failures, strict=True):
             if failure is None:
                 self._written(entries)
-        errors = [f for f in failures if f is not None]
-        if errors:
-            raise errors[0]
+        raise_first(failures)
         return len(updates)
 
     def _written(self, entries: Mapping[LedgerKey, Served]) -> None:

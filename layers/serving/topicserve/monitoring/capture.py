@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from topicserve.aws import AwsClient
-from topicserve.dynamo import RetryPolicy, batch_put, partition, update_each
+from topicserve.dynamo import RetryPolicy, batch_put, partition, raise_first, update_each
 from topicserve.feedback.ledger import ServedLedger, ServedLike
 from topicserve.monitoring.drift import histogram
 from topicserve.rollout.routing import share
@@ -206,8 +206,7 @@ class Capture:
                 if failure is None:  # a failed one stays summed for the next flush
                     del self.sums[key]
                     written += 1
-            if errors := [f for f in failures if f is not None]:
-                raise errors[0]
+            raise_first(failures)
             for window in list(self.samples):
                 self.store.put_embeddings(window, self.samples.pop(window))
                 written += 1
