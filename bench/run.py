@@ -314,8 +314,7 @@ def run_cloud(
                 sizes = [billing.chunk_item_bytes(st, b) for b in run["batch_ids"]]
                 run["result_chunk_bytes"] = statistics.median([s for s in sizes if s] or [0.0]) or None
                 run["note"] = note
-            measured["five_models"] = five_models
-            measured["sqs_unique_5"] = five_models["five"]
+            measured["five_models"] = five_models  # sqs_unique_5 and its paired one-model row
             unique_batches = sqs_cap["batcher_time"]["batches"]
             say("== results stored as grouped items against S3 objects per chunk, on the same streams")
             table = st.info["tables"]["results"]
